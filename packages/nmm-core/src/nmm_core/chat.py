@@ -1,0 +1,123 @@
+"""Chat formatting and collation: the model's own chat template, loss on the answer only.
+
+The training text is the generation prompt the model sees at inference (its processor's chat
+template with `add_generation_prompt`) followed by the answer and the family's end-of-turn
+token. Only those answer tokens carry loss; prompt, image and padding tokens are -100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from nmm_core.families import Family
+from nmm_core.records import Example, load_image
+
+IGNORE_INDEX = -100
+
+PromptFn = Callable[[Example], str]
+
+
+def user_messages(prompt: str, *, has_image: bool = True) -> list[dict[str, Any]]:
+    """One user turn: the image first, then the prompt text (the layout every family expects)."""
+    content: list[dict[str, Any]] = [{"type": "image"}] if has_image else []
+    content.append({"type": "text", "text": prompt})
+    return [{"role": "user", "content": content}]
+
+
+def render_prompt(processor, family: Family, prompt: str, *, has_image: bool = True) -> str:
+    """The exact text the model is given before it answers."""
+    if not family.chat:
+        return prompt
+    return processor.apply_chat_template(
+        user_messages(prompt, has_image=has_image), tokenize=False, add_generation_prompt=True
+    )
+
+
+def render_answer(family: Family, answer: str) -> str:
+    """What follows the prompt in training: the answer and the end-of-turn token."""
+    return f"{family.answer_prefix}{answer}{family.end_of_turn}"
+
+
+def _tokenizer(processor):
+    return getattr(processor, "tokenizer", processor)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class VlmCollator:
+    """Turn a list of `Example`s into a model batch; with `train`, add answer-only labels."""
+
+    def __init__(
+        self,
+        processor,
+        family: Family,
+        *,
+        prompt_fn: PromptFn | None = None,
+        train: bool = True,
+    ) -> None:
+        self.processor = processor
+        self.family = family
+        self.prompt_fn = prompt_fn or (lambda ex: ex.prompt)
+        self.train = train
+        self.tokenizer = _tokenizer(processor)
+        self.eot_id = self.tokenizer.convert_tokens_to_ids(family.end_of_turn)
+
+    def texts(self, examples: Sequence[Example]) -> tuple[list[str], list[str]]:
+        """(prompts, full training texts) for `examples`."""
+        prompts = [
+            render_prompt(
+                self.processor, self.family, self.prompt_fn(ex), has_image=ex.image is not None
+            )
+            for ex in examples
+        ]
+        fulls = [p + render_answer(self.family, ex.answer) for p, ex in zip(prompts, examples)]
+        return prompts, fulls
+
+    def _answer_lengths(self, prompts: list[str], fulls: list[str]) -> list[int]:
+        # Tokenize text only (image placeholders unexpanded): the answer is the suffix of the
+        # full text beyond its common prefix with the prompt, so its length survives expansion.
+        tok = self.tokenizer
+        p_ids = tok(prompts, add_special_tokens=True)["input_ids"]
+        f_ids = tok(fulls, add_special_tokens=True)["input_ids"]
+        return [len(f) - _common_prefix(p, f) for p, f in zip(p_ids, f_ids)]
+
+    def encode(self, texts: list[str], examples: Sequence[Example], padding_side: str):
+        """Run the processor on texts and the examples' images."""
+        has_images = [ex.image is not None for ex in examples]
+        kwargs: dict[str, Any] = dict(return_tensors="pt", padding=True)
+        if not self.family.chat:
+            return self.tokenizer(texts, padding_side=padding_side, **kwargs)
+        if any(has_images):
+            if not all(has_images):
+                raise ValueError("a batch mixes examples with and without images")
+            images = [load_image(ex) for ex in examples]
+            kwargs["images"] = [[im] for im in images] if self.family.nested_images else images
+        kwargs.update(self.family.processor_kwargs)
+        return self.processor(text=texts, padding_side=padding_side, **kwargs)
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+        prompts, fulls = self.texts(examples)
+        if not self.train:
+            return dict(self.encode(prompts, examples, "left"))
+        batch = dict(self.encode(fulls, examples, "right"))
+        batch["labels"] = self.labels(batch["input_ids"], batch["attention_mask"], prompts, fulls)
+        return batch
+
+    def labels(self, input_ids, attention_mask, prompts: list[str], fulls: list[str]):
+        """-100 everywhere except the answer and its end-of-turn token."""
+        import torch
+
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        for row, n_answer in enumerate(self._answer_lengths(prompts, fulls)):
+            positions = attention_mask[row].nonzero().flatten()
+            answer_pos = positions[len(positions) - n_answer :]
+            labels[row, answer_pos] = input_ids[row, answer_pos]
+        return labels

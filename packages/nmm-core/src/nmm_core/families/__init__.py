@@ -1,0 +1,155 @@
+"""Architecture families: how core builds, formats, adapts and quantizes each kind of VLM.
+
+A family is the *how* (model class, chat format, module layout); a preset (`nmm_core.presets`)
+is the *what* (a named checkpoint of a family). Descriptors here import nothing heavy, so
+listing them is instant; each family's builders live in its own module, imported on use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from nmm_core.errors import PresetError
+
+
+@dataclass(frozen=True)
+class Family:
+    """What core needs to know about one architecture family."""
+
+    name: str
+    model_types: tuple[str, ...]  # config.json `model_type` values that belong to this family
+    model_class: str  # transformers class name
+    module: str  # nmm_core.families submodule with `build_twin`
+    answer_prefix: str  # text between the generation prompt and the answer
+    end_of_turn: str  # token that closes the assistant's answer (carries loss)
+    language_prefix: str  # module path of the language model, where LoRA goes by default
+    lora_projections: tuple[str, ...]
+    vision_prefixes: tuple[str, ...]  # vision tower + projector: frozen, kept out of 4-bit
+    projector: str
+    reference_config: str | None = None  # the real model's config.json, shipped in ./configs
+    nested_images: bool = False  # processor wants [[img], [img]] for a batch
+    processor_kwargs: dict[str, Any] = field(default_factory=dict)  # extra processor call args
+    chat: bool = True  # False: plain "prompt answer</s>" text, no chat template
+
+    def builder(self):
+        """The family's module (twin and full-size builders)."""
+        return importlib.import_module(f"nmm_core.families.{self.module}")
+
+    def lora_target_regex(self, projections: tuple[str, ...] | None = None) -> str:
+        """A peft `target_modules` regex matching the language model's projections only."""
+        names = "|".join(projections or self.lora_projections)
+        prefix = self.language_prefix.replace(".", r"\.")
+        return rf"^{prefix}\.layers\.\d+\..*\b({names})$"
+
+    def load_reference_config(self) -> dict[str, Any]:
+        """The real model's config.json (for full-size builds with random weights)."""
+        if self.reference_config is None:
+            raise PresetError(f"family '{self.name}' ships no reference config")
+        text = resources.files("nmm_core.families").joinpath("configs", self.reference_config)
+        return json.loads(text.read_text())
+
+
+_LLAMA_PROJ = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            name="qwen2_vl",
+            model_types=("qwen2_vl",),
+            model_class="Qwen2VLForConditionalGeneration",
+            module="qwen2_vl",
+            answer_prefix="",
+            end_of_turn="<|im_end|>",
+            language_prefix="model.language_model",
+            lora_projections=_LLAMA_PROJ,
+            vision_prefixes=("model.visual",),
+            projector="model.visual.merger",
+            reference_config="qwen2-vl-2b-instruct.json",
+            # transformers >= 5.17: M-RoPE positions need the image-token mask
+            processor_kwargs={"return_mm_token_type_ids": True},
+        ),
+        Family(
+            name="idefics3",
+            model_types=("idefics3", "smolvlm"),
+            model_class="Idefics3ForConditionalGeneration",
+            module="idefics3",
+            answer_prefix=" ",
+            end_of_turn="<end_of_utterance>",
+            language_prefix="model.text_model",
+            lora_projections=_LLAMA_PROJ,
+            vision_prefixes=("model.vision_model", "model.connector"),
+            projector="model.connector",
+            reference_config="smolvlm-base.json",
+            nested_images=True,
+        ),
+        Family(
+            name="llava",
+            model_types=("llava",),
+            model_class="LlavaForConditionalGeneration",
+            module="llava",
+            answer_prefix=" ",
+            end_of_turn="</s>",
+            language_prefix="model.language_model",
+            lora_projections=_LLAMA_PROJ,
+            vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
+            projector="model.multi_modal_projector",
+            reference_config="llava-1.5-7b-hf.json",
+        ),
+        Family(
+            name="tinyllava",
+            model_types=(),  # saved as model_type "llava"; chosen by preset, never by guess
+            model_class="LlavaForConditionalGeneration",
+            module="tinyllava",
+            answer_prefix=" ",
+            end_of_turn="<|endoftext|>",
+            language_prefix="model.language_model",
+            lora_projections=("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
+            vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
+            projector="model.multi_modal_projector",
+            reference_config="tinyllava-phi-2-siglip-3.1b.json",
+        ),
+        Family(
+            name="opt_clip",
+            model_types=("opt",),
+            model_class="OPTForCausalLM",
+            module="opt_clip",
+            answer_prefix=" ",
+            end_of_turn="</s>",
+            language_prefix="model.decoder",
+            lora_projections=("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"),
+            vision_prefixes=(),
+            projector="",
+            reference_config="opt-6.7b.json",
+            chat=False,
+        ),
+    )
+}
+
+
+def get_family(name: str) -> Family:
+    """The family registered under exactly `name`."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise PresetError(
+            f"unknown model family '{name}'; known: {', '.join(sorted(FAMILIES))}"
+        ) from None
+
+
+def family_for_config(config: dict[str, Any], *, hint: str | None = None) -> Family:
+    """The family of a saved model, from its config.json (or the family name saved beside it)."""
+    if hint is not None:
+        return get_family(hint)
+    model_type = config.get("model_type")
+    for family in FAMILIES.values():
+        if model_type in family.model_types:
+            return family
+    raise PresetError(
+        f"model_type '{model_type}' is not a supported family; supported: "
+        + ", ".join(t for f in FAMILIES.values() for t in f.model_types)
+    )

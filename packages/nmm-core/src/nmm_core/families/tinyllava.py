@@ -1,0 +1,84 @@
+"""TinyLLaVA-Phi-2-SigLIP expressed as transformers' Llava (SigLIP vision + Phi): tiny twin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant "
+    "gives helpful, detailed, and polite answers to the user's questions."
+)
+# TinyLLaVA_Factory's `phi` template: `{system} USER: <image>\n{q} ASSISTANT: {a}<|endoftext|>`
+CHAT_TEMPLATE = (
+    "{{ \"" + SYSTEM + " \" }}"
+    "{% for message in messages %}{% if message['role'] != 'system' %}"
+    "{{ message['role'].upper() + ': ' }}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+SPECIAL_TOKENS = ("<|endoftext|>", "<image>", "<pad>")
+
+
+def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
+    """Save a tiny SigLIP + Phi Llava with its processor to `out_dir`.
+
+    Kept from the real model: SigLIP (no class token) whose first patch TinyLLaVA drops, which
+    Llava's "default" strategy reproduces with no additional processor token; Phi's partial
+    rotary embedding; the two-layer GELU connector; feature layer -2. Not kept: Phi-2's
+    `lm_head` bias, which Llava's head lacks (the memes package carries it).
+    """
+    import torch
+    from transformers import (
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        SiglipImageProcessor,
+    )
+
+    from nmm_core.testing.tokenizer import build_bpe_tokenizer
+
+    tok = build_bpe_tokenizer(
+        special_tokens=SPECIAL_TOKENS,
+        bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<pad>",
+        unk_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+        extra_attributes={"image_token": "<image>"},
+    )
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    processor = LlavaProcessor(
+        image_processor=SiglipImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=0,
+        chat_template=CHAT_TEMPLATE,
+    )
+    config = LlavaConfig(
+        vision_config=dict(
+            model_type="siglip_vision_model", hidden_size=32, intermediate_size=112,
+            num_hidden_layers=3, num_attention_heads=2, image_size=image_size, patch_size=14,
+            hidden_act="gelu_pytorch_tanh",
+        ),
+        text_config=dict(
+            model_type="phi", vocab_size=len(tok), hidden_size=64, intermediate_size=256,
+            num_hidden_layers=2, num_attention_heads=4, partial_rotary_factor=0.4,
+            max_position_embeddings=1024, hidden_act="gelu_new",
+            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|endoftext|>"],
+            pad_token_id=ids["<pad>"],
+        ),
+        image_token_index=ids["<image>"],
+        image_seq_length=(image_size // 14) ** 2 - 1,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        projector_hidden_act="gelu",
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = ids["<pad>"]
+    model.generation_config.eos_token_id = ids["<|endoftext|>"]
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)

@@ -1,0 +1,147 @@
+"""LoRA / QLoRA: settings from flat fields, apply, save (peft format), reload, merge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nmm_core.errors import ConfigError, PresetError
+from nmm_core.models import LoadedModel
+
+ADAPTER_MARKER = "nmm_adapter.json"  # beside peft's files: which base the adapter belongs to
+
+
+@dataclass
+class LoraSettings:
+    """LoRA hyper-parameters and which parts of the model train."""
+
+    r: int = field(default=16, metadata={"help": "LoRA rank"})
+    alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    targets: tuple[str, ...] = field(
+        default=(), metadata={"help": "projection names to adapt; empty: the family's default"}
+    )
+    train_projector: bool = field(
+        default=False, metadata={"help": "fully train the vision-language projector too"}
+    )
+    train_vision: bool = field(
+        default=False, metadata={"help": "put LoRA on the vision tower's projections too"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise ConfigError(f"lora.r must be positive, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+def base_fingerprint(model) -> str:
+    """A hash of the base architecture's config (not its path): what an adapter must match."""
+    config = model.config.to_dict()
+    for key in ("_name_or_path", "dtype", "torch_dtype", "transformers_version",
+                "quantization_config", "architectures"):
+        config.pop(key, None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def lora_config(loaded: LoadedModel, settings: LoraSettings):
+    """The peft `LoraConfig` for `loaded`'s family and these settings."""
+    from peft import LoraConfig
+
+    family = loaded.family
+    preset_targets = loaded.source.preset.lora_projections if loaded.source.preset else None
+    projections = settings.targets or preset_targets or family.lora_projections
+    pattern = family.lora_target_regex(tuple(projections))
+    if settings.train_vision:
+        vision = "|".join(p.replace(".", r"\.") for p in family.vision_prefixes[:1])
+        pattern = rf"({pattern})|(^({vision})\..*\b(q_proj|k_proj|v_proj|qkv|proj|fc1|fc2)$)"
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=pattern,
+        modules_to_save=[family.projector] if settings.train_projector and family.projector else None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpointing=False):
+    """Wrap `loaded.model` with fresh LoRA adapters (base weights frozen); returns the peft model."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    model = loaded.model
+    if loaded.quantization:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gradient_checkpointing
+        )
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    peft_model = get_peft_model(model, lora_config(loaded, settings))
+    if not any(p.requires_grad for p in peft_model.parameters()):
+        raise ConfigError("no LoRA target matched this model: check lora.targets")
+    return peft_model
+
+
+def save_adapter(peft_model, folder: str | Path, *, base_name: str, family: str) -> Path:
+    """Save the adapter in peft's format (plain `PeftModel.from_pretrained` loads it), atomically."""
+    final = Path(folder)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        peft_model.save_pretrained(tmp)
+        marker = {
+            "base": base_name,
+            "family": family,
+            "base_fingerprint": base_fingerprint(peft_model.get_base_model()),
+        }
+        (tmp / ADAPTER_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def check_adapter(loaded: LoadedModel, folder: str | Path) -> dict[str, Any]:
+    """Fail before any work if `folder` is not an adapter for `loaded`'s base model."""
+    folder = Path(folder)
+    if not (folder / "adapter_config.json").exists():
+        raise PresetError(f"{folder} is not a LoRA adapter folder (no adapter_config.json)")
+    marker_file = folder / ADAPTER_MARKER
+    marker = json.loads(marker_file.read_text()) if marker_file.exists() else {}
+    expected = marker.get("base_fingerprint")
+    if expected and expected != base_fingerprint(loaded.model):
+        raise PresetError(
+            f"adapter {folder} was trained for base '{marker.get('base')}' "
+            f"({marker.get('family')}), not for '{loaded.source.name}' ({loaded.family.name})"
+        )
+    return marker
+
+
+def load_adapter(loaded: LoadedModel, folder: str | Path, *, merge: bool = False):
+    """Attach a saved adapter to `loaded.model`; with `merge`, fold it into the weights."""
+    from peft import PeftModel
+
+    check_adapter(loaded, folder)
+    model = PeftModel.from_pretrained(loaded.model, str(folder))
+    model.eval()
+    if merge:
+        if loaded.quantization:
+            raise ConfigError(
+                "merging into a 4/8-bit base loses the adapter's precision; load the base "
+                "without quantization to merge, or keep the adapter unmerged"
+            )
+        return model.merge_and_unload()
+    return model

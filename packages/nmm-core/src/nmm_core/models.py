@@ -1,0 +1,137 @@
+"""Load a model + processor from a preset name, a local folder or a hub id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nmm_core.devices import pick_device, pick_dtype, require_bitsandbytes
+from nmm_core.errors import PresetError
+from nmm_core.families import Family, family_for_config, get_family
+from nmm_core.presets import ModelPreset, all_presets, is_preset
+from nmm_core.twins import read_marker, twin_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from, resolved before anything heavy is loaded."""
+
+    name: str  # what the user typed
+    location: str  # a local folder or a hub id
+    revision: str | None
+    family: Family
+    preset: ModelPreset | None
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for training or generation, with what is needed to feed it."""
+
+    model: Any
+    processor: Any
+    family: Family
+    source: ModelSource
+    quantization: str | None = None
+
+
+def resolve_source(name: str, *, family: str | None = None) -> ModelSource:
+    """Preset name -> preset; existing folder -> local model; 'org/name' -> hub id."""
+    if is_preset(name):
+        preset = all_presets()[name]
+        location = str(twin_path(preset)) if preset.tiny else preset.hub_id
+        return ModelSource(name, location, preset.revision, get_family(preset.family), preset)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        config_file = path / "config.json"
+        if not config_file.exists():
+            raise PresetError(f"model folder {path} has no config.json")
+        config = json.loads(config_file.read_text())
+        fam = family_for_config(config, hint=family or read_marker(path).get("family"))
+        return ModelSource(name, str(path), None, fam, None)
+    if name.count("/") == 1 and not name.startswith((".", "/")) and family is not None:
+        return ModelSource(name, name, None, get_family(family), None)
+    raise PresetError(
+        f"'{name}' is not a preset, nor a model folder"
+        + ("" if family else ", nor (without --family) a hub id")
+        + f"; known presets: {', '.join(all_presets())}"
+    )
+
+
+def _hub_error(source: ModelSource, exc: Exception) -> PresetError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    hint = " (HF_HUB_OFFLINE is set: download it once with the hub reachable)" if offline else ""
+    return PresetError(
+        f"cannot load '{source.location}'"
+        + (f" at revision {source.revision}" if source.revision else "")
+        + f"{hint}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    )
+
+
+def load_processor(source: ModelSource, *, padding_side: str = "right"):
+    """The source's processor (a tokenizer for plain-text families)."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    kwargs = dict(source.preset.processor_kwargs) if source.preset else {}
+    loader = AutoProcessor if source.family.chat else AutoTokenizer
+    try:
+        processor = loader.from_pretrained(source.location, revision=source.revision, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(source, exc) from None
+    tokenizer = getattr(processor, "tokenizer", processor)
+    tokenizer.padding_side = padding_side
+    return processor
+
+
+def quantization_config(family: Family, quantization: str, dtype):
+    """bitsandbytes settings: nf4 + double quantisation; vision tower, projector, head kept."""
+    from transformers import BitsAndBytesConfig
+
+    require_bitsandbytes(quantization)
+    skip = [*family.vision_prefixes, "lm_head"]
+    if quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            llm_int8_skip_modules=skip,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
+
+
+def load_model(
+    name: str,
+    *,
+    family: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    quantization: str | None = None,
+    attn_implementation: str = "sdpa",
+    padding_side: str = "right",
+) -> LoadedModel:
+    """Load model and processor; `name` is a preset, a local folder, or a hub id (+ family)."""
+    import transformers
+
+    source = resolve_source(name, family=family)
+    torch_device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, torch_device)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn_implementation}
+    if quantization:
+        kwargs["quantization_config"] = quantization_config(source.family, quantization, torch_dtype)
+        kwargs["device_map"] = {"": torch_device}
+    cls = getattr(transformers, source.family.model_class)
+    processor = load_processor(source, padding_side=padding_side)
+    try:
+        model = cls.from_pretrained(source.location, revision=source.revision, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(source, exc) from None
+    if not quantization:
+        model.to(torch_device)
+    log.info("loaded %s (%s) on %s as %s", name, source.family.name, torch_device, torch_dtype)
+    return LoadedModel(model, processor, source.family, source, quantization)

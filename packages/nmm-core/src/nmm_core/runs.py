@@ -1,0 +1,312 @@
+"""Run folders (`<root>/<stamp>-<command>-<name>/`), atomic file writes and JSONL logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from nmm_core.errors import DataError, NmmError
+
+INCOMPLETE_SUFFIX = ".incomplete"
+STATUS_FILE = "status.json"
+STATES = ("running", "complete", "failed")
+_STAMP_FORMAT = "%Y%m%d-%H%M%S"
+_STAMP_RE = re.compile(r"^\d{8}-\d{6}-")
+
+
+def _now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename itself durable; not every platform lets a directory be opened.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` via a fsynced temp file in the same folder and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    # os.open with 0o666 lets the umask apply, as a plain open() would (mkstemp forces 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 `text` to `path` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    item = getattr(obj, "item", None)  # numpy / tensor scalars, without importing either
+    if callable(item):
+        return item()
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write `obj` as indented JSON (key order kept, UTF-8, trailing newline) atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=_json_default)
+    atomic_write_text(path, text + "\n")
+
+
+def atomic_replace_dir(src_tmp_dir: str | Path, final_dir: str | Path) -> Path:
+    """Move a finished folder to `final_dir`, replacing an existing one (old moved aside first)."""
+    src, final = Path(src_tmp_dir), Path(final_dir)
+    if not src.is_dir():
+        raise NmmError(f"cannot move {src} into place: not a folder")
+    if not final.exists():
+        os.rename(src, final)
+        _fsync_dir(final.parent)
+        return final
+    aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    os.rename(final, aside)
+    try:
+        os.rename(src, final)
+    except BaseException:
+        os.rename(aside, final)
+        raise
+    _fsync_dir(final.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+    return final
+
+
+def append_jsonl(path: str | Path, record: Any) -> None:
+    """Append one JSON line to `path` and flush it."""
+    line = json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        # A crash may have left a partial last line; cut it so the next record does not
+        # glue onto it and turn a detectable truncation into corruption mid-file.
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                f.seek(0)
+                head = f.read()
+                f.truncate(head.rfind(b"\n") + 1)
+        f.write(line.encode("utf-8"))
+        f.flush()
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Read a JSONL file, skipping only a truncated last line; raise DataError on other damage."""
+    path = Path(path)
+    lines = path.read_bytes().split(b"\n")
+    # After split, the last piece is b"" when the file ends with a newline, else an unfinished line.
+    last = lines.pop()
+    records = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            records.append(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{path}: line {number} is not valid JSON ({e})") from None
+    if last.strip():
+        try:
+            records.append(json.loads(last.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass  # a write cut short by a crash; everything before it is intact
+    return records
+
+
+def sanitize_name(text: str) -> str:
+    """Turn `text` into a safe folder-name part: [A-Za-z0-9._-], no leading/trailing punctuation."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    cleaned = re.sub(r"-{2,}", "-", cleaned).strip("-.")
+    return cleaned[:80] or "run"
+
+
+class RunDir:
+    """One run's output folder; named `X.incomplete` until `complete()` renames it to `X`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._completed = False
+
+    @classmethod
+    def create(cls, root: str | Path, command: str, name: str) -> RunDir:
+        """Make `<root>/<stamp>-<command>-<name>.incomplete/` and mark it running."""
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime(_STAMP_FORMAT)
+        base = f"{stamp}-{sanitize_name(command)}-{sanitize_name(name)}"
+        for n in range(1, 10_000):
+            final = root / (base if n == 1 else f"{base}-{n}")
+            if final.exists():
+                continue
+            path = final.with_name(final.name + INCOMPLETE_SUFFIX)
+            try:
+                # Not exist_ok: two processes starting in the same second get two folders.
+                path.mkdir()
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise NmmError(f"cannot create a run folder for {base!r} in {root}")
+        run = cls(path)
+        status = {"state": "running", "command": command, "name": name,
+                  "started": _now_iso(), "pid": os.getpid()}
+        atomic_write_json(run.file(STATUS_FILE), status)
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """Open an existing run folder (final or `.incomplete` path), e.g. for `--resume`."""
+        path = Path(path)
+        if not path.exists():
+            if path.name.endswith(INCOMPLETE_SUFFIX):
+                alt = path.with_name(path.name[: -len(INCOMPLETE_SUFFIX)])
+            else:
+                alt = path.with_name(path.name + INCOMPLETE_SUFFIX)
+            if alt.exists():
+                path = alt
+        status_path = path / STATUS_FILE
+        if not path.is_dir() or not status_path.is_file():
+            raise NmmError(f"not a run folder: {path} (no {STATUS_FILE})")
+        run = cls(path)
+        state = run.status.get("state")
+        if state not in STATES:
+            raise NmmError(f"not a run folder: {status_path} has no valid 'state' (got {state!r})")
+        run._completed = state == "complete" and not run.incomplete
+        return run
+
+    @property
+    def incomplete(self) -> bool:
+        """True while the folder still carries the `.incomplete` suffix."""
+        return self.path.name.endswith(INCOMPLETE_SUFFIX)
+
+    @property
+    def final_path(self) -> Path:
+        """The folder's name once complete."""
+        if self.incomplete:
+            return self.path.with_name(self.path.name[: -len(INCOMPLETE_SUFFIX)])
+        return self.path
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """The parsed `status.json`."""
+        try:
+            data = json.loads(self.file(STATUS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise NmmError(f"cannot read {self.file(STATUS_FILE)}: {e}") from None
+        if not isinstance(data, dict):
+            raise NmmError(f"{self.file(STATUS_FILE)}: expected a JSON object")
+        return data
+
+    def file(self, name: str) -> Path:
+        """Path of `name` inside the run folder (valid until `complete()` renames it)."""
+        return self.path / name
+
+    def subdir(self, name: str) -> Path:
+        """Create (if needed) and return a sub-folder such as `adapter` or `checkpoints`."""
+        path = self.file(name)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def set_state(self, state: str, **extra: Any) -> None:
+        """Rewrite `status.json` with `state` and extra keys, keeping the earlier ones."""
+        if state not in STATES:
+            raise ValueError(f"unknown run state {state!r} (valid: {', '.join(STATES)})")
+        status = self.status
+        status.update(extra)
+        status.update(state=state, updated=_now_iso(), pid=os.getpid())
+        atomic_write_json(self.file(STATUS_FILE), status)
+
+    def complete(self, **summary: Any) -> Path:
+        """Mark the run complete and rename `X.incomplete` to `X`; returns the new path."""
+        final = self.final_path
+        if final != self.path and final.exists():
+            raise NmmError(f"cannot complete run: {final} already exists")
+        extra: dict[str, Any] = {"finished": _now_iso()}
+        if summary:
+            extra["summary"] = summary
+        # Status first: a crash before the rename leaves the `.incomplete` name, still the marker.
+        self.set_state("complete", **extra)
+        if final != self.path:
+            os.rename(self.path, final)
+            _fsync_dir(final.parent)
+            self.path = final
+        self._completed = True
+        return self.path
+
+    def fail(self, error: BaseException | str) -> None:
+        """Mark the run failed with the error's message; the folder keeps its `.incomplete` name."""
+        if isinstance(error, BaseException):
+            message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        else:
+            message = str(error)
+        self.set_state("failed", error=message, finished=_now_iso())
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is not None and not self._completed:
+            try:
+                self.fail(exc)
+            except (OSError, NmmError):
+                pass  # the original exception matters more than a status we could not write
+        return False
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+
+def latest_run(
+    root: str | Path, command: str | None = None, *, include_incomplete: bool = False
+) -> Path | None:
+    """Newest run folder under `root` (optionally for one command); complete ones unless asked."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    wanted = f"{sanitize_name(command)}-" if command is not None else None
+    candidates = []
+    for path in root.iterdir():
+        name = path.name
+        if not _STAMP_RE.match(name) or not (path / STATUS_FILE).is_file():
+            continue
+        if name.endswith(INCOMPLETE_SUFFIX) and not include_incomplete:
+            continue
+        if wanted is not None and not name[16:].startswith(wanted):
+            continue
+        candidates.append(path)
+    # The stamp sorts chronologically; the full name breaks same-second ties deterministically.
+    return max(candidates, key=lambda p: (p.name[:15], p.name), default=None)

@@ -1,0 +1,63 @@
+"""Tiny twins on disk: built once per version into a cache folder, then loaded like any model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from nmm_core.families import get_family
+from nmm_core.presets import ModelPreset
+
+MARKER = "nmm.json"  # beside config.json: which family a saved model belongs to
+
+
+def cache_root() -> Path:
+    """`$NMM_CACHE`, else `~/.cache/nmm`."""
+    return Path(os.environ.get("NMM_CACHE", Path.home() / ".cache" / "nmm"))
+
+
+def write_marker(folder: Path, *, family: str, **extra) -> None:
+    """Record the family (and provenance) of a saved model folder."""
+    (folder / MARKER).write_text(json.dumps({"family": family, **extra}, indent=2) + "\n")
+
+
+def read_marker(folder: Path) -> dict:
+    """The marker written by `write_marker`, or {} for a folder saved elsewhere."""
+    path = Path(folder) / MARKER
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def build_twin(family: str, out_dir: str | Path, *, seed: int = 0, **kwargs) -> Path:
+    """Build the tiny twin of `family` into `out_dir` (model, processor, marker)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    get_family(family).builder().build_twin(out, seed=seed, **kwargs)
+    write_marker(out, family=family, tiny=True, seed=seed)
+    return out
+
+
+def twin_path(preset: ModelPreset) -> Path:
+    """The folder holding `preset`'s twin, built on first use (atomically: tmp dir + rename)."""
+    import transformers
+
+    from nmm_core import __version__
+
+    key = f"{preset.name}-core{__version__}-tf{transformers.__version__}"
+    final = cache_root() / "twins" / key
+    if (final / MARKER).exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
+    try:
+        build_twin(preset.family, tmp, **preset.twin_kwargs)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process built it first
+            if not (final / MARKER).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

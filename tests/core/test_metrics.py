@@ -1,0 +1,322 @@
+"""Metrics checked against hand-computed values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from nmm_core import metrics
+from nmm_core.metrics import (
+    bleu,
+    bleu_per_example,
+    closed_accuracy,
+    closed_accuracy_per_example,
+    exact_match,
+    exact_match_per_example,
+    is_yes_no,
+    normalize_answer,
+    open_recall,
+    open_recall_per_example,
+    relaxed_accuracy,
+    relaxed_accuracy_per_example,
+    rouge,
+    rouge_per_example,
+)
+
+
+def test_import_is_cheap():
+    code = (
+        "import sys, nmm_core.metrics; "
+        "print(sorted(m for m in ('torch', 'transformers', 'sacrebleu', 'rouge_score') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_all_lists_public_api():
+    expected = {
+        "rouge", "rouge_per_example", "bleu", "bleu_per_example",
+        "relaxed_accuracy", "relaxed_accuracy_per_example",
+        "exact_match", "exact_match_per_example",
+        "closed_accuracy", "closed_accuracy_per_example",
+        "open_recall", "open_recall_per_example",
+        "normalize_answer", "is_yes_no",
+    }
+    assert expected <= set(metrics.__all__)
+    for name in metrics.__all__:
+        assert hasattr(metrics, name)
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is 5.7.", "answer is 5.7"),
+        ("  An   apple, a PEAR!  ", "apple pear"),
+        ("1,000,000", "1000000"),
+        ("1,2", "1 2"),  # not a thousands group: the comma separates
+        ("-5", "-5"),
+        ("2-3", "2 3"),
+        ("Yes,the tissue", "yes tissue"),
+        ("theory", "theory"),  # articles only as whole words
+        ("", ""),
+    ],
+)
+def test_normalize_answer(text, expected):
+    assert normalize_answer(text) == expected
+
+
+def test_is_yes_no():
+    assert is_yes_no(" Yes. ")
+    assert is_yes_no("NO!")
+    assert not is_yes_no("yes it is")
+    assert not is_yes_no("maybe")
+
+
+# ---------------------------------------------------------------- relaxed accuracy
+
+
+@pytest.mark.parametrize(
+    ("pred", "ref", "expected"),
+    [
+        ("104", "100", 1.0),  # |104-100|/100 = 0.04 <= 0.05
+        ("106", "100", 0.0),  # 0.06 > 0.05
+        ("105", "100", 1.0),  # 0.05 is inside: the bound is inclusive
+        ("96", "100", 1.0),
+        (" 104 ", "100\n", 1.0),  # whitespace stripped before parsing
+        ("5%", "0.05", 1.0),  # 5 / 100 = 0.05
+        ("50%", "0.05", 0.0),
+        ("0", "0", 1.0),  # zero target: string comparison
+        ("0.0", "0", 0.0),  # ... so "0.0" does not equal "0"
+        ("texas", "Texas", 1.0),  # strings: case-insensitive
+        ("Texas.", "Texas", 0.0),  # strings: no punctuation stripping
+        ("tx", ["Texas", "TX"], 1.0),
+        ("Austin", ["Texas", "TX"], 0.0),
+        ("", "100", 0.0),
+    ],
+)
+def test_relaxed_accuracy_cases(pred, ref, expected):
+    assert relaxed_accuracy_per_example([pred], [ref]) == [expected]
+
+
+def test_relaxed_accuracy_mean_and_tolerance():
+    preds, refs = ["104", "106", "5%", "TX"], ["100", "100", "0.05", ("Texas", "TX")]
+    assert relaxed_accuracy(preds, refs) == pytest.approx(3 / 4)
+    assert relaxed_accuracy(preds, refs, tolerance=0.1) == pytest.approx(1.0)
+    assert relaxed_accuracy(preds, refs, tolerance=0.0) == pytest.approx(2 / 4)
+    with pytest.raises(ValueError, match="tolerance"):
+        relaxed_accuracy(preds, refs, tolerance=-0.1)
+
+
+# ---------------------------------------------------------------- exact match
+
+
+@pytest.mark.parametrize(
+    ("pred", "ref", "expected"),
+    [
+        ("The answer is 5.7.", "answer is 5.7", 1.0),
+        ("57", "5.7", 0.0),
+        ("5.7", "5.7", 1.0),
+        ("1,000", "1000", 1.0),
+        ("-5", "5", 0.0),
+        ("A Cat!", "cat", 1.0),
+        ("cats", "cat", 0.0),
+        ("", "cat", 0.0),
+        ("colour", ["color", "colour"], 1.0),
+    ],
+)
+def test_exact_match_cases(pred, ref, expected):
+    assert exact_match_per_example([pred], [ref]) == [expected]
+
+
+def test_exact_match_mean():
+    assert exact_match(["The answer is 5.7.", "57", "1,000"], ["answer is 5.7", "5.7", "1000"]) == (
+        pytest.approx(2 / 3)
+    )
+
+
+# ---------------------------------------------------------------- closed (yes/no) accuracy
+
+
+@pytest.mark.parametrize(
+    ("pred", "ref", "expected"),
+    [
+        ("Yes, the tissue shows signs of necrosis.", "yes", 1.0),
+        ("Yes, the tissue shows signs of necrosis.", "No", 0.0),
+        ("No.", "no", 1.0),
+        ("The answer is no.", "NO", 1.0),  # no leading yes/no: first standalone one
+        ("No, yes", "yes", 0.0),  # the first one decides
+        ("Yesterday it was fine", "yes", 0.0),  # "yesterday" is not a standalone yes
+        ("I cannot tell", "no", 0.0),
+        ("", "yes", 0.0),
+    ],
+)
+def test_closed_accuracy_cases(pred, ref, expected):
+    assert closed_accuracy_per_example([pred], [ref]) == [expected]
+
+
+def test_closed_accuracy_mean_and_bad_reference():
+    assert closed_accuracy(["Yes, it is.", "no", "yes"], ["yes", "yes", "Yes."]) == pytest.approx(
+        2 / 3
+    )
+    with pytest.raises(ValueError, match="reference 1"):
+        closed_accuracy(["yes", "yes"], ["yes", "maybe"])
+
+
+# ---------------------------------------------------------------- open recall
+
+
+def test_open_recall_canals_of_hering():
+    # normalize_answer drops the article "the", so the reference's tokens are
+    # [in, canals, of, hering]; the prediction has canals, of, hering -> 3 / 4.
+    # (Keeping articles would give 3 / 5 = 0.6.)
+    assert open_recall_per_example(["canals of hering"], ["in the canals of hering"]) == [
+        pytest.approx(0.75)
+    ]
+
+
+def test_open_recall_best_reference_and_mean():
+    preds = ["canals of hering", "a fibrous tumour", ""]
+    refs = [
+        ["in the canals of hering", "Hering canals"],  # 3/4 vs 2/2 -> 1.0
+        "fibrous",  # 1/1
+        "necrosis",  # empty prediction -> 0
+    ]
+    assert open_recall_per_example(preds, refs) == [1.0, 1.0, 0.0]
+    assert open_recall(preds, refs) == pytest.approx(2 / 3)
+    # Repeated reference tokens count each time: [left, left, lobe] vs {left} -> 2/3.
+    assert open_recall(["left"], ["left left lobe"]) == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- ROUGE
+
+
+def test_rouge_two_examples_by_hand():
+    preds = ["the cat sat on the mat", "a dog barked"]
+    refs = ["the cat lay on the rug", "the dog barked loudly"]
+    # Example 1: unigram overlap the x2, cat, on = 4 of 6 each side -> P = R = F = 2/3;
+    #   bigrams "the cat", "on the" = 2 of 5 each side -> F = 0.4; LCS "the cat on the" -> 2/3.
+    # Example 2 (stemmer: barked -> bark on both sides): overlap dog, bark = 2;
+    #   P = 2/3, R = 2/4, F = 2 * (1/3) / (7/6) = 4/7; bigram "dog bark": P = 1/2, R = 1/3,
+    #   F = 2 * (1/6) / (5/6) = 0.4; LCS "dog bark" -> 4/7.
+    per = rouge_per_example(preds, refs)
+    assert per["rouge1"] == [pytest.approx(2 / 3), pytest.approx(4 / 7)]
+    assert per["rouge2"] == [pytest.approx(0.4), pytest.approx(0.4)]
+    assert per["rougeL"] == [pytest.approx(2 / 3), pytest.approx(4 / 7)]
+    scores = rouge(preds, refs)
+    assert set(scores) == {"rouge1", "rouge2", "rougeL"}
+    assert scores["rouge1"] == pytest.approx((2 / 3 + 4 / 7) / 2)  # 13/21
+    assert scores["rouge2"] == pytest.approx(0.4)
+
+
+def test_rouge_keeps_best_reference_and_empty_prediction_scores_zero():
+    per = rouge_per_example(["the cat sat", ""], [["a dog ran", "the cat sat"], "the cat"])
+    assert per["rouge1"] == [pytest.approx(1.0), 0.0]
+    assert per["rougeL"] == [pytest.approx(1.0), 0.0]
+
+
+# ---------------------------------------------------------------- BLEU
+
+
+def test_bleu_identical_is_100():
+    sents = ["the quick brown fox jumps over the lazy dog", "a small red car is parked outside"]
+    assert bleu(sents, sents) == pytest.approx(100.0)
+    assert bleu_per_example(sents, sents) == [pytest.approx(100.0), pytest.approx(100.0)]
+
+
+def test_bleu_multi_reference_beats_single():
+    preds = ["the cat is sitting on the mat"]
+    single = bleu(preds, ["there is a cat on the mat"])
+    multi = bleu(preds, [["there is a cat on the mat", "the cat is sitting on a mat"]])
+    assert multi > single
+    assert bleu_per_example(preds, [["there is a cat on the mat", "the cat is sitting on a mat"]])[
+        0
+    ] > bleu_per_example(preds, ["there is a cat on the mat"])[0]
+
+
+def _summed_bleu(preds, refs):
+    """Corpus BLEU from each example's own statistics, scored on only its real refs."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU()
+    stats = [metric.corpus_score([p], [[r] for r in rs]) for p, rs in zip(preds, refs)]
+    correct = [sum(s.counts[n] for s in stats) for n in range(4)]
+    total = [sum(s.totals[n] for s in stats) for n in range(4)]
+    sys_len = sum(s.sys_len for s in stats)
+    ref_len = sum(s.ref_len for s in stats)
+    return BLEU.compute_bleu(correct, total, sys_len, ref_len).score
+
+
+@pytest.mark.parametrize("short_first", [False, True])
+def test_bleu_padding_does_not_change_score(short_first):
+    # "the cat" is short: padding its refs with "" would make the closest reference
+    # length 0 and drop its brevity penalty; None padding must not.
+    preds = ["the cat sat on the mat today", "the cat"]
+    refs = [
+        ["the cat sat on the mat", "a cat sat on a mat today", "the cat was on the mat"],
+        ["the cat sat on the mat"],
+    ]
+    if short_first:
+        preds, refs = preds[::-1], refs[::-1]
+    expected = _summed_bleu(preds, refs)
+    assert bleu(preds, refs) == pytest.approx(expected)
+
+    from sacrebleu.metrics import BLEU
+
+    width = max(len(r) for r in refs)
+    empty_padded = [[r[k] if k < len(r) else "" for r in refs] for k in range(width)]
+    assert BLEU().corpus_score(preds, empty_padded).score != pytest.approx(expected)
+
+
+def test_bleu_empty_prediction_scores_zero():
+    assert bleu_per_example(["", "the cat sat"], ["the cat sat", "the cat sat"]) == [
+        0.0,
+        pytest.approx(100.0),
+    ]
+
+
+# ---------------------------------------------------------------- input validation
+
+_ALL = [
+    bleu, bleu_per_example, rouge, rouge_per_example,
+    relaxed_accuracy, relaxed_accuracy_per_example,
+    exact_match, exact_match_per_example,
+    closed_accuracy, closed_accuracy_per_example,
+    open_recall, open_recall_per_example,
+]
+
+
+@pytest.mark.parametrize("fn", _ALL, ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    ("preds", "refs", "message"),
+    [
+        ([], [], "empty"),
+        (["yes", "no"], ["yes"], "2 predictions but 1 references"),
+        (["yes", "no"], ["yes", []], "reference 1 is an empty list"),
+        (["yes", None], ["yes", "no"], "prediction 1 is NoneType"),
+        (["yes", "no"], ["yes", ["no", 3]], "reference 1 answer 1 is int"),
+        (["yes"], [5], "reference 0 is int"),
+        ("yes", ["yes"], "predictions must be a list"),
+    ],
+)
+def test_bad_inputs_raise(fn, preds, refs, message):
+    with pytest.raises(ValueError, match=message):
+        fn(preds, refs)
+
+
+@pytest.mark.parametrize("fn", _ALL, ids=lambda f: f.__name__)
+def test_empty_string_prediction_is_allowed(fn):
+    result = fn([""], ["yes"])
+    values = result.values() if isinstance(result, dict) else [result]
+    for value in values:
+        assert value == 0.0 or value == [0.0]
+
+
+def test_open_recall_reference_empty_after_normalisation():
+    # "The." normalises to no tokens: only an equally empty prediction counts as recalled.
+    assert open_recall_per_example(["tumour", "", "A."], ["The.", "The.", "the"]) == [0.0, 1.0, 1.0]
