@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -41,13 +42,22 @@ class LoraSettings:
             raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
 
 
+_SHAPE_KEY = re.compile(r"model_type|size|layers|heads|vocab|dim|patch|token_id|merge|scale")
+
+
+def _shape_fields(config: dict[str, Any]) -> dict[str, Any]:
+    # Only what fixes the weights' shapes: training flips runtime fields such as use_cache.
+    return {
+        k: _shape_fields(v) if isinstance(v, dict) else v
+        for k, v in sorted(config.items())
+        if isinstance(v, dict) or _SHAPE_KEY.search(str(k))
+    }
+
+
 def base_fingerprint(model) -> str:
-    """A hash of the base architecture's config (not its path): what an adapter must match."""
-    config = model.config.to_dict()
-    for key in ("_name_or_path", "dtype", "torch_dtype", "transformers_version",
-                "quantization_config", "architectures"):
-        config.pop(key, None)
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A hash of the base architecture's shapes (not its path): what an adapter must match."""
+    fields = _shape_fields(model.config.to_dict())
+    return hashlib.sha256(json.dumps(fields, default=str).encode()).hexdigest()[:16]
 
 
 def lora_config(loaded: LoadedModel, settings: LoraSettings):

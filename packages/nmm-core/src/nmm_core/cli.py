@@ -1,0 +1,121 @@
+"""Command-line plumbing shared by `nmm` and every domain CLI (`nmm-charts`, ...).
+
+Heavy libraries are imported only inside commands, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from collections.abc import Callable
+from importlib import metadata
+
+from nmm_core.errors import NmmError
+
+# Distributions whose versions `info` reports when installed.
+_STACK = ("torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes",
+          "diffusers", "ultralytics", "nilearn", "nibabel")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def info_text(dist: str) -> str:
+    """Version of `dist`, what it requires and what of that is installed, presets it owns."""
+    from nmm_core.presets import all_presets, preset_owner
+
+    lines = [f"{dist} {_version(dist)}  (python {sys.version.split()[0]})"]
+    requires = metadata.requires(dist) or []
+    direct = sorted({re.split(r"[ ;<>=!~\[]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r})
+    names = sorted(set(direct) | {d for d in _STACK if _version(d)})
+    lines.append("installed:")
+    for name in names:
+        lines.append(f"  {name:<16} {_version(name) or 'MISSING'}")
+    owned = [p for n, p in all_presets().items() if preset_owner(n) == dist]
+    lines.append(f"presets ({len(owned)}):")
+    for p in owned:
+        where = "tiny twin, built locally" if p.tiny else f"{p.hub_id}@{(p.revision or '')[:10]}"
+        lines.append(f"  {p.name:<18} {p.family:<10} {where}")
+    try:
+        import torch
+
+        cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU only)"
+    except Exception as exc:  # a broken torch install is worth seeing, not crashing on
+        cuda = f"unknown ({exc})"
+    lines.append(f"CUDA: {cuda}")
+    return "\n".join(lines)
+
+
+def presets_text() -> str:
+    """Every installed preset with its family, source and owning package."""
+    from nmm_core.presets import all_presets, preset_owner
+
+    rows = [f"{'name':<20} {'family':<10} {'package':<16} source"]
+    for name, p in all_presets().items():
+        source = "tiny twin (local)" if p.tiny else f"{p.hub_id} @ {p.revision}"
+        rows.append(f"{name:<20} {p.family:<10} {preset_owner(name):<16} {source}")
+    return "\n".join(rows)
+
+
+def run_cli(fn: Callable[[], object]) -> int:
+    """Run a command: a user error is one line on stderr and a non-zero exit, not a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        fn()
+    except NmmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: the run folder keeps its last checkpoint (resume with --resume)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.ArgumentParser, object]:
+    """A parser with `--version` and an `info` subcommand; returns (parser, subparsers)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"{dist} {_version(dist)}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("info", help="version, installed libraries, presets, CUDA")
+    return parser, sub
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`nmm`: the generic commands on any local or hub dataset in image/question/answer shape."""
+    from nmm_core.config import add_command, config_from_parsed
+    from nmm_core.workflows import EvalConfig, TrainConfig
+
+    parser, sub = base_parser("nmm", "Fine-tune and evaluate VLMs on a narrow domain.", "nmm-core")
+    sub.add_parser("presets", help="list every installed model preset")
+    add_command(sub, "train", TrainConfig, help="LoRA/QLoRA fine-tuning into a run folder")
+    add_command(sub, "eval", EvalConfig, help="batched generation and scores")
+    add_command(sub, "compare", EvalConfig, help="base vs fine-tuned on the same examples")
+    ns = parser.parse_args(argv)
+
+    def dispatch() -> None:
+        from nmm_core.task import short_answer_task
+        from nmm_core.workflows import run_compare, run_eval, run_train
+
+        if ns.command == "info":
+            print(info_text("nmm-core"))
+        elif ns.command == "presets":
+            print(presets_text())
+        elif ns.command == "train":
+            print(run_train(config_from_parsed(TrainConfig, ns), short_answer_task()))
+        elif ns.command == "eval":
+            print(run_eval(config_from_parsed(EvalConfig, ns), short_answer_task()))
+        elif ns.command == "compare":
+            print(run_compare(config_from_parsed(EvalConfig, ns), short_answer_task()))
+
+    return run_cli(dispatch)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Reports: base vs fine-tuned (or any models) on the same examples, as JSON, Markdown and PNG."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nmm_core.evaluate import EvalResult
+from nmm_core.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metrics(results: Sequence[EvalResult], path: Path, *, title: str) -> Path:
+    """Grouped bars: one group per metric, one bar per model (all metrics on a 0-1 scale)."""
+    plt = _pyplot()
+    keys = list(results[0].metrics)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(keys)), 3.6))
+    width = 0.8 / len(results)
+    for i, res in enumerate(results):
+        values = [res.metrics[k] / (100 if k == "bleu" else 1) for k in keys]
+        xs = [j + i * width for j in range(len(keys))]
+        bars = ax.bar(xs, values, width, label=f"{res.name} ({res.seconds_per_example:.3f} s/ex)")
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(keys))])
+    ax.set_xticklabels([k if k != "bleu" else "bleu/100" for k in keys])
+    ax.set_ylim(0, 1.1)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    atomic_write_bytes(path, _png(fig))
+    plt.close(fig)
+    return path
+
+
+def plot_loss(metrics_jsonl: Path, path: Path) -> Path | None:
+    """Training loss against optimiser step, from the run's metrics.jsonl."""
+    rows = [r for r in read_jsonl(metrics_jsonl) if "loss" in r] if metrics_jsonl.exists() else []
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss (answer tokens)")
+    ax.set_title("Training loss")
+    ax.grid(alpha=0.3)
+    atomic_write_bytes(path, _png(fig))
+    plt.close(fig)
+    return path
+
+
+def markdown_table(results: Sequence[EvalResult]) -> str:
+    """One row per model: every metric and the time per example."""
+    keys = list(results[0].metrics)
+    head = "| model | n | " + " | ".join(keys) + " | s/example |"
+    rule = "|" + "---|" * (len(keys) + 3)
+    rows = [
+        f"| {r.name} | {len(r.predictions)} | "
+        + " | ".join(f"{r.metrics[k]:.4f}" if k != "bleu" else f"{r.metrics[k]:.2f}" for k in keys)
+        + f" | {r.seconds_per_example:.4f} |"
+        for r in results
+    ]
+    return "\n".join([head, rule, *rows])
+
+
+def print_table(results: Sequence[EvalResult], *, title: str) -> None:
+    """The summary table on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = list(results[0].metrics)
+    table = Table(title=title)
+    for col in ["model", *keys, "s/example"]:
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in results:
+        table.add_row(r.name, *(f"{r.metrics[k]:.3f}" for k in keys), f"{r.seconds_per_example:.4f}")
+    Console(width=max(100, Console().width)).print(table)
+
+
+def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
+                     primary: str, context: dict[str, Any] | None = None,
+                     breakdown: dict[str, dict[str, float]] | None = None) -> dict[str, Path]:
+    """report.json, report.md and metrics.png comparing `results` (same examples, same settings)."""
+    base, *others = results
+    delta = {o.name: o.metrics[primary] - base.metrics[primary] for o in others}
+    payload = {
+        "title": title,
+        "primary_metric": primary,
+        "results": [r.summary() for r in results],
+        "delta_vs_first": delta,
+        "breakdown": breakdown or {},
+        "context": context or {},
+    }
+    files = {"json": folder / "report.json", "md": folder / "report.md", "png": folder / "metrics.png"}
+    atomic_write_json(files["json"], payload)
+    plot_metrics(results, files["png"], title=title)
+    lines = [f"# {title}", "", markdown_table(results), ""]
+    for name, d in delta.items():
+        lines.append(f"- **{primary}**: {name} {'+' if d >= 0 else ''}{d:.4f} vs {base.name}")
+    if breakdown:
+        lines += ["", f"## {primary} by example kind", "",
+                  "| kind | " + " | ".join(breakdown) + " |", "|---|" + "---|" * len(breakdown)]
+        kinds = sorted({k for v in breakdown.values() for k in v})
+        for kind in kinds:
+            lines.append(f"| {kind} | " + " | ".join(
+                f"{breakdown[m].get(kind, float('nan')):.3f}" for m in breakdown) + " |")
+    if context:
+        lines += ["", "## Settings", "", "```yaml"]
+        lines += [f"{k}: {v}" for k, v in context.items()] + ["```"]
+    lines += ["", "![metrics](metrics.png)"]
+    if (folder / "loss.png").exists():
+        lines.append("![loss](loss.png)")
+    atomic_write_text(files["md"], "\n".join(lines) + "\n")
+    return files
+
+
+def breakdown_by(result: EvalResult, kinds: Sequence[str], metric: str) -> dict[str, float]:
+    """Mean per-example `metric` of `result` grouped by each example's kind."""
+    groups: dict[str, list[float]] = {}
+    for row, kind in zip(result.predictions, kinds):
+        groups.setdefault(kind, []).append(float(row[metric]))
+    return {k: sum(v) / len(v) for k, v in sorted(groups.items())}

@@ -1,0 +1,202 @@
+"""The shared commands (train, eval, compare) as functions of one config dataclass each.
+
+Domain CLIs call these with their own `Task` and defaults; nothing here knows a domain.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from nmm_core.config import dump_yaml
+from nmm_core.data import ColumnMap, load_examples
+from nmm_core.errors import ConfigError
+from nmm_core.evaluate import EvalResult, GenerationSettings, evaluate
+from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
+from nmm_core.models import LoadedModel, load_model
+from nmm_core.records import Example, validate
+from nmm_core.report import plot_loss, print_table, write_comparison
+from nmm_core.runs import RunDir
+from nmm_core.task import Task
+from nmm_core.train import TrainSettings, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSettings:
+    """Where the examples come from and how their columns map to records."""
+
+    source: str = field(default="", metadata={"help": "hub dataset id or local file/folder"})
+    split: str = field(default="train", metadata={"help": "split to train on"})
+    eval_split: str = field(default="test", metadata={"help": "split to evaluate on"})
+    revision: str | None = field(default=None, metadata={"help": "hub dataset revision (pin it)"})
+    id_column: str = "id"
+    image_column: str = "image"
+    prompt_column: str = "question"
+    answers_column: str = "answer"
+    image_root: str | None = field(default=None, metadata={"help": "folder for relative image paths"})
+    limit: int | None = field(default=None, metadata={"help": "use only the first N records"})
+    on_bad_record: Literal["skip", "stop"] = field(
+        default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"}
+    )
+
+    def columns(self) -> ColumnMap:
+        return ColumnMap(id=self.id_column, image=self.image_column,
+                         prompt=self.prompt_column, answers=self.answers_column)
+
+
+@dataclass
+class ModelSettings:
+    """Which model, on which device, in which precision."""
+
+    model: str = field(default="tiny-qwen2-vl", metadata={"help": "preset name or model folder"})
+    family: str | None = field(default=None, metadata={"help": "family of a bare hub id"})
+    dtype: str = field(default="auto", metadata={"help": "auto | bfloat16 | float32 | float16"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
+    quantization: Literal["none", "4bit", "8bit"] = field(
+        default="none", metadata={"help": "load the base in 4-bit nf4 (QLoRA) or 8-bit"}
+    )
+
+    def load(self, *, padding_side: str = "right") -> LoadedModel:
+        return load_model(self.model, family=self.family, dtype=self.dtype, device=self.device,
+                          quantization=None if self.quantization == "none" else self.quantization,
+                          padding_side=padding_side)
+
+
+@dataclass
+class TrainConfig:
+    """`train`: LoRA/QLoRA fine-tuning into a run folder."""
+
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    output_dir: str = field(default="runs", metadata={"help": "where run folders are made"})
+    resume: str | None = field(default=None, metadata={"help": "run folder to continue"})
+
+
+@dataclass
+class EvalConfig:
+    """`eval` / `compare`: batched generation and scores, optionally with an adapter."""
+
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
+    merge: bool = field(default=True, metadata={"help": "merge the adapter for inference"})
+    output_dir: str = "runs"
+
+
+def load_split(data: DataSettings, split: str, run: RunDir | None) -> list[Example]:
+    """Load, validate (skip-and-count or stop) and report one split."""
+    if not data.source:
+        raise ConfigError("data.source is empty: give --data-source (a hub id or a local path)")
+    examples = load_examples(data.source, split=split, columns=data.columns(),
+                             revision=data.revision, image_root=data.image_root, limit=data.limit)
+    report = validate(examples, policy=data.on_bad_record)
+    print(f"[{split}] {report.summary()}", file=sys.stderr)
+    if report.problems and run is not None:
+        report.write_problems(run.file(f"problems-{split}.jsonl"))
+    return report.kept
+
+
+def _distributed_run_dir(create) -> RunDir:
+    """Rank 0 makes the run folder; under `accelerate launch` every rank gets its path."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState()
+    holder = [str(create().path) if state.is_main_process else None]
+    if state.num_processes > 1:
+        broadcast_object_list(holder)
+    return RunDir(holder[0]) if not state.is_main_process else RunDir.open(holder[0])
+
+
+def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None) -> Path:
+    """Fine-tune and save the adapter; returns the completed run folder."""
+    from accelerate import PartialState
+
+    if cfg.resume:
+        run = RunDir.open(cfg.resume)
+        run.set_state("running") if PartialState().is_main_process else None
+    else:
+        run = _distributed_run_dir(
+            lambda: RunDir.create(cfg.output_dir, "train", Path(cfg.model.model).name)
+        )
+    main = PartialState().is_main_process
+    try:
+        if main:
+            dump_yaml(cfg, run.file("config.yaml"))
+        train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run)
+        loaded = cfg.model.load()
+        peft_model = apply_lora(loaded, cfg.lora,
+                                gradient_checkpointing=cfg.train.gradient_checkpointing)
+        device = next(loaded.model.parameters()).device
+        outcome = train(peft_model, loaded.processor, loaded.family, train_set, task=task,
+                        settings=cfg.train, run_dir=run.path, resume=bool(cfg.resume),
+                        bf16=str(loaded.model.dtype) == "torch.bfloat16",
+                        use_cpu=device.type == "cpu")
+        PartialState().wait_for_everyone()
+        if not main:
+            return run.final_path
+        save_adapter(peft_model, run.file("adapter"), base_name=cfg.model.model,
+                     family=loaded.family.name)
+        plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
+        return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
+                            examples=len(train_set), resumed_from=outcome.resumed_from)
+    except BaseException as exc:
+        if main:
+            run.fail(exc)
+        raise
+
+
+def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adapter: str | None,
+                   name: str, out_file: Path | None) -> EvalResult:
+    """Load the model (plus merged adapter) and evaluate it on `examples`."""
+    loaded = cfg.model.load(padding_side="left")
+    model = loaded.model
+    if adapter:
+        t0 = time.perf_counter()
+        model = load_adapter(loaded, adapter, merge=cfg.merge and not loaded.quantization)
+        log.info("adapter attached in %.2f s", time.perf_counter() - t0)
+    return evaluate(model, loaded.processor, loaded.family, examples, task=task,
+                    settings=cfg.generation, name=name, out_file=out_file)
+
+
+def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None) -> Path:
+    """Evaluate one model; predictions.jsonl + report in a run folder."""
+    with RunDir.create(cfg.output_dir, "eval", Path(cfg.model.model).name) as run:
+        dump_yaml(cfg, run.file("config.yaml"))
+        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run)
+        name = "fine-tuned" if cfg.adapter else "base"
+        result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
+                                out_file=run.file("predictions.jsonl"))
+        write_comparison([result], run.path, title=f"{task.name}: {cfg.model.model}",
+                         primary=task.primary)
+        print_table([result], title=f"{task.name} on {len(test)} examples")
+        return run.complete(**result.metrics)
+
+
+def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None) -> Path:
+    """Base vs base + adapter on the same examples and settings; report with both."""
+    if not cfg.adapter:
+        raise ConfigError("compare needs --adapter (the fine-tuned LoRA folder)")
+    with RunDir.create(cfg.output_dir, "compare", Path(cfg.model.model).name) as run:
+        dump_yaml(cfg, run.file("config.yaml"))
+        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run)
+        results = [
+            evaluate_model(cfg, task, test, adapter=None, name="base",
+                           out_file=run.file("predictions-base.jsonl")),
+            evaluate_model(cfg, task, test, adapter=cfg.adapter, name="fine-tuned",
+                           out_file=run.file("predictions-fine-tuned.jsonl")),
+        ]
+        write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned",
+                         primary=task.primary, context={"model": cfg.model.model,
+                                                        "adapter": cfg.adapter})
+        print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
+        return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results})
