@@ -1,3 +1,61 @@
-"""nmm-core: the shared path from records to report for narrow-domain VLM fine-tuning."""
+"""nmm-core: the shared path from records to report for narrow-domain VLM fine-tuning.
+
+`import nmm_core` is cheap: names are imported from their modules on first use, so code that
+only needs metrics or records never loads torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # records and data
+    "Example": "records", "Problem": "records", "ValidationReport": "records",
+    "load_image": "records", "validate": "records",
+    "ColumnMap": "data", "load_examples": "data", "split_examples": "data",
+    "write_jsonl_dataset": "data",
+    # models
+    "Family": "families", "get_family": "families",
+    "ModelPreset": "presets", "get_preset": "presets", "all_presets": "presets",
+    "register": "presets",
+    "LoadedModel": "models", "load_model": "models", "resolve_source": "models",
+    "build_twin": "twins",
+    # chat, LoRA, training, evaluation
+    "VlmCollator": "chat", "render_prompt": "chat", "IGNORE_INDEX": "chat",
+    "LoraSettings": "lora", "apply_lora": "lora", "save_adapter": "lora",
+    "load_adapter": "lora",
+    "TrainSettings": "train", "train": "train",
+    "GenerationSettings": "evaluate", "EvalResult": "evaluate", "evaluate": "evaluate",
+    "generate": "evaluate",
+    "Task": "task", "short_answer_task": "task",
+    # metrics (fixed names)
+    "rouge": "metrics", "bleu": "metrics", "relaxed_accuracy": "metrics",
+    "exact_match": "metrics", "closed_accuracy": "metrics", "open_recall": "metrics",
+    "normalize_answer": "metrics",
+    # reports, runs, config, commands
+    "write_comparison": "report", "plot_loss": "report",
+    "RunDir": "runs", "atomic_write_json": "runs", "atomic_write_text": "runs",
+    "parse_config": "config", "build_parser": "config", "dump_yaml": "config",
+    "TrainConfig": "workflows", "EvalConfig": "workflows", "run_train": "workflows",
+    "run_eval": "workflows", "run_compare": "workflows",
+    # errors
+    "NmmError": "errors", "ConfigError": "errors", "DataError": "errors",
+    "PresetError": "errors", "DeviceError": "errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nmm_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nmm_core.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

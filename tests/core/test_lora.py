@@ -1,0 +1,120 @@
+"""LoRA: targets, save -> reload -> merge round trips, base checks, and 4-bit QLoRA on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from nmm_core.chat import VlmCollator
+from nmm_core.errors import PresetError
+from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
+from nmm_core.models import load_model
+from nmm_core.records import Example
+
+
+def _batch(loaded):
+    image = Image.new("RGB", (64, 64), (30, 30, 200))
+    examples = [Example("a", image, "What colour is the square?", ("blue",)),
+                Example("b", image, "How many squares are there?", ("1",))]
+    return VlmCollator(loaded.processor, loaded.family)(examples)
+
+
+def _randomise_lora(model, seed=0):
+    # lora_B starts at zero, which would make every round trip trivially equal.
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+
+
+def test_lora_targets_only_language_model_projections():
+    loaded = load_model("tiny-qwen2-vl")
+    model = apply_lora(loaded, LoraSettings(r=4, alpha=8))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all(".language_model.layers." in n for n in trainable)
+    assert not any(".visual." in n for n in trainable)
+    projections = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable}
+    assert projections == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def test_train_projector_and_vision_options_widen_what_trains():
+    loaded = load_model("tiny-llava-1.5")
+    model = apply_lora(loaded, LoraSettings(r=4, train_projector=True, train_vision=True))
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("multi_modal_projector" in n and "lora_" not in n for n in names)
+    assert any("vision_tower" in n and "lora_" in n for n in names)
+
+
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-smolvlm", "tiny-tinyllava"])
+def test_adapter_round_trip_and_merge(preset, tmp_path):
+    from peft import PeftModel
+
+    loaded = load_model(preset)
+    model = apply_lora(loaded, LoraSettings(r=4, alpha=8, dropout=0.0))
+    _randomise_lora(model)
+    model.eval()
+    batch = _batch(loaded)
+    with torch.no_grad():
+        expected = model(**batch).logits
+    folder = save_adapter(model, tmp_path / "adapter", base_name=preset, family=loaded.family.name)
+    assert (folder / "adapter_config.json").exists() and (folder / "adapter_model.safetensors").exists()
+    assert not list(tmp_path.glob(".adapter-*")), "no temporary folder may remain"
+
+    reloaded = load_adapter(load_model(preset), folder)
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).logits, expected)
+
+    plain = PeftModel.from_pretrained(load_model(preset).model, str(folder)).eval()
+    with torch.no_grad():
+        assert torch.equal(plain(**batch).logits, expected)
+
+    merged = load_adapter(load_model(preset), folder, merge=True)
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    with torch.no_grad():
+        got = merged(**batch).logits
+    # Merging reorders float32 sums: 1e-5 absolute plus 1e-5 of each logit's size (the Qwen
+    # twin's logits reach ~7, where one float32 ulp is already ~5e-7).
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        untouched = load_model(preset).model(**batch).logits
+    assert not torch.allclose(untouched, expected, atol=1e-3), "the adapter must change the logits"
+
+
+def test_adapter_for_another_base_is_refused_before_work(tmp_path):
+    loaded = load_model("tiny-qwen2-vl")
+    folder = save_adapter(apply_lora(loaded, LoraSettings(r=4)), tmp_path / "a",
+                          base_name="tiny-qwen2-vl", family="qwen2_vl")
+    marker = json.loads((folder / "nmm_adapter.json").read_text())
+    assert marker["base"] == "tiny-qwen2-vl"
+    with pytest.raises(PresetError, match="trained for base 'tiny-qwen2-vl'"):
+        load_adapter(load_model("tiny-smolvlm"), folder)
+    with pytest.raises(PresetError, match="not a LoRA adapter folder"):
+        load_adapter(loaded, tmp_path)
+
+
+def test_qlora_4bit_trains_on_cpu():
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
+    loaded = load_model("tiny-qwen2-vl", quantization="4bit", device="cpu")
+    lm_linear = loaded.model.model.language_model.layers[0].self_attn.q_proj
+    assert isinstance(lm_linear, bnb.nn.Linear4bit)
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in loaded.model.model.visual.modules())
+    model = apply_lora(loaded, LoraSettings(r=8, alpha=16, dropout=0.0))
+    model.train()
+    batch = _batch(loaded)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(trainable, lr=1e-2)
+    losses = []
+    for _ in range(15):
+        loss = model(**batch).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses

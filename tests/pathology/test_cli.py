@@ -1,0 +1,47 @@
+"""`nmm-pathology` command line, in-process: `info`, `--help`, an unknown command."""
+
+from __future__ import annotations
+
+import pytest
+
+from nmm_pathology import __version__
+from nmm_pathology.cli import main
+
+
+def test_pathology_cli_info_prints_version_and_domain_dependency(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"nmm-pathology {__version__}" in out
+    assert "nmm-core" in out
+    # the domain's own dependency, listed with its installed version
+    rows = [line.split() for line in out.splitlines()]
+    [row] = [r for r in rows if r[:1] == ["ultralytics"]]
+    assert row[1] != "MISSING", row
+
+
+def test_pathology_cli_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "nmm-pathology" in out and "info" in out
+
+
+def test_pathology_cli_version_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert f"nmm-pathology {__version__}" in capsys.readouterr().out
+
+
+def test_pathology_cli_unknown_command_fails(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code not in (0, None)
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_pathology_cli_requires_a_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code not in (0, None)
