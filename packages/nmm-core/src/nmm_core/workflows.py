@@ -105,12 +105,23 @@ def load_split(data: DataSettings, split: str, run: RunDir | None) -> list[Examp
     return report.kept
 
 
-def _distributed_run_dir(create) -> RunDir:
-    """Rank 0 makes the run folder; under `accelerate launch` every rank gets its path."""
+def _process_state(model: ModelSettings):
+    """accelerate's process state, created once and before the Trainer's.
+
+    The state is a process-wide singleton: made without `cpu=True` on a CPU machine it would
+    ignore the launcher's WORLD_SIZE, and every rank would train alone.
+    """
     from accelerate import PartialState
+
+    from nmm_core.devices import pick_device
+
+    return PartialState(cpu=pick_device(model.device).type == "cpu")
+
+
+def _distributed_run_dir(state, create) -> RunDir:
+    """Rank 0 makes the run folder; under `accelerate launch` every rank gets its path."""
     from accelerate.utils import broadcast_object_list
 
-    state = PartialState()
     holder = [str(create().path) if state.is_main_process else None]
     if state.num_processes > 1:
         broadcast_object_list(holder)
@@ -119,16 +130,16 @@ def _distributed_run_dir(create) -> RunDir:
 
 def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None) -> Path:
     """Fine-tune and save the adapter; returns the completed run folder."""
-    from accelerate import PartialState
-
+    state = _process_state(cfg.model)
+    main = state.is_main_process
     if cfg.resume:
         run = RunDir.open(cfg.resume)
-        run.set_state("running") if PartialState().is_main_process else None
+        if main:
+            run.set_state("running")
     else:
         run = _distributed_run_dir(
-            lambda: RunDir.create(cfg.output_dir, "train", Path(cfg.model.model).name)
+            state, lambda: RunDir.create(cfg.output_dir, "train", Path(cfg.model.model).name)
         )
-    main = PartialState().is_main_process
     try:
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
@@ -141,14 +152,15 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
                         settings=cfg.train, run_dir=run.path, resume=bool(cfg.resume),
                         bf16=str(loaded.model.dtype) == "torch.bfloat16",
                         use_cpu=device.type == "cpu")
-        PartialState().wait_for_everyone()
+        state.wait_for_everyone()
         if not main:
             return run.final_path
         save_adapter(peft_model, run.file("adapter"), base_name=cfg.model.model,
                      family=loaded.family.name)
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
         return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
-                            examples=len(train_set), resumed_from=outcome.resumed_from)
+                            examples=len(train_set), resumed_from=outcome.resumed_from,
+                            world_size=state.num_processes)
     except BaseException as exc:
         if main:
             run.fail(exc)

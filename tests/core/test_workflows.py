@@ -1,0 +1,46 @@
+"""The generic `nmm train -> eval -> compare` path writes every file it promises."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from nmm_core import cli
+from nmm_core.data import write_jsonl_dataset
+from nmm_core.testing.shapes import make_shapes_dataset
+
+
+def test_train_eval_compare_write_their_files(tmp_path, capsys):
+    data = tmp_path / "data"
+    examples = make_shapes_dataset(24, seed=4)
+    write_jsonl_dataset(examples[:16], data, split="train")
+    write_jsonl_dataset(examples[16:], data, split="test")
+    common = ["--data-source", str(data), "--data-prompt-column", "prompt",
+              "--data-answers-column", "answers"]
+    assert cli.main(["train", *common, "--train-max-steps", "3", "--lora-r", "4",
+                     "--output-dir", str(tmp_path / "runs")]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert {"config.yaml", "metrics.jsonl", "adapter", "loss.png", "status.json"} <= {
+        p.name for p in run.iterdir()}
+    assert json.loads((run / "status.json").read_text())["summary"]["global_step"] == 3
+
+    assert cli.main(["eval", *common, "--output-dir", str(tmp_path / "evals"),
+                     "--adapter", str(run / "adapter")]) == 0
+    (ev,) = (tmp_path / "evals").iterdir()
+    rows = [json.loads(line) for line in (ev / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and {"id", "prediction", "references", "exact_match"} <= set(rows[0])
+
+    assert cli.main(["compare", *common, "--output-dir", str(tmp_path / "cmp"),
+                     "--adapter", str(run / "adapter")]) == 0
+    (cmp_run,) = (tmp_path / "cmp").iterdir()
+    report = json.loads((cmp_run / "report.json").read_text())
+    assert [r["name"] for r in report["results"]] == ["base", "fine-tuned"]
+    assert all(r["n"] == 8 and r["seconds_per_example"] > 0 for r in report["results"])
+    assert "| base | 8 |" in (cmp_run / "report.md").read_text()
+    with Image.open(cmp_run / "metrics.png") as png:
+        assert png.size[0] > 300
+    assert (cmp_run / "predictions-base.jsonl").exists()
+    assert (cmp_run / "predictions-fine-tuned.jsonl").exists()
+    out = capsys.readouterr().out
+    assert "fine-tuned" in out
