@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from nmm_demo.cli import DemoConfig, run_demo
 
 
+@pytest.mark.slow
 def test_demo_fine_tuned_beats_base(tmp_path):
     cfg = DemoConfig(train_size=600, test_size=48, epochs=4, output_dir=str(tmp_path),
                      progress=False)

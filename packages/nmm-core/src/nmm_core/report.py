@@ -35,10 +35,10 @@ def plot_metrics(results: Sequence[EvalResult], path: Path, *, title: str) -> Pa
     for i, res in enumerate(results):
         values = [res.metrics[k] / (100 if k == "bleu" else 1) for k in keys]
         xs = [j + i * width for j in range(len(keys))]
-        bars = ax.bar(xs, values, width, label=f"{res.name} ({res.seconds_per_example:.3f} s/ex)")
+        bars = ax.bar(xs, values, width, label=f"{res.name} ({res.seconds_per_example:.4f} s/ex)")
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(keys))])
-    ax.set_xticklabels([k if k != "bleu" else "bleu/100" for k in keys])
+    ax.set_xticklabels([k if k != "bleu" else "bleu/100" for k in keys], rotation=20, ha="right")
     ax.set_ylim(0, 1.1)
     ax.set_title(title)
     ax.legend(fontsize=8)
