@@ -94,7 +94,7 @@ def test_write_then_load_jsonl_round_trips_exactly(tmp_path):
     assert [(e.id, e.prompt, e.answers, dict(e.meta)) for e in loaded] == [
         (e.id, e.prompt, e.answers, dict(e.meta)) for e in originals
     ]
-    for before, after in zip(originals[:3], loaded[:3]):
+    for before, after in zip(originals[:3], loaded[:3], strict=False):
         assert isinstance(after.image, str) and Path(after.image).is_file()  # lazy: a path
         assert pixels(after, mode=None) == pixels(before, mode=None)
     assert loaded[3].image is None

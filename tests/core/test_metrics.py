@@ -244,7 +244,7 @@ def _summed_bleu(preds, refs):
     from sacrebleu.metrics import BLEU
 
     metric = BLEU()
-    stats = [metric.corpus_score([p], [[r] for r in rs]) for p, rs in zip(preds, refs)]
+    stats = [metric.corpus_score([p], [[r] for r in rs]) for p, rs in zip(preds, refs, strict=False)]
     correct = [sum(s.counts[n] for s in stats) for n in range(4)]
     total = [sum(s.totals[n] for s in stats) for n in range(4)]
     sys_len = sum(s.sys_len for s in stats)

@@ -8,6 +8,7 @@ from PIL import Image
 
 from nmm_core import cli
 from nmm_core.data import write_jsonl_dataset
+from nmm_core.pairs import read_pairs
 from nmm_core.testing.shapes import make_shapes_dataset
 
 
@@ -42,5 +43,9 @@ def test_train_eval_compare_write_their_files(tmp_path, capsys):
         assert png.size[0] > 300
     assert (cmp_run / "predictions-base.jsonl").exists()
     assert (cmp_run / "predictions-fine-tuned.jsonl").exists()
+    pairs = read_pairs(cmp_run / "pairs.jsonl")
+    assert len(pairs) == 8 and {p.left.model for p in pairs} | {p.right.model for p in pairs} == {
+        "base", "fine-tuned"}
+    assert all((cmp_run / p.image).is_file() for p in pairs)
     out = capsys.readouterr().out
     assert "fine-tuned" in out

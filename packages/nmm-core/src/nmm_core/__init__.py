@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "parse_config": "config", "build_parser": "config", "dump_yaml": "config",
     "TrainConfig": "workflows", "EvalConfig": "workflows", "run_train": "workflows",
     "run_eval": "workflows", "run_compare": "workflows",
+    "Pair": "pairs", "make_pairs": "pairs", "write_pairs": "pairs", "read_pairs": "pairs",
     # errors
     "NmmError": "errors", "ConfigError": "errors", "DataError": "errors",
     "PresetError": "errors", "DeviceError": "errors",

@@ -78,7 +78,7 @@ class VlmCollator:
             )
             for ex in examples
         ]
-        fulls = [p + render_answer(self.family, ex.answer) for p, ex in zip(prompts, examples)]
+        fulls = [p + render_answer(self.family, ex.answer) for p, ex in zip(prompts, examples, strict=False)]
         return prompts, fulls
 
     def _answer_lengths(self, prompts: list[str], fulls: list[str]) -> list[int]:
@@ -87,7 +87,7 @@ class VlmCollator:
         tok = self.tokenizer
         p_ids = tok(prompts, add_special_tokens=True)["input_ids"]
         f_ids = tok(fulls, add_special_tokens=True)["input_ids"]
-        return [len(f) - _common_prefix(p, f) for p, f in zip(p_ids, f_ids)]
+        return [len(f) - _common_prefix(p, f) for p, f in zip(p_ids, f_ids, strict=False)]
 
     def encode(self, texts: list[str], examples: Sequence[Example], padding_side: str):
         """Run the processor on texts and the examples' images."""

@@ -131,7 +131,7 @@ def _convert(value: Any, tp: Any) -> Any:
             elem_types = list(args)
         else:
             elem_types = [args[0] if args else Any] * len(value)
-        items = [_convert(v, t) for v, t in zip(value, elem_types)]
+        items = [_convert(v, t) for v, t in zip(value, elem_types, strict=False)]
         return tuple(items) if tuple in (tp, origin) else items
     if _is_mapping_type(tp):
         if not isinstance(value, dict):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example, load_image
+from nmm_core.runs import atomic_write_bytes
 
 if TYPE_CHECKING:
     import datasets
@@ -325,7 +326,7 @@ def split_examples(
                         f"but there are only {total} records")
     random.Random(seed).shuffle(ordered)
     starts = [0, *itertools.accumulate(counts.values())]
-    return {name: ordered[a:b] for name, a, b in zip(counts, starts, starts[1:])}
+    return {name: ordered[a:b] for name, a, b in zip(counts, starts, starts[1:], strict=False)}
 
 
 def write_jsonl_dataset(
@@ -339,13 +340,9 @@ def write_jsonl_dataset(
     be JSON (tuples come back as lists).
     """
     folder = Path(folder)
-    (folder / image_dir).mkdir(parents=True, exist_ok=True)
     lines = []
     for example in examples:
-        image = None
-        if example.image is not None:
-            image = f"{image_dir}/{_file_stem(split, example.id)}.png"
-            _write_atomic(folder / image, _png_bytes(example))
+        image = save_example_image(example, folder, split=split, image_dir=image_dir)
         row = {"id": example.id, "image": image, "prompt": example.prompt,
                "answers": list(example.answers), "meta": dict(example.meta)}
         try:
@@ -353,8 +350,19 @@ def write_jsonl_dataset(
         except (TypeError, ValueError) as exc:
             raise DataError(f"record {example.id!r} field 'meta': not JSON ({exc})") from exc
     target = folder / f"{split}.jsonl"
-    _write_atomic(target, "".join(lines).encode("utf-8"))
+    atomic_write_bytes(target, "".join(lines).encode("utf-8"))
     return target
+
+
+def save_example_image(example: Example, folder: str | Path, *, split: str,
+                       image_dir: str = "images") -> str | None:
+    """Save the example's image as `<folder>/<image_dir>/<safe name>.png`; the relative path."""
+    if example.image is None:
+        return None
+    relative = f"{image_dir}/{_file_stem(split, example.id)}.png"
+    (Path(folder) / image_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(folder) / relative, _png_bytes(example))
+    return relative
 
 
 def _file_stem(split: str, record_id: str) -> str:
@@ -377,10 +385,3 @@ def _png_bytes(example: Example) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name beside `path`, then rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -74,7 +74,7 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
             torch.cuda.synchronize()
         elapsed += time.perf_counter() - t0
         new_tokens = out[:, batch["input_ids"].shape[1] :]
-        for i, text in zip(idx, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+        for i, text in zip(idx, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=False):
             answers[i] = text.strip()
         bar.update(len(idx))
     bar.close()
@@ -95,7 +95,7 @@ def evaluate(model, processor, family, examples: Sequence[Example], *, task: Tas
     rows = [
         {"id": ex.id, "prompt": task.prompt(ex), "prediction": norm, "raw_prediction": r,
          "references": list(ex.answers), "model": name, **task.score_one(norm, ex.answers)}
-        for ex, r, norm in zip(examples, raw, normalised)
+        for ex, r, norm in zip(examples, raw, normalised, strict=False)
     ]
     if out_file is not None:
         atomic_write_text(out_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -12,7 +12,6 @@ import re
 import string
 import unicodedata
 from collections.abc import Sequence
-from typing import Union
 
 __all__ = [
     "Reference",
@@ -32,7 +31,7 @@ __all__ = [
     "rouge_per_example",
 ]
 
-Reference = Union[str, Sequence[str]]
+Reference = str | Sequence[str]
 
 _ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 _ASCII_PUNCT = frozenset(string.punctuation)
@@ -53,7 +52,7 @@ def _check(predictions: Sequence[str], references: Sequence[Reference]) -> list[
             f"got {len(predictions)} predictions but {len(references)} references"
         )
     refs: list[list[str]] = []
-    for i, (pred, ref) in enumerate(zip(predictions, references)):
+    for i, (pred, ref) in enumerate(zip(predictions, references, strict=False)):
         if not isinstance(pred, str):
             raise ValueError(f"prediction {i} is {type(pred).__name__}, not str")
         options = [ref] if isinstance(ref, str) else ref
@@ -118,7 +117,7 @@ def rouge_per_example(
 
     scorer = rouge_scorer.RougeScorer(list(_ROUGE_KEYS), use_stemmer=True)
     out: dict[str, list[float]] = {key: [] for key in _ROUGE_KEYS}
-    for pred, options in zip(predictions, refs):
+    for pred, options in zip(predictions, refs, strict=False):
         scores = scorer.score_multi(options, pred)
         for key in _ROUGE_KEYS:
             out[key].append(float(scores[key].fmeasure))
@@ -155,7 +154,7 @@ def bleu_per_example(
 
     # Effective order stops a short sentence with no 4-gram match from scoring 0.
     metric = BLEU(effective_order=True)
-    return [float(metric.sentence_score(p, options).score) for p, options in zip(predictions, refs)]
+    return [float(metric.sentence_score(p, options).score) for p, options in zip(predictions, refs, strict=False)]
 
 
 # ---------------------------------------------------------------- relaxed accuracy
@@ -187,7 +186,7 @@ def relaxed_accuracy_per_example(
         raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
     return [
         float(any(_relaxed_correct(p, t, tolerance) for t in options))
-        for p, options in zip(predictions, refs)
+        for p, options in zip(predictions, refs, strict=False)
     ]
 
 
@@ -208,7 +207,7 @@ def exact_match_per_example(
     refs = _check(predictions, references)
     return [
         float(normalize_answer(p) in {normalize_answer(t) for t in options})
-        for p, options in zip(predictions, refs)
+        for p, options in zip(predictions, refs, strict=False)
     ]
 
 
@@ -231,7 +230,7 @@ def closed_accuracy_per_example(
     """1.0 where the prediction's first yes/no word matches the yes/no reference."""
     refs = _check(predictions, references)
     scores = []
-    for i, (pred, options) in enumerate(zip(predictions, refs)):
+    for i, (pred, options) in enumerate(zip(predictions, refs, strict=False)):
         targets = {normalize_answer(t) for t in options}
         if not targets <= set(_YES_NO):
             raise ValueError(f"reference {i} is not yes/no: {options!r}")
@@ -258,7 +257,7 @@ def open_recall_per_example(
     """Share of the best reference's normalised tokens found in the prediction, per example."""
     refs = _check(predictions, references)
     scores = []
-    for pred, options in zip(predictions, refs):
+    for pred, options in zip(predictions, refs, strict=False):
         tokens = set(normalize_answer(pred).split())
         scores.append(max(_recall(tokens, t) for t in options))
     return scores

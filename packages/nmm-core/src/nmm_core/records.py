@@ -147,14 +147,12 @@ class ValidationReport:
 
     def write_problems(self, path: str | Path) -> Path:
         """Write the problems as JSONL (id, field, why, kind), atomically."""
+        from nmm_core.runs import atomic_write_text
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with tmp.open("w", encoding="utf-8") as out:
-            for p in self.problems:
-                row = {"id": p.id, "field": p.field, "why": p.why, "kind": p.kind}
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
+        rows = ({"id": p.id, "field": p.field, "why": p.why, "kind": p.kind} for p in self.problems)
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         return path
 
 

@@ -132,6 +132,6 @@ def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
 def breakdown_by(result: EvalResult, kinds: Sequence[str], metric: str) -> dict[str, float]:
     """Mean per-example `metric` of `result` grouped by each example's kind."""
     groups: dict[str, list[float]] = {}
-    for row, kind in zip(result.predictions, kinds):
+    for row, kind in zip(result.predictions, kinds, strict=False):
         groups.setdefault(kind, []).append(float(row[metric]))
     return {k: sum(v) / len(v) for k, v in sorted(groups.items())}

@@ -18,6 +18,7 @@ from nmm_core.errors import ConfigError
 from nmm_core.evaluate import EvalResult, GenerationSettings, evaluate
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
+from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, validate
 from nmm_core.report import plot_loss, print_table, write_comparison
 from nmm_core.runs import RunDir
@@ -207,6 +208,8 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
             evaluate_model(cfg, task, test, adapter=cfg.adapter, name="fine-tuned",
                            out_file=run.file("predictions-fine-tuned.jsonl")),
         ]
+        write_pairs(make_pairs(test, *results, folder=run.path, task=task.name),
+                    run.file("pairs.jsonl"))
         write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned",
                          primary=task.primary, context={"model": cfg.model.model,
                                                         "adapter": cfg.adapter})

@@ -1,1 +1,1 @@
-"""Tiny twins of the real architectures, a tokenizer built locally, and synthetic data: what tests and the demo run on, offline."""
+"""Tiny twins of the real architectures, a locally built tokenizer, synthetic data: what tests and the demo run on."""

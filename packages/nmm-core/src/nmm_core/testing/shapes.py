@@ -51,7 +51,7 @@ def _place(rng: random.Random, kinds: list[str], colours: list[str], size: int) 
     cell = size // 2
     cells = rng.sample([(0, 0), (1, 0), (0, 1), (1, 1)], len(kinds))
     out = []
-    for kind, colour, (cx, cy) in zip(kinds, colours, cells):
+    for kind, colour, (cx, cy) in zip(kinds, colours, cells, strict=False):
         s = rng.randint(cell // 2, cell - 6)
         x = cx * cell + rng.randint(2, cell - s - 2)
         y = cy * cell + rng.randint(2, cell - s - 2)
