@@ -16,7 +16,13 @@ from nmm_core.errors import PresetError
 from nmm_core.families import get_family
 
 ENTRY_POINT_GROUP = "nmm.presets"
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+# A full commit hash, or a dated release tag as moondream2 publishes (`2025-01-09`).
+_PINNED = re.compile(r"^([0-9a-f]{40}|\d{4}-\d{2}-\d{2})$")
+
+
+def is_pinned(revision: str | None) -> bool:
+    """Whether `revision` names one fixed snapshot (not `main` or another branch)."""
+    return bool(revision and _PINNED.match(revision))
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,7 @@ class ModelPreset:
     name: str
     family: str
     hub_id: str | None = None
-    revision: str | None = None  # a full commit hash: a preset never floats on `main`
+    revision: str | None = None  # a commit hash or dated release tag: never a moving branch
     tiny: bool = False  # built offline with random weights by the family's `build_twin`
     description: str = ""
     processor_kwargs: dict[str, Any] = field(default_factory=dict)  # for from_pretrained
@@ -39,9 +45,10 @@ class ModelPreset:
         get_family(self.family)
         if self.tiny == (self.hub_id is not None):
             raise PresetError(f"preset '{self.name}': give either hub_id or tiny=True, not both")
-        if self.hub_id is not None and not (self.revision and _COMMIT.match(self.revision)):
+        if self.hub_id is not None and not is_pinned(self.revision):
             raise PresetError(
-                f"preset '{self.name}': revision {self.revision!r} is not a pinned 40-hex commit"
+                f"preset '{self.name}': revision {self.revision!r} is not pinned "
+                "(a 40-hex commit or a dated release tag)"
             )
         if self.quantization not in (None, "4bit", "8bit"):
             raise PresetError(f"preset '{self.name}': quantization must be None, 4bit or 8bit")

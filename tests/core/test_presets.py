@@ -1,0 +1,43 @@
+"""Presets: exact names, pinned revisions, one owner per name."""
+
+from __future__ import annotations
+
+import pytest
+
+from nmm_core import presets
+from nmm_core.errors import PresetError
+from nmm_core.presets import ModelPreset
+
+
+def test_core_registers_a_twin_of_every_family():
+    names = presets.all_presets()
+    assert {"tiny-qwen2-vl", "tiny-smolvlm", "tiny-llava-1.5", "tiny-tinyllava", "tiny-opt-clip"} <= set(names)
+    assert presets.preset_owner("tiny-qwen2-vl") == "nmm-core"
+
+
+def test_unknown_name_lists_known_presets_without_fuzzy_matching():
+    with pytest.raises(PresetError, match="unknown preset 'tiny-qwen2'.*tiny-qwen2-vl"):
+        presets.get_preset("tiny-qwen2")
+
+
+@pytest.mark.parametrize("revision", [None, "main", "v1.0", "abc123"])
+def test_hub_presets_must_pin_their_revision(revision):
+    with pytest.raises(PresetError, match="not pinned"):
+        ModelPreset("x", "qwen2_vl", hub_id="org/x", revision=revision)
+
+
+@pytest.mark.parametrize("revision", ["a" * 40, "2025-01-09"])
+def test_commits_and_dated_tags_are_pinned(revision):
+    assert ModelPreset("x", "qwen2_vl", hub_id="org/x", revision=revision).revision == revision
+
+
+def test_a_name_claimed_twice_names_both_packages(monkeypatch):
+    monkeypatch.setattr(presets, "_registry", presets._Registry())
+    presets.register([ModelPreset("dup", "llava", tiny=True)], owner="pkg-a")
+    with pytest.raises(PresetError, match="registered twice: by pkg-a and by pkg-b"):
+        presets.register([ModelPreset("dup", "llava", tiny=True)], owner="pkg-b")
+
+
+def test_unknown_family_is_refused():
+    with pytest.raises(PresetError, match="unknown model family 'qwen'"):
+        ModelPreset("x", "qwen", tiny=True)
