@@ -278,3 +278,17 @@ def test_dump_load_round_trip(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["config.yaml"]
     dump_yaml(TrainConfig(), path)  # overwrite in place
     assert load_yaml_config(TrainConfig, path) == TrainConfig()
+
+
+def test_alias_flags_set_the_nested_field():
+    import argparse as _argparse
+
+    from nmm_core.config import add_config_argument, add_dataclass_arguments, config_from_parsed
+    from nmm_core.workflows import TrainConfig
+
+    parser = add_dataclass_arguments(add_config_argument(_argparse.ArgumentParser()), TrainConfig)
+    ns = parser.parse_args(["--model", "tiny-smolvlm", "--data", "some/folder"])
+    cfg = config_from_parsed(TrainConfig, ns)
+    assert cfg.model.model == "tiny-smolvlm" and cfg.data.source == "some/folder"
+    ns = parser.parse_args(["--model-model", "tiny-llava-1.5"])
+    assert config_from_parsed(TrainConfig, ns).model.model == "tiny-llava-1.5"

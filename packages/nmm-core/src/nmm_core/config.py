@@ -216,9 +216,12 @@ def add_dataclass_arguments(
         dest = _dest_prefix(prefix) + key
         kwargs = _flag_kwargs(tp)
         if kwargs is not None:
+            # A short alias (metadata "aliases", e.g. `--model` for `--model-model`) only at the
+            # top level: under a prefix two commands' aliases could collide.
+            aliases = () if prefix else tuple(f.metadata.get("aliases", ()))
             # SUPPRESS: a flag absent from argv leaves no attribute, so YAML values survive.
             group.add_argument(
-                _flag(dest), dest=dest, default=argparse.SUPPRESS, help=_help(f), **kwargs
+                _flag(dest), *aliases, dest=dest, default=argparse.SUPPRESS, help=_help(f), **kwargs
             )
     return parser
 

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 class DataSettings:
     """Where the examples come from and how their columns map to records."""
 
-    source: str = field(default="", metadata={"help": "hub dataset id or local file/folder"})
+    source: str = field(default="", metadata={"help": "hub dataset id or local file/folder",
+                                              "aliases": ("--data",)})
     split: str = field(default="train", metadata={"help": "split to train on"})
     eval_split: str = field(default="test", metadata={"help": "split to evaluate on"})
     revision: str | None = field(default=None, metadata={"help": "hub dataset revision (pin it)"})
@@ -55,7 +56,8 @@ class DataSettings:
 class ModelSettings:
     """Which model, on which device, in which precision."""
 
-    model: str = field(default="tiny-qwen2-vl", metadata={"help": "preset name or model folder"})
+    model: str = field(default="tiny-qwen2-vl", metadata={"help": "preset name or model folder",
+                                                          "aliases": ("--model",)})
     family: str | None = field(default=None, metadata={"help": "family of a bare hub id"})
     dtype: str = field(default="auto", metadata={"help": "auto | bfloat16 | float32 | float16"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
