@@ -118,3 +118,21 @@ def test_qlora_4bit_trains_on_cpu():
         optim.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_tinyllava_head_keeps_phi2_bias_through_save_and_load(tmp_path):
+    from nmm_core.families.tinyllava_model import TinyLlavaForConditionalGeneration
+
+    loaded = load_model("tiny-tinyllava")
+    assert isinstance(loaded.model, TinyLlavaForConditionalGeneration)
+    head = loaded.model.lm_head
+    assert head.bias is not None
+    batch = _batch(loaded)
+    with torch.no_grad():
+        head.bias.normal_()
+        expected = loaded.model(**batch).logits
+        loaded.model.save_pretrained(tmp_path / "m")
+        again = TinyLlavaForConditionalGeneration.from_pretrained(tmp_path / "m")(**batch).logits
+        assert torch.equal(again, expected)
+        head.bias.zero_()
+        assert not torch.allclose(loaded.model(**batch).logits, expected), "the bias reaches the logits"

@@ -116,8 +116,6 @@ def load_model(
     padding_side: str = "right",
 ) -> LoadedModel:
     """Load model and processor; `name` is a preset, a local folder, or a hub id (+ family)."""
-    import transformers
-
     source = resolve_source(name, family=family)
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
@@ -125,7 +123,7 @@ def load_model(
     if quantization:
         kwargs["quantization_config"] = quantization_config(source.family, quantization, torch_dtype)
         kwargs["device_map"] = {"": torch_device}
-    cls = getattr(transformers, source.family.model_class)
+    cls = source.family.model_cls()
     processor = load_processor(source, padding_side=padding_side)
     try:
         model = cls.from_pretrained(source.location, revision=source.revision, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -45,7 +46,10 @@ def twin_path(preset: ModelPreset) -> Path:
 
     from nmm_core import __version__
 
-    key = f"{preset.name}-core{__version__}-tf{transformers.__version__}"
+    # The builder's own source is in the key: editing a twin never serves a stale cached one.
+    builder = Path(get_family(preset.family).builder().__file__).read_bytes()
+    digest = hashlib.sha1(builder + repr(sorted(preset.twin_kwargs.items())).encode()).hexdigest()[:10]
+    key = f"{preset.name}-core{__version__}-tf{transformers.__version__}-{digest}"
     final = cache_root() / "twins" / key
     if (final / MARKER).exists():
         return final

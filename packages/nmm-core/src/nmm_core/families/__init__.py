@@ -22,7 +22,7 @@ class Family:
 
     name: str
     model_types: tuple[str, ...]  # config.json `model_type` values that belong to this family
-    model_class: str  # transformers class name
+    model_class: str  # a transformers class name, or "module:Class" for one of ours
     module: str  # nmm_core.families submodule with `build_twin`
     answer_prefix: str  # text between the generation prompt and the answer
     end_of_turn: str  # token that closes the assistant's answer (carries loss)
@@ -38,6 +38,15 @@ class Family:
     def builder(self):
         """The family's module (twin and full-size builders)."""
         return importlib.import_module(f"nmm_core.families.{self.module}")
+
+    def model_cls(self):
+        """The model class (imports transformers)."""
+        if ":" in self.model_class:
+            module, name = self.model_class.split(":")
+            return getattr(importlib.import_module(module), name)
+        import transformers
+
+        return getattr(transformers, self.model_class)
 
     def lora_target_regex(self, projections: tuple[str, ...] | None = None) -> str:
         """A peft `target_modules` regex matching the language model's projections only."""
@@ -103,7 +112,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             name="tinyllava",
             model_types=(),  # saved as model_type "llava"; chosen by preset, never by guess
-            model_class="LlavaForConditionalGeneration",
+            model_class="nmm_core.families.tinyllava_model:TinyLlavaForConditionalGeneration",
             module="tinyllava",
             answer_prefix=" ",
             end_of_turn="<|endoftext|>",

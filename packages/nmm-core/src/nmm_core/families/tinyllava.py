@@ -27,16 +27,13 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
 
     Kept from the real model: SigLIP (no class token) whose first patch TinyLLaVA drops, which
     Llava's "default" strategy reproduces with no additional processor token; Phi's partial
-    rotary embedding; the two-layer GELU connector; feature layer -2. Not kept: Phi-2's
-    `lm_head` bias, which Llava's head lacks (the memes package carries it).
+    rotary embedding; the two-layer GELU connector; feature layer -2; Phi-2's biased
+    `lm_head` (`TinyLlavaForConditionalGeneration`).
     """
     import torch
-    from transformers import (
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        SiglipImageProcessor,
-    )
+    from transformers import LlavaConfig, LlavaProcessor, SiglipImageProcessor
+
+    from nmm_core.families.tinyllava_model import TinyLlavaForConditionalGeneration
 
     from nmm_core.testing.tokenizer import build_bpe_tokenizer
 
@@ -77,7 +74,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
+    model = TinyLlavaForConditionalGeneration(config)
     model.generation_config.pad_token_id = ids["<pad>"]
     model.generation_config.eos_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out_dir)
