@@ -34,7 +34,6 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
     from transformers import LlavaConfig, LlavaProcessor, SiglipImageProcessor
 
     from nmm_core.families.tinyllava_model import TinyLlavaForConditionalGeneration
-
     from nmm_core.testing.tokenizer import build_bpe_tokenizer
 
     tok = build_bpe_tokenizer(
