@@ -49,3 +49,23 @@ def test_train_eval_compare_write_their_files(tmp_path, capsys):
     assert all((cmp_run / p.image).is_file() for p in pairs)
     out = capsys.readouterr().out
     assert "fine-tuned" in out
+
+
+def test_preset_defaults_fill_unset_quantization_and_answer_length(monkeypatch):
+    from nmm_core import models, workflows
+    from nmm_core.presets import ModelPreset
+
+    preset = ModelPreset("tiny-4bit", "qwen2_vl", tiny=True, quantization="4bit", max_new_tokens=3)
+    source = models.resolve_source("tiny-qwen2-vl")
+    monkeypatch.setattr(models, "resolve_source", lambda name, family=None: models.ModelSource(
+        name, source.location, None, source.family, preset))
+    seen = {}
+    monkeypatch.setattr(models, "quantization_config", lambda fam, q, dtype: seen.setdefault("q", q) and None)
+    models.load_model("tiny-4bit", quantization="auto")
+    assert seen["q"] == "4bit"
+
+    calls = {}
+    monkeypatch.setattr(workflows, "evaluate", lambda *a, settings, **k: calls.setdefault("s", settings))
+    cfg = workflows.EvalConfig(model=workflows.ModelSettings(model="tiny-4bit", quantization="none"))
+    workflows.evaluate_model(cfg, workflows.Task(), [], adapter=None, name="base", out_file=None)
+    assert calls["s"].max_new_tokens == 3

@@ -21,10 +21,12 @@ class GenerationSettings:
     """How answers are generated."""
 
     batch_size: int = field(default=16, metadata={"help": "prompts per generate() call"})
-    max_new_tokens: int = field(default=16, metadata={"help": "answer length cap, in tokens"})
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "answer length cap in tokens (none: the preset's, else 16)"}
+    )
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_new_tokens < 1:
+        if self.batch_size < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1):
             raise ConfigError("batch_size and max_new_tokens must be at least 1")
 
 
@@ -66,7 +68,7 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
         with torch.inference_mode():
             out = model.generate(
                 **batch,
-                max_new_tokens=settings.max_new_tokens,
+                max_new_tokens=settings.max_new_tokens or 16,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
             )

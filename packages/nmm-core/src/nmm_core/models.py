@@ -115,8 +115,14 @@ def load_model(
     attn_implementation: str = "sdpa",
     padding_side: str = "right",
 ) -> LoadedModel:
-    """Load model and processor; `name` is a preset, a local folder, or a hub id (+ family)."""
+    """Load model and processor; `name` is a preset, a local folder, or a hub id (+ family).
+
+    `quantization` is None, "4bit", "8bit", or "auto" (the preset's default, e.g. QLoRA for
+    LLaVA-1.5; none for local folders and twins).
+    """
     source = resolve_source(name, family=family)
+    if quantization == "auto":
+        quantization = source.preset.quantization if source.preset else None
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn_implementation}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -61,8 +61,8 @@ class ModelSettings:
     family: str | None = field(default=None, metadata={"help": "family of a bare hub id"})
     dtype: str = field(default="auto", metadata={"help": "auto | bfloat16 | float32 | float16"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
-    quantization: Literal["none", "4bit", "8bit"] = field(
-        default="none", metadata={"help": "load the base in 4-bit nf4 (QLoRA) or 8-bit"}
+    quantization: Literal["auto", "none", "4bit", "8bit"] = field(
+        default="auto", metadata={"help": "4-bit nf4 (QLoRA), 8-bit, none; auto: the preset's default"}
     )
 
     def load(self, *, padding_side: str = "right") -> LoadedModel:
@@ -179,8 +179,11 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
         t0 = time.perf_counter()
         model = load_adapter(loaded, adapter, merge=cfg.merge and not loaded.quantization)
         log.info("adapter attached in %.2f s", time.perf_counter() - t0)
+    settings = cfg.generation
+    if settings.max_new_tokens is None and loaded.source.preset is not None:
+        settings = replace(settings, max_new_tokens=loaded.source.preset.max_new_tokens)
     return evaluate(model, loaded.processor, loaded.family, examples, task=task,
-                    settings=cfg.generation, name=name, out_file=out_file)
+                    settings=settings, name=name, out_file=out_file)
 
 
 def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None) -> Path:
