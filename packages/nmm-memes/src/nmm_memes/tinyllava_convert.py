@@ -23,8 +23,6 @@ _PREFIXES = (
     ("connector._connector.0.", "model.multi_modal_projector.linear_1."),
     ("connector._connector.2.", "model.multi_modal_projector.linear_2."),
 )
-_DROP_KEYS = ("auto_map", "_name_or_path", "architectures", "model_name_or_path",
-              "model_name_or_path2", "torch_dtype", "transformers_version")
 
 
 def map_key(key: str) -> str:
@@ -44,33 +42,6 @@ def convert_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
             raise DataError(f"weight '{key}': maps onto '{new}' twice")
         out[new] = value
     return out
-
-
-def llava_config(tinyllava: Mapping[str, Any], *, image_token_id: int):
-    """The `LlavaConfig` of a TinyLLaVA config.json (connector `mlp2x_gelu`, SigLIP, Phi)."""
-    from transformers import LlavaConfig
-
-    if tinyllava.get("connector_type") != "mlp2x_gelu":
-        raise DataError(f"config field 'connector_type': {tinyllava.get('connector_type')!r} "
-                        "is not supported (only mlp2x_gelu maps onto Llava's projector)")
-    if tinyllava.get("vision_feature_select_strategy") != "patch":
-        raise DataError("config field 'vision_feature_select_strategy': expected 'patch'")
-    text = {k: v for k, v in tinyllava["text_config"].items() if k not in _DROP_KEYS}
-    vision = {k: v for k, v in tinyllava["vision_config"].items() if k not in _DROP_KEYS}
-    patches = (vision["image_size"] // vision["patch_size"]) ** 2
-    return LlavaConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_index=image_token_id,
-        # TinyLLaVA drops the first SigLIP patch ("patch" strategy) though SigLIP has no class
-        # token; Llava's "default" strategy drops the same one.
-        image_seq_length=patches - 1,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=tinyllava.get("vision_feature_layer", -2),
-        projector_hidden_act="gelu",
-        multimodal_projector_bias=True,
-        tie_word_embeddings=False,
-    )
 
 
 def read_checkpoint(folder: Path) -> dict[str, Any]:
@@ -95,6 +66,7 @@ def read_checkpoint(folder: Path) -> dict[str, Any]:
 
 def convert_checkpoint(src: str | Path, out: str | Path, *, image_token_id: int):
     """Convert `src` (config.json + weights) into a TinyLlava model saved to `out`; the model."""
+    from nmm_core.families.tinyllava import llava_config
     from nmm_core.families.tinyllava_model import TinyLlavaForConditionalGeneration
     from nmm_core.twins import write_marker
 

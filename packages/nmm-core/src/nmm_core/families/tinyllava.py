@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from nmm_core.errors import DataError
 
 SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant "
@@ -20,6 +24,10 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 SPECIAL_TOKENS = ("<|endoftext|>", "<image>", "<pad>")
+# Phi-2's 51,200-row embedding has free rows after its 50,295 tokens: the `<image>` token's id.
+FULL_SIZE_IMAGE_TOKEN_ID = 50295
+_DROP_KEYS = ("auto_map", "_name_or_path", "architectures", "model_name_or_path",
+              "model_name_or_path2", "torch_dtype", "transformers_version")
 
 
 def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
@@ -78,3 +86,30 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
     model.generation_config.eos_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
+
+
+def llava_config(tinyllava: Mapping[str, Any], *, image_token_id: int):
+    """The `LlavaConfig` of a TinyLLaVA config.json (connector `mlp2x_gelu`, SigLIP, Phi)."""
+    from transformers import LlavaConfig
+
+    if tinyllava.get("connector_type") != "mlp2x_gelu":
+        raise DataError(f"config field 'connector_type': {tinyllava.get('connector_type')!r} "
+                        "is not supported (only mlp2x_gelu maps onto Llava's projector)")
+    if tinyllava.get("vision_feature_select_strategy") != "patch":
+        raise DataError("config field 'vision_feature_select_strategy': expected 'patch'")
+    text = {k: v for k, v in tinyllava["text_config"].items() if k not in _DROP_KEYS}
+    vision = {k: v for k, v in tinyllava["vision_config"].items() if k not in _DROP_KEYS}
+    patches = (vision["image_size"] // vision["patch_size"]) ** 2
+    return LlavaConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_index=image_token_id,
+        # TinyLLaVA drops the first SigLIP patch ("patch" strategy) though SigLIP has no class
+        # token; Llava's "default" strategy drops the same one.
+        image_seq_length=patches - 1,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=tinyllava.get("vision_feature_layer", -2),
+        projector_hidden_act="gelu",
+        multimodal_projector_bias=True,
+        tie_word_embeddings=False,
+    )
