@@ -25,6 +25,10 @@ class GenerationSettings:
         default=None, metadata={"help": "answer length cap in tokens (none: the preset's, else 16)"}
     )
 
+    min_new_tokens: int = field(
+        default=0, metadata={"help": "force at least this many tokens (timing runs: equal lengths)"}
+    )
+
     def __post_init__(self) -> None:
         if self.batch_size < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1):
             raise ConfigError("batch_size and max_new_tokens must be at least 1")
@@ -69,6 +73,7 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
             out = model.generate(
                 **batch,
                 max_new_tokens=settings.max_new_tokens or 16,
+                min_new_tokens=settings.min_new_tokens or None,
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
             )

@@ -88,7 +88,7 @@ class TrainOutcome:
 
 def train(model, processor, family, examples: Sequence[Example], *, task: Task,
           settings: TrainSettings, run_dir: Path, resume: bool = False,
-          bf16: bool = False, use_cpu: bool = False) -> TrainOutcome:
+          bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = ()) -> TrainOutcome:
     """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers import Trainer, TrainingArguments
@@ -135,6 +135,7 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
         callbacks=[
             _jsonl_logger(run_dir / "metrics.jsonl"),
             TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
+            *callbacks,
         ],
     )
     result = trainer.train(resume_from_checkpoint=last)

@@ -1,0 +1,39 @@
+"""`nmm-bench --size smoke` completes and writes its JSON (timings are never asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nmm_bench.cli import BENCHMARKS, main
+
+
+@pytest.mark.slow
+def test_smoke_benchmarks_write_their_results(tmp_path, capsys):
+    assert main(["--size", "smoke", "--out", str(tmp_path)]) == 0
+    files = sorted(tmp_path.glob("*.json"))
+    assert {f.name.split("-smoke-")[0] for f in files} == set(BENCHMARKS)
+    for f in files:
+        data = json.loads(f.read_text())
+        assert data["size"] == "smoke" and data["device"] and data["versions"]["torch"]
+        assert all(row["raw_seconds"] and row["ratio"] is not None for row in data["rows"])
+    generation = json.loads(next(tmp_path.glob("generation-*.json")).read_text())
+    assert generation["checks"]["fp32 batched == one-at-a-time tokens"] == "32/32"
+    assert "ratio vs" in capsys.readouterr().out
+
+
+def test_full_size_without_cuda_says_what_to_do(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["generation", "--size", "full", "--out", str(tmp_path)]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_benchmark_is_refused():
+    with pytest.raises(SystemExit) as exc:
+        main(["nope"])
+    assert exc.value.code == 2
