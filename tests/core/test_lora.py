@@ -136,3 +136,23 @@ def test_tinyllava_head_keeps_phi2_bias_through_save_and_load(tmp_path):
         assert torch.equal(again, expected)
         head.bias.zero_()
         assert not torch.allclose(loaded.model(**batch).logits, expected), "the bias reaches the logits"
+
+
+def test_eight_bit_base_trains_lora_on_cpu():
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+
+    loaded = load_model("tiny-llava-1.5", quantization="8bit", device="cpu")
+    assert isinstance(loaded.model.model.language_model.layers[0].mlp.down_proj, bnb.nn.Linear8bitLt)
+    assert not any(isinstance(m, bnb.nn.Linear8bitLt) for m in loaded.model.model.vision_tower.modules())
+    model = apply_lora(loaded, LoraSettings(r=8, alpha=16, dropout=0.0))
+    batch = _batch(loaded)
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(12):
+        loss = model(**batch).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses

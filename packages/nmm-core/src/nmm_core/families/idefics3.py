@@ -76,6 +76,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, tile: int = 32) -> None:
             head_dim=16,
             max_position_embeddings=1024,
             rms_norm_eps=1e-5,
+            initializer_range=0.1,  # see qwen2_vl.py: a tiny LoRA must be able to move the head
             bos_token_id=ids["<|im_start|>"],
             eos_token_id=ids["<end_of_utterance>"],
             pad_token_id=ids["<|im_end|>"],

@@ -63,6 +63,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
             model_type="llama", vocab_size=len(tok), hidden_size=64, intermediate_size=192,
             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
             max_position_embeddings=1024, rms_norm_eps=1e-5,
+            initializer_range=0.1,  # see qwen2_vl.py: a tiny LoRA must be able to move the head
             bos_token_id=ids["<s>"], eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"],
         ),
         image_token_index=ids["<image>"],

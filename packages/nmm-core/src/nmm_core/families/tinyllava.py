@@ -70,6 +70,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
             model_type="phi", vocab_size=len(tok), hidden_size=64, intermediate_size=256,
             num_hidden_layers=2, num_attention_heads=4, partial_rotary_factor=0.4,
             max_position_embeddings=1024, hidden_act="gelu_new",
+            initializer_range=0.1,  # see qwen2_vl.py: a tiny LoRA must be able to move the head
             bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|endoftext|>"],
             pad_token_id=ids["<pad>"],
         ),
