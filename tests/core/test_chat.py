@@ -84,3 +84,10 @@ def test_a_batch_mixing_images_and_text_only_is_refused():
     mixed = [_examples()[0], _examples(with_image=False)[1]]
     with pytest.raises(ValueError, match="mixes"):
         VlmCollator(loaded.processor, loaded.family)(mixed)
+
+
+def test_generation_batches_need_no_answer():
+    loaded = load_model("tiny-qwen2-vl")
+    unlabelled = [Example("q", Image.new("RGB", (64, 64)), "What colour is the circle?", ())]
+    batch = VlmCollator(loaded.processor, loaded.family, train=False)(unlabelled)
+    assert batch["input_ids"].shape[0] == 1

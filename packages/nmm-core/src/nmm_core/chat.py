@@ -70,15 +70,19 @@ class VlmCollator:
         self.tokenizer = _tokenizer(processor)
         self.eot_id = self.tokenizer.convert_tokens_to_ids(family.end_of_turn)
 
-    def texts(self, examples: Sequence[Example]) -> tuple[list[str], list[str]]:
-        """(prompts, full training texts) for `examples`."""
-        prompts = [
+    def prompts(self, examples: Sequence[Example]) -> list[str]:
+        """The generation prompts of `examples` (no answer needed)."""
+        return [
             render_prompt(
                 self.processor, self.family, self.prompt_fn(ex), has_image=ex.image is not None
             )
             for ex in examples
         ]
-        fulls = [p + render_answer(self.family, ex.answer) for p, ex in zip(prompts, examples, strict=False)]
+
+    def texts(self, examples: Sequence[Example]) -> tuple[list[str], list[str]]:
+        """(prompts, full training texts) for `examples`."""
+        prompts = self.prompts(examples)
+        fulls = [p + render_answer(self.family, ex.answer) for p, ex in zip(prompts, examples, strict=True)]
         return prompts, fulls
 
     def _answer_lengths(self, prompts: list[str], fulls: list[str]) -> list[int]:
@@ -104,9 +108,9 @@ class VlmCollator:
         return self.processor(text=texts, padding_side=padding_side, **kwargs)
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
-        prompts, fulls = self.texts(examples)
         if not self.train:
-            return dict(self.encode(prompts, examples, "left"))
+            return dict(self.encode(self.prompts(examples), examples, "left"))
+        prompts, fulls = self.texts(examples)
         batch = dict(self.encode(fulls, examples, "right"))
         batch["labels"] = self.labels(batch["input_ids"], batch["attention_mask"], prompts, fulls)
         return batch
