@@ -1,0 +1,211 @@
+"""Chart data: PJN_CHARTS and ChartQA from the hub, local folders in their shape, the synthetic set.
+
+Every source goes through nmm-core's `load_examples` and `validate`. The shape is PJN_CHARTS's:
+`image`, `query`, `label` (a list of accepted answers; a plain string is accepted too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from nmm_charts.synthetic import make_charts
+from nmm_core.data import ColumnMap, load_examples, save_example_image
+from nmm_core.errors import DataError
+from nmm_core.records import Example, ValidationReport, validate
+from nmm_core.runs import atomic_write_json, atomic_write_text
+from nmm_core.workflows import DataSettings
+
+PJN_CHARTS = "krowiemlekommm/PJN_CHARTS"
+CHARTQA = "HuggingFaceM4/ChartQA"
+# Dataset revisions: no commit of either hub repository could be confirmed from here, so none is
+# pinned (None loads the default branch); pass --data-revision <commit> to pin one yourself.
+HUB_SOURCES: dict[str, str | None] = {PJN_CHARTS: None, CHARTQA: None}
+# Both hub datasets name their validation split `val`.
+_SPLIT_NAMES = {"validation": "val", "dev": "val"}
+CHART_COLUMNS = ColumnMap(id="id", image="image", prompt="query", answers="label")
+SYNTHETIC_VERSION = 1  # bump when the generator's output changes: cached sets are rebuilt
+SPLITS = ("train", "val", "test")
+
+
+def chart_data_settings(**overrides) -> DataSettings:
+    """Core's data settings with the PJN_CHARTS column names (and `source` empty: synthetic)."""
+    values = {"prompt_column": "query", "answers_column": "label", "image_column": "image",
+              "split": "train", "eval_split": "test", **overrides}
+    return DataSettings(**values)
+
+
+def hub_split(source: str, split: str) -> str:
+    """The split's name in a known hub dataset (`validation` -> `val`)."""
+    return _SPLIT_NAMES.get(split, split) if source in HUB_SOURCES else split
+
+
+def load_charts(source: str | Path, *, split: str = "test", revision: str | None = None,
+                columns: ColumnMap = CHART_COLUMNS, image_root: str | Path | None = None,
+                limit: int | None = None,
+                policy: Literal["skip", "stop"] = "skip") -> ValidationReport:
+    """Load and validate one split of a chart source (hub id or local folder/file)."""
+    source = str(source)
+    examples = load_examples(source, split=hub_split(source, split), columns=columns,
+                             revision=revision or HUB_SOURCES.get(source), image_root=image_root,
+                             limit=limit)
+    return validate(examples, policy=policy)
+
+
+@dataclass
+class SyntheticSettings:
+    """The embedded synthetic chart set (used when no --data-source is given)."""
+
+    seed: int = field(default=0, metadata={"help": "generator seed (same seed, same charts)"})
+    train_size: int = field(default=1200, metadata={"help": "training questions (the study's 1,200)"})
+    val_size: int = 100
+    test_size: int = 200
+    kinds: tuple[str, ...] = field(
+        default=(), metadata={"help": "question kinds: value,largest,smallest,difference,count,label "
+                                      "(empty: all)"})
+    chart_types: tuple[str, ...] = field(
+        default=(), metadata={"help": "chart types: bar,grouped_bar,line,pie (empty: all)"})
+    image_size: int = field(default=320, metadata={"help": "chart width in pixels (4:3)"})
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.train_size, "val": self.val_size, "test": self.test_size}
+
+    def key(self) -> str:
+        """A short name that changes whenever the generated files would."""
+        text = json.dumps([SYNTHETIC_VERSION, self.seed, self.sizes(), list(self.kinds),
+                           list(self.chart_types), self.image_size])
+        return f"synthetic-v{SYNTHETIC_VERSION}-seed{self.seed}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def write_chart_split(examples: list[Example], folder: str | Path, *, split: str) -> Path:
+    """`<folder>/<split>.jsonl` in PJN_CHARTS shape (image path, query, label list) + PNGs."""
+    folder = Path(folder)
+    lines = []
+    for ex in examples:
+        image = save_example_image(ex, folder, split=split)
+        row = {"id": ex.id, "image": image, "query": ex.prompt, "label": list(ex.answers), **ex.meta}
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    target = folder / f"{split}.jsonl"
+    atomic_write_text(target, "".join(lines))
+    return target
+
+
+def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: bool = True) -> Path:
+    """Generate every split of the synthetic set into `folder`; writes `synthetic.json` last."""
+    from tqdm.auto import tqdm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = settings.sizes()
+    for split in tqdm(SPLITS, desc="synthesizing splits", disable=not progress):
+        examples = make_charts(sizes[split], seed=settings.seed, split=split, kinds=settings.kinds,
+                               chart_types=settings.chart_types, image_size=settings.image_size)
+        write_chart_split(examples, folder, split=split)
+    manifest = {"version": SYNTHETIC_VERSION, "seed": settings.seed, "sizes": sizes,
+                "kinds": list(settings.kinds), "chart_types": list(settings.chart_types),
+                "image_size": settings.image_size}
+    atomic_write_json(folder / "synthetic.json", manifest)  # last: its presence means complete
+    return folder
+
+
+def synthetic_folder(settings: SyntheticSettings, *, progress: bool = True) -> Path:
+    """The cached synthetic set for `settings` under $NMM_CACHE/charts, generated on first use."""
+    from nmm_core.twins import cache_root
+
+    folder = cache_root() / "charts" / settings.key()
+    if not (folder / "synthetic.json").exists():
+        synthesize(settings, folder, progress=progress)
+    return folder
+
+
+def resolve_data(data: DataSettings, synthetic: SyntheticSettings) -> DataSettings:
+    """`data` with the synthetic set's folder as source when none is named; hub split names fixed."""
+    from dataclasses import replace
+
+    if not data.source:
+        return replace(data, source=str(synthetic_folder(synthetic)))
+    return replace(data, split=hub_split(data.source, data.split),
+                   eval_split=hub_split(data.source, data.eval_split),
+                   revision=data.revision or HUB_SOURCES.get(data.source))
+
+
+@dataclass
+class Inventory:
+    """What a chart split holds: counts by answer type, question kind and chart type."""
+
+    split: str
+    total: int
+    kept: int
+    problems: Counter
+    answer_types: Counter
+    kinds: Counter
+    chart_types: Counter
+
+    def lines(self) -> list[str]:
+        out = [f"[{self.split}] {self.kept} of {self.total} records usable"]
+        if self.problems:
+            out.append("  skipped: " + ", ".join(f"{k} {v}" for k, v in self.problems.most_common()))
+        for title, counter in (("answer types", self.answer_types), ("question kinds", self.kinds),
+                               ("chart types", self.chart_types)):
+            if counter:
+                total = sum(counter.values())
+                parts = ", ".join(f"{k} {v} ({v / total:.0%})" for k, v in counter.most_common())
+                out.append(f"  {title}: {parts}")
+        return out
+
+
+def answer_type(answer: str) -> str:
+    """`numeric` if the answer reads as a number (ChartQA's relaxed rule applies), else `text`."""
+    text = answer.strip().rstrip("%").replace(",", "")
+    try:
+        float(text)
+    except ValueError:
+        return "text"
+    return "numeric"
+
+
+def inventory(report: ValidationReport, split: str, meta: dict[str, list[str]] | None = None) -> Inventory:
+    """Counts for `inspect`; `meta` holds per-record kind / chart type where the source has them."""
+    meta = meta or {}
+    return Inventory(
+        split=split, total=report.total, kept=len(report.kept),
+        problems=Counter(p.kind or p.field for p in report.problems),
+        answer_types=Counter(answer_type(ex.answers[0]) for ex in report.kept),
+        kinds=Counter(meta.get("kind", [])), chart_types=Counter(meta.get("chart_type", [])),
+    )
+
+
+def sample_grid(examples: list[Example], path: str | Path, *, columns: int = 4,
+                title: str = "") -> Path:
+    """A PNG grid of the first examples with their question and answer below each chart."""
+    import textwrap
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from nmm_core.records import load_image
+    from nmm_core.runs import atomic_write_bytes
+
+    if not examples:
+        raise DataError("no usable records to draw a sample grid from")
+    rows = -(-len(examples) // columns)
+    fig = Figure(figsize=(3.2 * columns, 3.4 * rows), dpi=90)
+    FigureCanvasAgg(fig)
+    for i, ex in enumerate(examples):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(load_image(ex))
+        ax.set_axis_off()
+        caption = textwrap.fill(f"Q: {ex.prompt}", 42) + "\n" + textwrap.fill(f"A: {ex.answers[0]}", 42)
+        ax.set_title(caption, fontsize=7, loc="left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

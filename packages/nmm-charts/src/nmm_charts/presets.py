@@ -1,0 +1,29 @@
+"""Chart presets, announced to nmm-core through the `nmm.presets` entry point.
+
+Revisions are commits confirmed to exist on the hub (seen as snapshot folders and pinned
+revisions in several independent public projects). `HuggingFaceTB/SmolVLM-Base` is not here:
+no commit of it could be confirmed, and a preset needs a pinned revision.
+"""
+
+from nmm_core.presets import ModelPreset
+
+# Charts carry small text: keep at least 256 and at most 1024 visual tokens (28x28 px each after
+# the 2x2 merge); an 800x600 ChartQA chart stays at full resolution (~612 tokens).
+_QWEN_PIXELS = {"min_pixels": 256 * 28 * 28, "max_pixels": 1024 * 28 * 28}
+
+PRESETS = (
+    ModelPreset(
+        "qwen2-vl-2b", "qwen2_vl", hub_id="Qwen/Qwen2-VL-2B-Instruct",
+        revision="895c3a49bc3fa70a340399125c650a463535e71c",
+        description="Qwen2-VL-2B-Instruct, 256-1024 visual tokens per chart",
+        processor_kwargs=_QWEN_PIXELS, max_new_tokens=16,
+    ),
+    ModelPreset(
+        "smolvlm-instruct", "idefics3", hub_id="HuggingFaceTB/SmolVLM-Instruct",
+        revision="81cd9a775a4d644f2faf4e7becff4559b46b14c7",
+        description="SmolVLM-Instruct (2B): 3x3 tiles of 384 px + a global view, 81 tokens each",
+        # 1152 px on the long side instead of the default 1536: at most 10 tiles (810 tokens),
+        # still enough for chart labels, and shorter sequences for LoRA on one GPU.
+        processor_kwargs={"size": {"longest_edge": 3 * 384}}, max_new_tokens=16,
+    ),
+)

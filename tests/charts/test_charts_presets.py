@@ -1,0 +1,41 @@
+"""Chart presets: registered through the entry point, pinned, processor settings that load."""
+
+from __future__ import annotations
+
+import re
+
+from nmm_charts.presets import PRESETS
+from nmm_core.presets import all_presets, preset_owner
+
+
+def test_charts_presets_are_registered_by_this_package_with_pinned_commits():
+    presets = all_presets()
+    assert {"qwen2-vl-2b", "smolvlm-instruct"} <= set(presets)
+    for preset in PRESETS:
+        assert preset_owner(preset.name) == "nmm-charts"
+        assert re.fullmatch(r"[0-9a-f]{40}", preset.revision), preset
+    assert presets["qwen2-vl-2b"].hub_id == "Qwen/Qwen2-VL-2B-Instruct"
+    assert presets["qwen2-vl-2b"].family == "qwen2_vl"
+    assert presets["smolvlm-instruct"].family == "idefics3"
+
+
+def test_charts_qwen_pixel_budget_is_understood_by_the_real_processor_class():
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from nmm_core.models import load_processor, resolve_source
+
+    preset = all_presets()["qwen2-vl-2b"]
+    # the twin's files (same processor class, patch 14, 2x2 merge) with the real preset's settings
+    source = replace(resolve_source("tiny-qwen2-vl"), preset=preset, revision=None)
+    image_processor = load_processor(source).image_processor
+    assert image_processor.size.shortest_edge == preset.processor_kwargs["min_pixels"] == 256 * 28 * 28
+    assert image_processor.size.longest_edge == preset.processor_kwargs["max_pixels"]
+
+    def tokens(w, h):
+        return int(image_processor(Image.new("RGB", (w, h)))["image_grid_thw"].prod()) // 4
+
+    assert 256 <= tokens(120, 90) <= 300  # a thumbnail is scaled up to the floor
+    assert 600 <= tokens(800, 600) <= 620  # a typical ChartQA chart keeps its resolution
+    assert tokens(1800, 1350) <= 1024  # a large one is capped
