@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "workflows", "EvalConfig": "workflows", "run_train": "workflows",
     "run_eval": "workflows", "run_compare": "workflows",
     "Pair": "pairs", "make_pairs": "pairs", "write_pairs": "pairs", "read_pairs": "pairs",
+    "win_rate": "ratings", "bootstrap_interval": "ratings", "bradley_terry": "ratings",
+    "elo": "ratings",
     # errors
     "NmmError": "errors", "ConfigError": "errors", "DataError": "errors",
     "PresetError": "errors", "DeviceError": "errors",
