@@ -1,0 +1,180 @@
+"""The meme commands as functions of one settings dataclass each, built on `nmm_core.workflows`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nmm_core.errors import ConfigError, PresetError
+from nmm_core.evaluate import GenerationSettings
+from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig
+from nmm_memes.data import MemeDataSettings, SyntheticSettings, load_memes, resolve_data, synthesize, synthetic_folder
+from nmm_memes.task import meme_task
+
+
+def _model() -> ModelSettings:
+    return ModelSettings(model="tiny-tinyllava")
+
+
+def _generation() -> GenerationSettings:
+    return GenerationSettings(max_new_tokens=48)  # a meme caption is one sentence
+
+
+@dataclass
+class MemeTrainConfig(TrainConfig):
+    """`train`: LoRA fine-tuning for meme meaning (image + title -> what the meme means)."""
+
+    data: MemeDataSettings = field(default_factory=MemeDataSettings)
+    model: ModelSettings = field(default_factory=_model)
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+
+
+@dataclass
+class MemeEvalConfig(EvalConfig):
+    """`eval` / `compete`: greedy captions scored with ROUGE-L (primary), ROUGE-1/2 and BLEU."""
+
+    data: MemeDataSettings = field(default_factory=MemeDataSettings)
+    model: ModelSettings = field(default_factory=_model)
+    generation: GenerationSettings = field(default_factory=_generation)
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+
+
+@dataclass
+class SynthesizeConfig:
+    """`data synthesize`: write the synthetic meme set in MemeCap's shape."""
+
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    out: str = field(default="", metadata={"help": "folder to write (empty: the shared cache)"})
+    progress: bool = True
+
+
+@dataclass
+class InspectConfig:
+    """`data inspect`: counts per split, every skipped record named, a sample line per split."""
+
+    data: MemeDataSettings = field(default_factory=MemeDataSettings)
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    splits: tuple[str, ...] = field(default=("train", "validation", "test"), metadata={"help": "splits to count"})
+    problems: str | None = field(default=None, metadata={"help": "write every skipped record to this JSONL"})
+    listed: int = field(default=10, metadata={"help": "skipped records printed per split"})
+
+
+@dataclass
+class PredictConfig:
+    """`predict`: what one meme means, from its image and post title."""
+
+    model: ModelSettings = field(default_factory=_model)
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder (merged)"})
+    max_new_tokens: int = 48
+
+
+def check_model(model: ModelSettings) -> None:
+    """Fail before any work on an unknown preset (a folder or a hub id + family passes)."""
+    from nmm_core.presets import get_preset
+
+    name = model.model
+    if not Path(name).expanduser().is_dir() and not (model.family and name.count("/") == 1):
+        get_preset(name)  # raises, listing the known presets
+
+
+def run_synthesize(cfg: SynthesizeConfig) -> Path:
+    """Generate the set; print where it is and what it holds."""
+    folder = synthesize(cfg.synthetic, cfg.out, progress=cfg.progress) if cfg.out else \
+        synthetic_folder(cfg.synthetic, progress=cfg.progress)
+    print(f"synthetic meme set (MemeCap shape): {folder}")
+    print(f"  memes-trainval.json: {cfg.synthetic.trainval_size} records; memes-test.json: "
+          f"{cfg.synthetic.test_size} records; images/: {cfg.synthetic.trainval_size + cfg.synthetic.test_size} PNGs")
+    print(f"  use it as: --data-source {folder} --data-images {folder / 'images'}")
+    return folder
+
+
+def run_inspect(cfg: InspectConfig) -> dict[str, dict]:
+    """Per split: kept/total, skips by kind with the first few named, references per record."""
+    from nmm_core.runs import atomic_write_text
+
+    data = resolve_data(cfg.data, cfg.synthetic)
+    out, problem_lines = {}, []
+    for split in cfg.splits:
+        report = load_memes(data, split)
+        kinds = Counter(p.kind or p.field for p in report.problems)
+        refs = Counter(len(ex.answers) for ex in report.kept)
+        out[split] = {"total": report.total, "kept": len(report.kept), "skipped": dict(kinds)}
+        print(f"[{split}] {report.summary()}")
+        for problem in report.problems[: cfg.listed]:
+            print(f"  skipped {problem}")
+        if report.skipped > cfg.listed:
+            print(f"  ... and {report.skipped - cfg.listed} more (--problems FILE lists all)")
+        if refs:
+            print("  references per record: " + ", ".join(f"{k}: {v}" for k, v in sorted(refs.items())))
+        if report.kept:
+            ex = report.kept[0]
+            print(f"  e.g. {ex.id}: title {ex.prompt!r} -> {ex.answers[0]!r}")
+        problem_lines += [json.dumps({"split": split, "id": p.id, "field": p.field, "why": p.why},
+                                     ensure_ascii=False) + "\n" for p in report.problems]
+    if cfg.problems:
+        atomic_write_text(cfg.problems, "".join(problem_lines))
+    return out
+
+
+def examples_for(data: MemeDataSettings, split: str, run_dir: Path | None = None):
+    """Validated examples of one split; the skips are summarised on stderr (and listed in the run)."""
+    report = load_memes(data, split)
+    print(f"[{split}] {report.summary()}", file=sys.stderr)
+    if report.problems and run_dir is not None:
+        report.write_problems(run_dir / f"problems-{split}.jsonl")
+    if not report.kept:
+        raise ConfigError(f"split {split!r} of {data.source} has no usable records")
+    return report.kept
+
+
+def run_meme_train(cfg: MemeTrainConfig) -> Path:
+    """Core's `run_train` with the meme task on MemeCap/MemeCraft/synthetic examples."""
+    from dataclasses import replace
+
+    from nmm_core.workflows import run_train
+
+    check_model(cfg.model)
+    cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
+    return run_train(cfg, meme_task(), examples=examples_for(cfg.data, cfg.data.split))
+
+
+def run_meme_eval(cfg: MemeEvalConfig) -> Path:
+    """Core's `run_eval`: predictions.jsonl with per-example ROUGE, report with ROUGE and BLEU."""
+    from dataclasses import replace
+
+    from nmm_core.workflows import run_eval
+
+    check_model(cfg.model)
+    cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
+    return run_eval(cfg, meme_task(), examples=examples_for(cfg.data, cfg.data.eval_split))
+
+
+def run_predict(cfg: PredictConfig, image: str, title: str) -> str:
+    """Load the model (adapter merged), state what one meme means, print it."""
+    from nmm_core.evaluate import generate
+    from nmm_core.lora import load_adapter
+    from nmm_core.records import Example, load_image
+
+    if not title.strip():
+        raise ConfigError("the title is empty")
+    if not Path(image).is_file():
+        raise ConfigError(f"image {image!r} does not exist")
+    # An answer placeholder: core's collator builds the answer text even when generating.
+    example = Example("predict", image, title, ("",))
+    load_image(example)  # an unreadable image fails here, naming the file, before the model loads
+    check_model(cfg.model)
+    if cfg.adapter and not (Path(cfg.adapter) / "adapter_config.json").is_file():
+        raise PresetError(f"{cfg.adapter} is not a LoRA adapter folder (no adapter_config.json)")
+    loaded = cfg.model.load(padding_side="left")
+    model = load_adapter(loaded, cfg.adapter, merge=not loaded.quantization) if cfg.adapter else loaded.model
+    task = meme_task()
+    settings = GenerationSettings(batch_size=1, max_new_tokens=cfg.max_new_tokens)
+    [raw], seconds = generate(model, loaded.processor, loaded.family, [example], task=task,
+                              settings=settings, progress=False)
+    answer = task.normalise(raw)
+    print(answer)
+    print(f"({seconds:.3f} s to generate)", file=sys.stderr)
+    return answer

@@ -1,0 +1,148 @@
+"""`compete`: base vs fine-tuned on the same held-out memes, a blind pair file, automatic judging.
+
+The pair file is core's (`nmm_core.pairs`), the one the arena reads. Judging: per pair the
+answer with the higher ROUGE-L against all references wins (a tie within `epsilon`); the
+fine-tuned model's win rate (ties half) gets a seeded bootstrap interval, and both models a
+Bradley-Terry rating on the Elo scale.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from nmm_core.errors import ConfigError
+from nmm_memes.commands import MemeEvalConfig, check_model, examples_for
+from nmm_memes.data import resolve_data
+from nmm_memes.judge import Verdict, judge_pairs, summarise
+from nmm_memes.task import meme_task
+
+BASE, TUNED = "base", "fine-tuned"
+
+
+@dataclass
+class JudgeSettings:
+    """How pairs are judged automatically."""
+
+    epsilon: float = field(default=0.01, metadata={"help": "ROUGE-L difference counted as a tie"})
+    bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples of the win rate"})
+    level: float = field(default=0.95, metadata={"help": "confidence level of the interval"})
+    seed: int = field(default=0, metadata={"help": "seed of the sides' shuffle and the bootstrap"})
+    prior: float = field(default=1.0, metadata={"help": "virtual ties added in Bradley-Terry"})
+
+    def __post_init__(self) -> None:
+        if self.epsilon < 0 or self.bootstrap < 1 or not 0 < self.level < 1:
+            raise ConfigError("judge: need epsilon >= 0, bootstrap >= 1 and 0 < level < 1")
+
+
+@dataclass
+class CompeteConfig(MemeEvalConfig):
+    """`compete`: base vs fine-tuned on the same held-out memes; blind pairs + automatic judging."""
+
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+
+
+def run_compete(cfg: CompeteConfig) -> Path:
+    """Evaluate both models, write pairs.jsonl, judge them, write the report (md, json, png)."""
+    from nmm_core.config import dump_yaml
+    from nmm_core.pairs import make_pairs, write_pairs
+    from nmm_core.report import print_table, write_comparison
+    from nmm_core.runs import RunDir
+    from nmm_core.workflows import evaluate_model
+
+    if not cfg.adapter:
+        raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
+    check_model(cfg.model)
+    cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
+    task = meme_task()
+    with RunDir.create(cfg.output_dir, "compete", Path(cfg.model.model).name) as run:
+        dump_yaml(cfg, run.file("config.yaml"))
+        test = examples_for(cfg.data, cfg.data.eval_split, run.path)
+        results = [
+            evaluate_model(cfg, task, test, adapter=None, name=BASE, out_file=run.file("predictions-base.jsonl")),
+            evaluate_model(cfg, task, test, adapter=cfg.adapter, name=TUNED,
+                           out_file=run.file("predictions-fine-tuned.jsonl")),
+        ]
+        pairs = make_pairs(test, *results, folder=run.path, task=task.name, seed=cfg.judge.seed)
+        write_pairs(pairs, run.file("pairs.jsonl"))
+        verdicts = judge_pairs(pairs, metric=task.primary, epsilon=cfg.judge.epsilon)
+        summary = summarise(verdicts, model=TUNED, opponent=BASE, samples=cfg.judge.bootstrap,
+                            level=cfg.judge.level, seed=cfg.judge.seed, prior=cfg.judge.prior)
+        summary.update(metric=task.primary, epsilon=cfg.judge.epsilon)
+        write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary,
+                         context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source})
+        write_competition(run.path, verdicts, summary)
+        print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} memes")
+        print(competition_line(summary))
+        return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
+                            win_rate=summary["win_rate"], ci_low=summary["ci_low"], ci_high=summary["ci_high"])
+
+
+def competition_line(s: dict) -> str:
+    """One line: W/T/L, win rate with its interval, ratings."""
+    ratings = ", ".join(f"{m} {r:.0f}" for m, r in s["bradley_terry"].items())
+    return (f"{s['model']} vs {s['opponent']}: {s['wins']} wins, {s['ties']} ties, {s['losses']} losses; "
+            f"win rate {s['win_rate']:.3f} ({s['ci_level']:.0%} CI {s['ci_low']:.3f}-{s['ci_high']:.3f}); "
+            f"Bradley-Terry (Elo scale): {ratings}")
+
+
+def write_competition(folder: Path, verdicts: list[Verdict], summary: dict) -> None:
+    """judgements.jsonl, competition.png, and a competition section in report.json and report.md."""
+    from nmm_core.runs import atomic_write_json, atomic_write_text
+
+    atomic_write_text(folder / "judgements.jsonl",
+                      "".join(json.dumps(asdict(v), ensure_ascii=False) + "\n" for v in verdicts))
+    report = json.loads((folder / "report.json").read_text())
+    report["competition"] = summary
+    atomic_write_json(folder / "report.json", report)
+    plot_competition(summary, folder / "competition.png")
+    s = summary
+    lines = [
+        "", "## Competition (automatic judge)", "",
+        f"Each pair: the answer with the higher {s['metric']} against all references wins; within "
+        f"{s['epsilon']} it is a tie. Sides were shuffled (seed {s['bootstrap_seed']}) in `pairs.jsonl`.", "",
+        "| model | wins | ties | losses | win rate (ties half) | "
+        f"{s['ci_level']:.0%} CI (bootstrap, {s['bootstrap_samples']}) |",
+        "|---|---|---|---|---|---|",
+        f"| {s['model']} vs {s['opponent']} | {s['wins']} | {s['ties']} | {s['losses']} | "
+        f"{s['win_rate']:.3f} | {s['ci_low']:.3f} - {s['ci_high']:.3f} |", "",
+        "| model | Bradley-Terry rating (Elo scale) |", "|---|---|",
+        *(f"| {m} | {r:.1f} |" for m, r in sorted(s["bradley_terry"].items(), key=lambda kv: -kv[1])),
+        "", "![competition](competition.png)",
+    ]
+    md = (folder / "report.md").read_text()
+    atomic_write_text(folder / "report.md", md + "\n".join(lines) + "\n")
+
+
+def plot_competition(s: dict, path: Path) -> Path:
+    """Stacked win/tie/loss bar and the win rate with its interval."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from nmm_core.runs import atomic_write_bytes
+
+    fig = Figure(figsize=(7, 2.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+    left = 0
+    for label, count, colour in (("wins", s["wins"], "#55A868"), ("ties", s["ties"], "#AAAAAA"),
+                                 ("losses", s["losses"], "#C44E52")):
+        ax.barh([0], [count], left=left, color=colour, label=f"{label} {count}")
+        left += count
+    ax.set_yticks([0], [f"{s['model']}\nvs {s['opponent']}"])
+    ax.set_xlabel("pairs")
+    ax.legend(fontsize=8, loc="lower right")
+    ax2.errorbar([0], [s["win_rate"]], yerr=[[s["win_rate"] - s["ci_low"]], [s["ci_high"] - s["win_rate"]]],
+                 fmt="o", capsize=6)
+    ax2.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax2.set_ylim(0, 1)
+    ax2.set_xticks([])
+    ax2.set_title(f"win rate, {s['ci_level']:.0%} CI", fontsize=9)
+    fig.suptitle(f"{s['model']} vs {s['opponent']} ({s['metric']})")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
