@@ -89,7 +89,7 @@ def test_hub_id_while_offline_fails_at_once():
 
 def test_four_bit_without_bitsandbytes_says_what_to_do(monkeypatch):
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import now fails
-    with pytest.raises(DeviceError, match="without --quantization"):
+    with pytest.raises(DeviceError, match="without --model-quantization"):
         load_model("tiny-qwen2-vl", quantization="4bit")
 
 

@@ -40,7 +40,7 @@ def require_bitsandbytes(quantization: str) -> None:
     except Exception as exc:  # ImportError, or a broken native library
         raise DeviceError(
             f"{quantization} quantization needs bitsandbytes >= 0.50 ({exc}); install "
-            "'nmm-core[qlora]', or train without --quantization (plain LoRA runs on CPU)"
+            "'nmm-core[qlora]', or train without --model-quantization (plain LoRA runs on CPU)"
         ) from None
     major, minor = (int(x) for x in bitsandbytes.__version__.split(".")[:2])
     import torch
@@ -48,5 +48,5 @@ def require_bitsandbytes(quantization: str) -> None:
     if (major, minor) < (0, 50) and not torch.cuda.is_available():
         raise DeviceError(
             f"bitsandbytes {bitsandbytes.__version__} has no CPU support; 4/8-bit on CPU needs "
-            ">= 0.50, or train without --quantization"
+            ">= 0.50, or train without --model-quantization"
         )

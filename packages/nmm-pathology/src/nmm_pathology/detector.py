@@ -1,0 +1,297 @@
+"""`detect train|val|predict`: Ultralytics YOLOv8, offline, with mAP50 and mAP50-95 in core's report.
+
+Ultralytics reaches for the network in several places; each is switched off or satisfied
+locally before it is first imported (`offline_ultralytics`):
+- settings file and its `sync`/integrations: YOLO_CONFIG_DIR in nmm's cache, all set off;
+- the online probe behind hub/asset downloads: YOLO_OFFLINE=1 (its `is_online()` then
+  returns False without a DNS lookup);
+- pip auto-install of missing requirements: YOLO_AUTOINSTALL=0;
+- fonts for plots: `plots=False`; AMP's check downloads weights: `amp=False` off CUDA;
+- weights: a `.yaml` builds the model from its architecture file; a `.pt` must exist locally.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nmm_core.errors import ConfigError, DataError
+from nmm_core.runs import RunDir, atomic_write_json
+
+_OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb", "vscode_msg",
+        "openvino_msg")
+
+
+def offline_ultralytics():
+    """Import ultralytics with every network path off; returns the module."""
+    from nmm_core.twins import cache_root
+
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_root() / "ultralytics"))
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+    os.environ.setdefault("YOLO_VERBOSE", "0")
+    import ultralytics
+
+    _local_fonts()
+    root = Path(os.environ["YOLO_CONFIG_DIR"])
+    wanted = {k: False for k in _OFF if k in ultralytics.settings}
+    wanted.update(datasets_dir=str(root / "datasets"), weights_dir=str(root / "weights"), runs_dir=str(root / "runs"))
+    if any(ultralytics.settings.get(k) != v for k, v in wanted.items()):
+        ultralytics.settings.update(wanted)
+    return ultralytics
+
+
+def _local_fonts() -> None:
+    """Satisfy `check_font` (run by every dataset check, plots or not) with matplotlib's DejaVu Sans.
+
+    Ultralytics looks for Arial.ttf in its config folder and downloads it when missing; plots
+    are off here, so any TrueType font under that name serves.
+    """
+    import shutil
+
+    import matplotlib
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        target = USER_CONFIG_DIR / name
+        if not target.exists():
+            USER_CONFIG_DIR.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            shutil.copyfile(dejavu, tmp)
+            os.replace(tmp, target)
+
+
+@dataclass
+class DetectSettings:
+    """What every detector command shares."""
+
+    model: str = field(default="yolov8n.yaml", metadata={
+        "help": "architecture .yaml (from scratch) or local .pt weights"})
+    imgsz: int = field(default=128, metadata={"help": "input size (a multiple of 32)"})
+    device: str = field(default="cpu", metadata={"help": "cpu | 0 (CUDA index)"})
+    batch: int = 16
+
+
+@dataclass
+class DetectTrainConfig:
+    """`detect train`: YOLOv8 training + validation into a run folder."""
+
+    data: str = field(default="", metadata={"help": "data.yaml (default: the synthetic brain-MRI set)"})
+    detector: DetectSettings = field(default_factory=DetectSettings)
+    epochs: int = 30
+    lr0: float = field(default=0.002, metadata={"help": "initial learning rate (AdamW)"})
+    mosaic: float = field(default=0.0, metadata={"help": "mosaic augmentation probability"})
+    seed: int = 0
+    output_dir: str = "runs"
+
+
+@dataclass
+class DetectValConfig:
+    """`detect val`: mAP50 and mAP50-95 of given weights on a data.yaml's val split."""
+
+    data: str = field(default="", metadata={"help": "data.yaml (default: the synthetic brain-MRI set)"})
+    detector: DetectSettings = field(default_factory=DetectSettings)
+    output_dir: str = "runs"
+
+
+@dataclass
+class DetectPredictConfig:
+    """`detect predict`: boxes for an image or a folder of images, as JSON."""
+
+    source: str = field(default="", metadata={"help": "image file or folder"})
+    detector: DetectSettings = field(default_factory=DetectSettings)
+    conf: float = field(default=0.25, metadata={"help": "confidence threshold"})
+    output_dir: str = "runs"
+
+
+def _check_model(model: str) -> None:
+    if model.endswith(".pt") and not Path(model).is_file():
+        raise ConfigError(f"weights {model!r} not found locally (nothing is downloaded); give a local .pt "
+                          "or an architecture such as yolov8n.yaml to train from scratch")
+    if not model.endswith((".pt", ".yaml", ".yml")):
+        raise ConfigError(f"--detector-model {model!r}: expected an architecture .yaml or a .pt file")
+
+
+def resolve_data_yaml(data: str) -> Path:
+    """The given data.yaml, or the synthetic set (built once in nmm's cache) when none is given."""
+    if data:
+        path = Path(data)
+        if not path.is_file():
+            raise DataError(f"data.yaml {data!r} does not exist")
+        return path
+    from nmm_core.twins import cache_root
+    from nmm_pathology.mri import SyntheticMriConfig, write_synthetic_mri
+
+    cfg = SyntheticMriConfig()
+    root = cache_root() / "data" / f"synthetic-mri-v1-{cfg.train_size}-{cfg.val_size}-{cfg.image_size}-seed{cfg.seed}"
+    if not (root / "data.yaml").is_file():
+        write_synthetic_mri(SyntheticMriConfig(output=str(root)))
+    return root / "data.yaml"
+
+
+def check_yolo_dataset(data_yaml: Path) -> dict[str, int]:
+    """Check a YOLO dataset before Ultralytics reads it: bad label lines are one error naming file, line
+    and field; label files without an image and images without a label file (negatives) are counted."""
+    import yaml
+
+    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    names = data.get("names") if isinstance(data, dict) else None
+    if not isinstance(names, (dict, list)) or not names:
+        raise DataError(f"{data_yaml} field 'names': expected a non-empty mapping or list of class names")
+    counts = {"images": 0, "boxes": 0, "images without labels": 0, "labels without images": 0}
+    for split in ("train", "val"):
+        if split not in data:
+            raise DataError(f"{data_yaml} field '{split}': missing")
+        images = images_of(data_yaml, split)
+        if not images:
+            raise DataError(f"{data_yaml} field '{split}': no images found")
+        stems = set()
+        for image in images:
+            label = Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
+            stems.add(label)
+            counts["images"] += 1
+            if not label.is_file():
+                counts["images without labels"] += 1
+                continue
+            for n, line in enumerate(label.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                parts = line.split()
+                where = f"{label} line {n}"
+                try:
+                    cls, values = int(parts[0]), [float(v) for v in parts[1:]]
+                except (ValueError, IndexError):
+                    raise DataError(f"{where}: expected 'class cx cy w h' numbers, got {line!r}") from None
+                if len(values) != 4:
+                    raise DataError(f"{where}: expected 4 box values after the class, got {len(values)}")
+                if not 0 <= cls < len(names):
+                    raise DataError(f"{where} field 'class': {cls} is not one of the {len(names)} classes")
+                cx, cy, w, h = values
+                if w <= 0 or h <= 0 or cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1.001 \
+                        or cy + h / 2 > 1.001:
+                    raise DataError(f"{where} field 'box': {values} is empty or outside the image (0..1)")
+                counts["boxes"] += 1
+        labels_dir = Path(images[0].replace("/images/", "/labels/")).parent
+        if labels_dir.is_dir():
+            counts["labels without images"] += sum(1 for p in labels_dir.glob("*.txt") if p not in stems)
+    return counts
+
+
+def _run_kwargs(settings: DetectSettings, run: RunDir) -> dict[str, Any]:
+    return dict(imgsz=settings.imgsz, device=settings.device, batch=settings.batch, workers=0, plots=False,
+                amp=settings.device != "cpu", project=str(run.path), name="ultralytics", exist_ok=True,
+                verbose=False)
+
+
+def detection_metrics(metrics) -> dict[str, float]:
+    """mAP50, mAP50-95, precision and recall from Ultralytics' DetMetrics."""
+    box = metrics.box
+    return {"mAP50": float(box.map50), "mAP50-95": float(box.map), "precision": float(box.mp),
+            "recall": float(box.mr)}
+
+
+def images_of(data_yaml: Path, split: str = "val") -> list[str]:
+    """Image files of one split of a data.yaml, sorted."""
+    import yaml
+
+    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    base = Path(data.get("path") or data_yaml.parent)
+    folder = base / data[split]
+    return sorted(str(p) for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+
+
+def _report(run: RunDir, title: str, scores: dict[str, float], seconds: float, images: list[str],
+            context: dict[str, Any]) -> None:
+    from nmm_core.evaluate import EvalResult
+    from nmm_core.report import write_comparison
+
+    result = EvalResult("yolov8", scores, seconds, [{"image": p} for p in images])
+    write_comparison([result], run.path, title=title, primary="mAP50", context=context)
+
+
+def detect_train(cfg: DetectTrainConfig) -> Path:
+    """Train from the architecture (or local weights), validate, report; returns the run folder."""
+    _check_model(cfg.detector.model)
+    data = resolve_data_yaml(cfg.data)
+    ul = offline_ultralytics()
+    checked = check_yolo_dataset(data)
+    print(f"dataset: {', '.join(f'{v} {k}' for k, v in checked.items())}")
+    with RunDir.create(cfg.output_dir, "detect-train", Path(cfg.detector.model).stem) as run:
+        from nmm_core.config import dump_yaml
+
+        dump_yaml(cfg, run.file("config.yaml"))
+        atomic_write_json(run.file("dataset-check.json"), checked)
+        model = ul.YOLO(cfg.detector.model)
+        t0 = time.perf_counter()
+        model.train(data=str(data), epochs=cfg.epochs, lr0=cfg.lr0, optimizer="AdamW", mosaic=cfg.mosaic,
+                    warmup_epochs=min(3.0, cfg.epochs / 10), seed=cfg.seed, deterministic=True, patience=0,
+                    **_run_kwargs(cfg.detector, run))
+        train_seconds = time.perf_counter() - t0
+        weights = run.path / "ultralytics" / "weights" / "best.pt"
+        best = ul.YOLO(str(weights))
+        metrics = best.val(data=str(data), split="val", **_run_kwargs(cfg.detector, run))
+        scores = detection_metrics(metrics)
+        per_image = sum(metrics.speed.values()) / 1000.0
+        _report(run, f"YOLOv8 ({cfg.detector.model}) on {data}", scores, per_image, images_of(data),
+                {"data": str(data), "epochs": cfg.epochs, "imgsz": cfg.detector.imgsz,
+                 "train_seconds": round(train_seconds, 1), "weights": str(weights)})
+        atomic_write_json(run.file("detector.json"), {"weights": "ultralytics/weights/best.pt", **scores})
+        return run.complete(**scores)
+
+
+def detect_val(cfg: DetectValConfig) -> Path:
+    """Validate local weights on the data's val split; report with mAP50 and mAP50-95."""
+    _check_model(cfg.detector.model)
+    if not cfg.detector.model.endswith(".pt"):
+        raise ConfigError("detect val needs trained weights: --detector-model path/to/best.pt")
+    data = resolve_data_yaml(cfg.data)
+    ul = offline_ultralytics()
+    with RunDir.create(cfg.output_dir, "detect-val", Path(cfg.detector.model).stem) as run:
+        from nmm_core.config import dump_yaml
+
+        dump_yaml(cfg, run.file("config.yaml"))
+        metrics = ul.YOLO(cfg.detector.model).val(data=str(data), split="val", **_run_kwargs(cfg.detector, run))
+        scores = detection_metrics(metrics)
+        _report(run, f"YOLOv8 validation: {cfg.detector.model}", scores, sum(metrics.speed.values()) / 1000.0,
+                images_of(data), {"data": str(data), "weights": cfg.detector.model})
+        return run.complete(**scores)
+
+
+def predict_boxes(weights: str, images: list[str], *, conf: float, settings: DetectSettings) -> tuple[list, float]:
+    """Boxes per image ([{xyxy, conf, class, name}]) and the mean seconds per image."""
+    ul = offline_ultralytics()
+    model = ul.YOLO(weights)
+    out, seconds = [], 0.0
+    for path in images:
+        t0 = time.perf_counter()
+        [result] = model.predict(path, conf=conf, imgsz=settings.imgsz, device=settings.device, verbose=False)
+        seconds += time.perf_counter() - t0
+        names = result.names
+        out.append([{"xyxy": [round(float(v), 2) for v in box.xyxy[0].tolist()], "conf": round(float(box.conf), 4),
+                     "class": int(box.cls), "name": names[int(box.cls)]} for box in result.boxes])
+    return out, seconds / max(1, len(images))
+
+
+def detect_predict(cfg: DetectPredictConfig) -> Path:
+    """Boxes for every image of `source` into predictions.json of a run folder."""
+    _check_model(cfg.detector.model)
+    if not cfg.detector.model.endswith(".pt"):
+        raise ConfigError("detect predict needs trained weights: --detector-model path/to/best.pt")
+    source = Path(cfg.source)
+    if not cfg.source or not source.exists():
+        raise DataError(f"--source {cfg.source!r}: no such image file or folder")
+    images = sorted(str(p) for p in source.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")) \
+        if source.is_dir() else [str(source)]
+    if not images:
+        raise DataError(f"{source}: no .png/.jpg/.bmp images")
+    with RunDir.create(cfg.output_dir, "detect-predict", Path(cfg.detector.model).stem) as run:
+        boxes, per_image = predict_boxes(cfg.detector.model, images, conf=cfg.conf, settings=cfg.detector)
+        atomic_write_json(run.file("predictions.json"), {
+            "weights": cfg.detector.model, "conf": cfg.conf, "seconds_per_image": per_image,
+            "images": [{"image": p, "boxes": b} for p, b in zip(images, boxes, strict=True)]})
+        print(f"{sum(map(len, boxes))} boxes in {len(images)} images -> {run.file('predictions.json')}")
+        return run.complete(images=len(images), boxes=sum(map(len, boxes)))

@@ -1,0 +1,153 @@
+"""`vqa train|eval|compare|predict`: core's workflows with the PathVQA task and data.
+
+The default data is the generated PathVQA-like set and the default model core's tiny LLaVA-1.5
+twin, so every command runs offline; a GPU user passes `--model llava-1.5-7b` and
+`--data-source flaviagiammarino/path-vqa --data-revision <commit>`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from nmm_core.evaluate import GenerationSettings
+from nmm_core.records import Example, ValidationReport, validate
+from nmm_core.train import TrainSettings
+from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig
+from nmm_pathology.data import SYNTHETIC, SyntheticSettings, load_pathvqa, synthetic_folder
+from nmm_pathology.task import pathvqa_task
+
+DEFAULT_MODEL = "tiny-llava-1.5"
+
+
+def _data() -> DataSettings:
+    return DataSettings(source=SYNTHETIC)
+
+
+def _model() -> ModelSettings:
+    return ModelSettings(model=DEFAULT_MODEL)
+
+
+@dataclass
+class VqaTrainConfig(TrainConfig):
+    """`vqa train`: LoRA/QLoRA fine-tuning on PathVQA (default: the generated set, tiny twin)."""
+
+    data: DataSettings = field(default_factory=_data)
+    model: ModelSettings = field(default_factory=_model)
+    train: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=3.0))  # the study's 3 epochs
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+
+
+@dataclass
+class VqaEvalConfig(EvalConfig):
+    """`vqa eval` / `vqa compare`: scores strict and normalised, plus the clinician review CSV."""
+
+    data: DataSettings = field(default_factory=_data)
+    model: ModelSettings = field(default_factory=_model)
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+
+
+@dataclass
+class VqaPredictConfig:
+    """`vqa predict`: one image and one question; prints the raw reply and the short answer."""
+
+    image: str = field(default="", metadata={"help": "image file"})
+    question: str = field(default="", metadata={"help": "the question, e.g. 'is there necrosis?'"})
+    model: ModelSettings = field(default_factory=_model)
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
+    generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=32))
+
+
+def resolve_data(data: DataSettings, synthetic: SyntheticSettings) -> DataSettings:
+    """`synthetic` becomes the generated set's folder (built once); other sources stay as given."""
+    if data.source != SYNTHETIC:
+        return data
+    return replace(data, source=str(synthetic_folder(synthetic)))
+
+
+def load_checked(data: DataSettings, split: str) -> tuple[list[Example], ValidationReport]:
+    """PathVQA records of one split, validated (skip-and-count or stop); (kept, report)."""
+    from nmm_core.errors import ConfigError
+
+    if not data.source:
+        raise ConfigError(f"data.source is empty: give --data-source (a hub id, a local path or '{SYNTHETIC}')")
+    examples = load_pathvqa(data.source, split=split, revision=data.revision, columns=data.columns(),
+                            image_root=data.image_root, limit=data.limit)
+    report = validate(examples, policy=data.on_bad_record)
+    kinds = sum(ex.meta["kind"] == "closed" for ex in report.kept)
+    print(f"[{split}] {report.summary()}; {kinds} closed (yes/no), {len(report.kept) - kinds} open",
+          file=sys.stderr)
+    return report.kept, report
+
+
+def _write_problems(run: Path, split: str, report: ValidationReport) -> None:
+    if report.problems:
+        report.write_problems(run / f"problems-{split}.jsonl")
+
+
+def vqa_train(cfg: VqaTrainConfig) -> Path:
+    """Fine-tune with core's trainer; returns the completed run folder."""
+    from nmm_core.workflows import run_train
+
+    data = resolve_data(cfg.data, cfg.synthetic)
+    examples, report = load_checked(data, data.split)
+    run = run_train(replace(cfg, data=data), pathvqa_task(), examples=examples)
+    _write_problems(run, data.split, report)
+    return run
+
+
+def _evaluate(cfg: VqaEvalConfig, workflow) -> Path:
+    from nmm_pathology.review import write_reviews
+
+    data = resolve_data(cfg.data, cfg.synthetic)
+    examples, report = load_checked(data, data.eval_split)
+    task = pathvqa_task()
+    run = workflow(replace(cfg, data=data), task, examples=examples)
+    _write_problems(run, data.eval_split, report)
+    counts = write_reviews(run, examples, task)
+    for name, c in counts.items():
+        print(f"{name}.csv: {c['disagreements']} of {c['rows']} answers to review "
+              f"({c['rescued_by_normalisation']} right only after normalisation)", file=sys.stderr)
+    return run
+
+
+def vqa_eval(cfg: VqaEvalConfig) -> Path:
+    """Evaluate one model (optionally with an adapter); report + predictions + review CSV."""
+    from nmm_core.workflows import run_eval
+
+    return _evaluate(cfg, run_eval)
+
+
+def vqa_compare(cfg: VqaEvalConfig) -> Path:
+    """Base vs base + adapter on the same questions; report, pairs and one review CSV per model."""
+    from nmm_core.workflows import run_compare
+
+    return _evaluate(cfg, run_compare)
+
+
+def vqa_predict(cfg: VqaPredictConfig) -> dict[str, str]:
+    """Answer one question about one image; prints and returns {question, raw, answer}."""
+    from pathlib import Path as _Path
+
+    from nmm_core.errors import ConfigError, DataError
+    from nmm_core.evaluate import generate
+    from nmm_core.lora import load_adapter
+
+    if not cfg.image or not cfg.question.strip():
+        raise ConfigError("vqa predict needs --image FILE and --question TEXT")
+    if not _Path(cfg.image).is_file():
+        raise DataError(f"record 'predict' field 'image': no such file {cfg.image}")
+    # The collator reads `.answer` even when not training; an empty placeholder is never scored.
+    example = Example(id="predict", image=cfg.image, prompt=cfg.question.strip(), answers=("",))
+    task = pathvqa_task()
+    loaded = cfg.model.load(padding_side="left")
+    model = loaded.model
+    if cfg.adapter:
+        model = load_adapter(loaded, cfg.adapter, merge=not loaded.quantization)
+    [raw], _ = generate(model, loaded.processor, loaded.family, [example], task=task,
+                        settings=cfg.generation, progress=False)
+    out = {"question": example.prompt, "raw": raw, "answer": task.short_answer(raw)}
+    print(json.dumps(out, ensure_ascii=False))
+    return out
