@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPTS = ("nmm", "nmm-charts", "nmm-pathology", "nmm-memes", "nmm-connectome", "nmm-demo")
+SCRIPTS = ("nmm", "nmm-charts", "nmm-pathology", "nmm-memes", "nmm-connectome", "nmm-demo", "nmm-bench", "nmm-arena")
 HEAVY = ("torch", "transformers", "peft", "datasets", "diffusers", "ultralytics", "nilearn")
 
 _PROBE = r"""

@@ -1,0 +1,5 @@
+import sys
+
+from nmm_arena.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""Arena fixtures: pair files written through nmm_core.pairs, in-process clients, a real server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from nmm_core.pairs import Pair, Side, write_pairs
+
+
+def make_pair_file(folder: Path, n: int = 6, *, models: tuple[str, str] = ("base", "fine-tuned"),
+                   task: str = "memes", image: bool = True, answers: dict[int, tuple[str, str]] | None = None,
+                   name: str = "pairs.jsonl") -> Path:
+    """A pair file of `n` pairs with PNG images beside it, the way `compare` lays them out."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for i in range(n):
+        rel = None
+        if image:
+            (folder / "images").mkdir(exist_ok=True)
+            rel = f"images/ex{i}.png"
+            Image.new("RGB", (32, 24), (40 * i % 255, 90, 160)).save(folder / rel)
+        a, b = (answers or {}).get(i, (f"first answer {i}", f"second answer {i}"))
+        sides = [Side(models[0], a), Side(models[1], b)]
+        if i % 2:
+            sides.reverse()
+        pairs.append(Pair(f"{task}:ex{i}", f"ex{i}", rel, f"What is in picture {i}?", [f"ref {i}"],
+                          sides[0], sides[1], task))
+    return write_pairs(pairs, folder / name)
+
+
+@pytest.fixture
+def pair_file(tmp_path: Path) -> Path:
+    return make_pair_file(tmp_path / "run")
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Callable:
+    """make_client(pairs, db=None) -> a TestClient on a fresh app (same db = a restart)."""
+    from fastapi.testclient import TestClient
+
+    from nmm_arena.app import create_app
+    from nmm_arena.catalog import load_catalog
+    from nmm_arena.db import Database
+
+    def make(pairs: Path, db: Path | None = None) -> TestClient:
+        return TestClient(create_app(load_catalog(pairs), Database(db or tmp_path / "arena.sqlite")),
+                          follow_redirects=False)
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(pairs: Path, db: Path, log: Path) -> Iterator[str]:
+    """`nmm-arena` itself in a subprocess on a free loopback port; yields its base URL."""
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "nmm_arena", "--pairs", str(pairs), "--db", str(db),
+                                 "--port", str(port), "--no-access-log"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"nmm-arena exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"nmm-arena did not answer within 30 s:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def pairs_writer() -> Callable[..., Path]:
+    """make_pair_file, for tests that need their own pair files."""
+    return make_pair_file
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Callable:
+    """server(pairs, db) -> context manager yielding a live nmm-arena's base URL."""
+    return lambda pairs, db: live_server(pairs, db, tmp_path / "server.log")
