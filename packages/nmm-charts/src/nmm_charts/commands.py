@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,9 +18,15 @@ from nmm_charts.data import (
     synthetic_folder,
 )
 from nmm_charts.task import chart_task
-from nmm_core.errors import ConfigError, PresetError
-from nmm_core.evaluate import GenerationSettings
-from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig
+from nmm_core.errors import ConfigError
+from nmm_core.workflows import (
+    DataSettings,
+    EvalConfig,
+    ModelSettings,
+    TrainConfig,
+    check_model_source,
+    predict_one,
+)
 
 
 def _model() -> ModelSettings:
@@ -73,28 +78,6 @@ class PredictConfig:
     model: ModelSettings = field(default_factory=_model)
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder (merged)"})
     max_new_tokens: int = 16
-
-
-def check_model(model: ModelSettings, adapter: str | None) -> None:
-    """Fail before any work: an unknown preset, or an adapter made for another family."""
-    from nmm_core.lora import ADAPTER_MARKER
-    from nmm_core.presets import all_presets, get_preset
-
-    name = model.model
-    is_path = Path(name).expanduser().is_dir()
-    if not is_path and not (model.family and name.count("/") == 1):
-        get_preset(name)  # raises, listing the known presets
-    if adapter is None:
-        return
-    folder = Path(adapter)
-    if not (folder / "adapter_config.json").is_file():
-        raise PresetError(f"{folder} is not a LoRA adapter folder (no adapter_config.json)")
-    marker_file = folder / ADAPTER_MARKER
-    marker = json.loads(marker_file.read_text()) if marker_file.is_file() else {}
-    family = model.family or (all_presets()[name].family if name in all_presets() else None)
-    if family and marker.get("family") and marker["family"] != family:
-        raise PresetError(f"adapter {folder} was trained for '{marker.get('base')}' "
-                          f"({marker['family']}), not for '{name}' ({family})")
 
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
@@ -151,12 +134,12 @@ def run_chart_train(cfg: ChartTrainConfig) -> Path:
     """Core's `run_train` with the chart task and data (synthetic unless a source is named)."""
     from nmm_core.workflows import run_train
 
-    check_model(cfg.model, None)
+    check_model_source(cfg.model, None)
     return run_train(replace(cfg, data=resolve_data(cfg.data, cfg.synthetic)), chart_task())
 
 
 def _eval_config(cfg: ChartEvalConfig) -> ChartEvalConfig:
-    check_model(cfg.model, cfg.adapter)
+    check_model_source(cfg.model, cfg.adapter)
     return replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
 
 
@@ -178,26 +161,9 @@ def run_chart_compare(cfg: ChartEvalConfig) -> Path:
 
 def run_predict(cfg: PredictConfig, image: str, question: str) -> str:
     """Load the model (adapter merged), answer one question about one image, print it."""
-    from nmm_core.evaluate import generate
-    from nmm_core.lora import load_adapter
-    from nmm_core.records import Example, load_image
-
-    if not question.strip():
-        raise ConfigError("the question is empty")
-    if not Path(image).is_file():
-        raise ConfigError(f"image {image!r} does not exist")
-    # An empty answer: core's collator renders training text even when generating (suggested fix
-    # in core: skip it when train=False); it is never scored here.
-    example = Example("predict", image, question, ("",))
-    load_image(example)  # an unreadable image fails here, naming the file, before the model loads
-    check_model(cfg.model, cfg.adapter)
-    loaded = cfg.model.load(padding_side="left")
-    model = load_adapter(loaded, cfg.adapter, merge=not loaded.quantization) if cfg.adapter else loaded.model
-    task = chart_task()
-    settings = GenerationSettings(batch_size=1, max_new_tokens=cfg.max_new_tokens)
-    [raw], seconds = generate(model, loaded.processor, loaded.family, [example], task=task,
-                              settings=settings, progress=False)
-    answer = task.normalise(raw)
+    raw, seconds = predict_one(cfg.model, cfg.adapter, image, question, task=chart_task(),
+                               max_new_tokens=cfg.max_new_tokens)
+    answer = chart_task().normalise(raw)
     print(answer)
     print(f"({seconds:.3f} s to generate)", file=sys.stderr)
     return answer

@@ -14,8 +14,8 @@ from typing import Literal
 
 from nmm_core.config import dump_yaml
 from nmm_core.data import ColumnMap, load_examples
-from nmm_core.errors import ConfigError
-from nmm_core.evaluate import EvalResult, GenerationSettings, evaluate
+from nmm_core.errors import ConfigError, PresetError
+from nmm_core.evaluate import EvalResult, GenerationSettings, evaluate, generate
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
@@ -220,3 +220,49 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
                                                         "adapter": cfg.adapter})
         print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
         return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results})
+
+
+def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:
+    """Fail before any work: an unknown preset, or an adapter folder made for another family."""
+    import json
+
+    from nmm_core.lora import ADAPTER_MARKER
+    from nmm_core.presets import all_presets, get_preset
+
+    name = model.model
+    if not Path(name).expanduser().is_dir() and not (model.family and name.count("/") == 1):
+        get_preset(name)  # raises, listing the known presets
+    if adapter is None:
+        return
+    folder = Path(adapter)
+    if not (folder / "adapter_config.json").is_file():
+        raise PresetError(f"{folder} is not a LoRA adapter folder (no adapter_config.json)")
+    marker_file = folder / ADAPTER_MARKER
+    marker = json.loads(marker_file.read_text()) if marker_file.is_file() else {}
+    family = model.family or (all_presets()[name].family if name in all_presets() else None)
+    if family and marker.get("family") and marker["family"] != family:
+        raise PresetError(f"adapter {folder} was trained for '{marker.get('base')}' "
+                          f"({marker['family']}), not for '{name}' ({family})")
+
+
+def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: str, *, task: Task,
+                max_new_tokens: int | None = None) -> tuple[str, float]:
+    """One raw answer to one prompt about one image (adapter merged), and the seconds it took."""
+    from nmm_core.errors import DataError
+    from nmm_core.records import load_image
+
+    if not prompt.strip():
+        raise ConfigError("the question is empty")
+    if not Path(image).is_file():
+        raise DataError(f"record 'predict' field 'image': no such file {image}")
+    example = Example("predict", image, prompt.strip(), ())
+    load_image(example)  # an unreadable image fails here, before the model loads
+    check_model_source(model, adapter)
+    loaded = model.load(padding_side="left")
+    net = load_adapter(loaded, adapter, merge=not loaded.quantization) if adapter else loaded.model
+    if max_new_tokens is None and loaded.source.preset is not None:
+        max_new_tokens = loaded.source.preset.max_new_tokens
+    settings = GenerationSettings(batch_size=1, max_new_tokens=max_new_tokens)
+    [raw], seconds = generate(net, loaded.processor, loaded.family, [example], task=task,
+                              settings=settings, progress=False)
+    return raw, seconds

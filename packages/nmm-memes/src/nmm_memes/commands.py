@@ -8,9 +8,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nmm_core.errors import ConfigError, PresetError
+from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
-from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig
+from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig, check_model_source, predict_one
 from nmm_memes.data import MemeDataSettings, SyntheticSettings, load_memes, resolve_data, synthesize, synthetic_folder
 from nmm_memes.task import meme_task
 
@@ -71,15 +71,6 @@ class PredictConfig:
     max_new_tokens: int = 48
 
 
-def check_model(model: ModelSettings) -> None:
-    """Fail before any work on an unknown preset (a folder or a hub id + family passes)."""
-    from nmm_core.presets import get_preset
-
-    name = model.model
-    if not Path(name).expanduser().is_dir() and not (model.family and name.count("/") == 1):
-        get_preset(name)  # raises, listing the known presets
-
-
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
     """Generate the set; print where it is and what it holds."""
     folder = synthesize(cfg.synthetic, cfg.out, progress=cfg.progress) if cfg.out else \
@@ -136,7 +127,7 @@ def run_meme_train(cfg: MemeTrainConfig) -> Path:
 
     from nmm_core.workflows import run_train
 
-    check_model(cfg.model)
+    check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     return run_train(cfg, meme_task(), examples=examples_for(cfg.data, cfg.data.split))
 
@@ -147,34 +138,16 @@ def run_meme_eval(cfg: MemeEvalConfig) -> Path:
 
     from nmm_core.workflows import run_eval
 
-    check_model(cfg.model)
+    check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     return run_eval(cfg, meme_task(), examples=examples_for(cfg.data, cfg.data.eval_split))
 
 
 def run_predict(cfg: PredictConfig, image: str, title: str) -> str:
     """Load the model (adapter merged), state what one meme means, print it."""
-    from nmm_core.evaluate import generate
-    from nmm_core.lora import load_adapter
-    from nmm_core.records import Example, load_image
-
-    if not title.strip():
-        raise ConfigError("the title is empty")
-    if not Path(image).is_file():
-        raise ConfigError(f"image {image!r} does not exist")
-    # An answer placeholder: core's collator builds the answer text even when generating.
-    example = Example("predict", image, title, ("",))
-    load_image(example)  # an unreadable image fails here, naming the file, before the model loads
-    check_model(cfg.model)
-    if cfg.adapter and not (Path(cfg.adapter) / "adapter_config.json").is_file():
-        raise PresetError(f"{cfg.adapter} is not a LoRA adapter folder (no adapter_config.json)")
-    loaded = cfg.model.load(padding_side="left")
-    model = load_adapter(loaded, cfg.adapter, merge=not loaded.quantization) if cfg.adapter else loaded.model
-    task = meme_task()
-    settings = GenerationSettings(batch_size=1, max_new_tokens=cfg.max_new_tokens)
-    [raw], seconds = generate(model, loaded.processor, loaded.family, [example], task=task,
-                              settings=settings, progress=False)
-    answer = task.normalise(raw)
+    raw, seconds = predict_one(cfg.model, cfg.adapter, image, title, task=meme_task(),
+                               max_new_tokens=cfg.max_new_tokens)
+    answer = meme_task().normalise(raw)
     print(answer)
     print(f"({seconds:.3f} s to generate)", file=sys.stderr)
     return answer

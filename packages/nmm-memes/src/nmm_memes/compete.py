@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from nmm_core.errors import ConfigError
-from nmm_memes.commands import MemeEvalConfig, check_model, examples_for
+from nmm_core.workflows import check_model_source
+from nmm_memes.commands import MemeEvalConfig, examples_for
 from nmm_memes.data import resolve_data
 from nmm_memes.judge import Verdict, judge_pairs, summarise
 from nmm_memes.task import meme_task
@@ -54,7 +55,7 @@ def run_compete(cfg: CompeteConfig) -> Path:
 
     if not cfg.adapter:
         raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
-    check_model(cfg.model)
+    check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     task = meme_task()
     with RunDir.create(cfg.output_dir, "compete", Path(cfg.model.model).name) as run:

@@ -129,25 +129,14 @@ def vqa_compare(cfg: VqaEvalConfig) -> Path:
 
 def vqa_predict(cfg: VqaPredictConfig) -> dict[str, str]:
     """Answer one question about one image; prints and returns {question, raw, answer}."""
-    from pathlib import Path as _Path
-
-    from nmm_core.errors import ConfigError, DataError
-    from nmm_core.evaluate import generate
-    from nmm_core.lora import load_adapter
+    from nmm_core.errors import ConfigError
+    from nmm_core.workflows import predict_one
 
     if not cfg.image or not cfg.question.strip():
         raise ConfigError("vqa predict needs --image FILE and --question TEXT")
-    if not _Path(cfg.image).is_file():
-        raise DataError(f"record 'predict' field 'image': no such file {cfg.image}")
-    # The collator reads `.answer` even when not training; an empty placeholder is never scored.
-    example = Example(id="predict", image=cfg.image, prompt=cfg.question.strip(), answers=("",))
     task = pathvqa_task()
-    loaded = cfg.model.load(padding_side="left")
-    model = loaded.model
-    if cfg.adapter:
-        model = load_adapter(loaded, cfg.adapter, merge=not loaded.quantization)
-    [raw], _ = generate(model, loaded.processor, loaded.family, [example], task=task,
-                        settings=cfg.generation, progress=False)
-    out = {"question": example.prompt, "raw": raw, "answer": task.short_answer(raw)}
+    raw, _ = predict_one(cfg.model, cfg.adapter, cfg.image, cfg.question, task=task,
+                         max_new_tokens=cfg.generation.max_new_tokens)
+    out = {"question": cfg.question.strip(), "raw": raw, "answer": task.short_answer(raw)}
     print(json.dumps(out, ensure_ascii=False))
     return out
