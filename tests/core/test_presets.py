@@ -41,3 +41,15 @@ def test_a_name_claimed_twice_names_both_packages(monkeypatch):
 def test_unknown_family_is_refused():
     with pytest.raises(PresetError, match="unknown model family 'qwen'"):
         ModelPreset("x", "qwen", tiny=True)
+
+
+def test_building_a_twin_leaves_the_callers_random_state_alone(tmp_path):
+    import torch
+
+    from nmm_core.twins import build_twin
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    build_twin("qwen2_vl", tmp_path / "twin")
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert (tmp_path / "twin" / "config.json").exists() and (tmp_path / "twin" / "nmm.json").exists()

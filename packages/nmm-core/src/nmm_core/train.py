@@ -41,6 +41,9 @@ class TrainSettings:
     save_total_limit: int = 2
     seed: int = 0
     num_workers: int = field(default=0, metadata={"help": "data-loader worker processes"})
+    answer_only_logits: bool = field(
+        default=True, metadata={"help": "run the LM head at answer positions only (same loss, less memory)"}
+    )
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
@@ -63,6 +66,32 @@ class _ExampleDataset:
 
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
+
+
+def _trainer_class(answer_only: bool):
+    from transformers import Trainer
+
+    if not answer_only:
+        return Trainer
+
+    class AnswerOnlyTrainer(Trainer):
+        """`Trainer` whose loss runs the LM head at answer positions only."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Our loss takes num_items_in_batch: Trainer must count answer tokens across the
+            # accumulated micro-batches and must not divide by the accumulation steps again.
+            self.model_accepts_loss_kwargs = True
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            from nmm_core.answer_loss import answer_only_loss
+
+            loss, outputs = answer_only_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer does for model losses
+            return (loss, outputs) if return_outputs else loss
+
+    return AnswerOnlyTrainer
 
 
 def _jsonl_logger(path: Path):
@@ -91,7 +120,7 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
           bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = ()) -> TrainOutcome:
     """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir."""
     from torch.utils.tensorboard import SummaryWriter
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
     from transformers.integrations import TensorBoardCallback
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -127,7 +156,7 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
         report_to="none",
         ddp_find_unused_parameters=False,
     )
-    trainer = Trainer(
+    trainer = _trainer_class(settings.answer_only_logits)(
         model=model,
         args=args,
         train_dataset=_ExampleDataset(examples),

@@ -33,9 +33,13 @@ def read_marker(folder: Path) -> dict:
 
 def build_twin(family: str, out_dir: str | Path, *, seed: int = 0, **kwargs) -> Path:
     """Build the tiny twin of `family` into `out_dir` (model, processor, marker)."""
+    import torch
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    get_family(family).builder().build_twin(out, seed=seed, **kwargs)
+    # Building seeds torch; the caller's random state must not depend on a cache miss.
+    with torch.random.fork_rng(devices=[]):
+        get_family(family).builder().build_twin(out, seed=seed, **kwargs)
     write_marker(out, family=family, tiny=True, seed=seed)
     return out
 
