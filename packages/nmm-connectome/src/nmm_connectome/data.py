@@ -1,0 +1,520 @@
+"""The cohort: one rest and one motor-task FC matrix per subject, checked, saved and loaded.
+
+Sources: a cohort folder written here (`cohort.json` + `fc/<subject>.npz`), a folder of
+precomputed FC matrices or parcellated time series (npy/csv/tsv/txt/mat), HCP CIFTI files
+(`fc.build_cohort_from_cifti`), and the seeded synthetic cohort (`synthesize`).
+
+Every bad matrix becomes a `Problem` naming the subject and the file; `policy="stop"` raises it
+as a `DataError`, `policy="skip"` leaves the subject out and counts it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from nmm_core.errors import DataError
+from nmm_core.records import Problem
+from nmm_core.runs import atomic_write_bytes, atomic_write_json
+
+KINDS = ("correlation", "fisher_z")
+Kind = Literal["correlation", "fisher_z"]
+Policy = Literal["skip", "stop"]
+FORMAT = "nmm-connectome-cohort"
+_SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ARRAY_EXTENSIONS = (".npy", ".csv", ".tsv", ".txt", ".mat")
+_FLAT_RE = re.compile(r"^(?P<subject>.+?)[_-](?P<condition>rest|task)$", re.IGNORECASE)
+_SYMMETRY_TOL = 1e-5
+# Yeo-style network names for the synthetic cohort; "somatomotor" carries the motor task effect.
+NETWORK_NAMES = ("visual", "somatomotor", "dorsal_attention", "ventral_attention", "limbic",
+                 "frontoparietal", "default")
+
+
+@dataclass
+class Cohort:
+    """Paired FC matrices: `rest[i]` and `task[i]` belong to `subjects[i]`.
+
+    rest, task : ndarray, shape (n_subjects, n_regions, n_regions), float32, symmetric; the
+    diagonal is 1 for `kind="correlation"` and 0 for `kind="fisher_z"`.
+    """
+
+    subjects: list[str]
+    rest: np.ndarray
+    task: np.ndarray
+    regions: list[str]
+    networks: list[str] | None = None
+    kind: str = "correlation"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.subjects = [str(s) for s in self.subjects]
+        self.rest = np.asarray(self.rest, dtype=np.float32)
+        self.task = np.asarray(self.task, dtype=np.float32)
+        n, r = len(self.subjects), len(self.regions)
+        for name, arr in (("rest", self.rest), ("task", self.task)):
+            if arr.shape != (n, r, r):
+                raise DataError(f"cohort {name}: shape {arr.shape}, expected ({n}, {r}, {r}) for "
+                                f"{n} subjects and {r} regions")
+        if self.kind not in KINDS:
+            raise DataError(f"cohort kind {self.kind!r}: expected one of {', '.join(KINDS)}")
+        if len(set(self.subjects)) != n:
+            dup = [s for s, c in Counter(self.subjects).items() if c > 1]
+            raise DataError(f"cohort: duplicate subject ids {dup[:5]}")
+        if self.networks is not None and len(self.networks) != r:
+            raise DataError(f"cohort networks: {len(self.networks)} labels for {r} regions")
+
+    @property
+    def n_regions(self) -> int:
+        return len(self.regions)
+
+    def __len__(self) -> int:
+        return len(self.subjects)
+
+    def subset(self, subjects: Sequence[str]) -> Cohort:
+        """The cohort restricted to `subjects`, in that order."""
+        index = {s: i for i, s in enumerate(self.subjects)}
+        missing = [s for s in subjects if s not in index]
+        if missing:
+            raise DataError(f"subjects not in the cohort: {', '.join(missing[:5])}")
+        rows = [index[s] for s in subjects]
+        return Cohort(list(subjects), self.rest[rows], self.task[rows], self.regions,
+                      self.networks, self.kind, dict(self.meta))
+
+    def save(self, folder: str | Path) -> Path:
+        """Write `cohort.json` and one `fc/<subject>.npz` (arrays `rest`, `task`) per subject."""
+        folder = Path(folder)
+        for i, subject in enumerate(self.subjects):
+            check_subject_id(subject)
+            buf = io.BytesIO()
+            np.savez(buf, rest=self.rest[i], task=self.task[i])
+            atomic_write_bytes(folder / "fc" / f"{subject}.npz", buf.getvalue())
+        atomic_write_json(folder / "cohort.json", {
+            "format": FORMAT, "version": 1, "kind": self.kind, "n_regions": self.n_regions,
+            "subjects": self.subjects, "regions": self.regions, "networks": self.networks,
+            "meta": self.meta,
+        })
+        return folder
+
+
+def check_subject_id(subject: str) -> str:
+    """A subject id must be a safe file name (it names `fc/<subject>.npz`)."""
+    if not _SUBJECT_RE.match(subject):
+        raise DataError(f"subject id {subject!r}: use letters, digits, '.', '_' or '-'")
+    return subject
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+def matrix_problem(m: np.ndarray, *, n_regions: int | None = None,
+                   kind: str = "correlation") -> tuple[str, str] | None:
+    """Why `m` is not a usable FC matrix, as (kind of problem, explanation), or None.
+
+    The diagonal is not checked (precomputed Fisher-z files often hold inf or NaN there);
+    `canonical` sets it.
+    """
+    m = np.asarray(m)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        return "wrong shape", f"not a square matrix (shape {tuple(m.shape)})"
+    r = m.shape[0]
+    if n_regions is not None and r != n_regions:
+        return "wrong shape", f"{r} x {r} regions, expected {n_regions} x {n_regions}"
+    if r < 2:
+        return "wrong shape", f"{r} x {r}: an FC matrix needs at least 2 regions"
+    if not np.issubdtype(m.dtype, np.number):
+        return "not numeric", f"dtype {m.dtype} is not numeric"
+    off = ~np.eye(r, dtype=bool)
+    bad = off & ~np.isfinite(m)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        return "NaN/Inf", f"{int(bad.sum())} NaN/Inf values off the diagonal (first at [{i}, {j}]: {m[i, j]})"
+    m = np.where(off, m, 0.0)
+    diff = np.abs(m - m.T)
+    if diff.max() > _SYMMETRY_TOL * max(1.0, float(np.abs(m[off]).max())):
+        i, j = (int(v) for v in np.unravel_index(int(diff.argmax()), diff.shape))
+        return "not symmetric", f"not symmetric: |A[{i}, {j}] - A[{j}, {i}]| = {diff[i, j]:.3g}"
+    if kind == "correlation" and np.abs(m[off]).max() > 1 + 1e-6:
+        return "out of range", (f"correlations outside [-1, 1] (max |r| {np.abs(m[off]).max():.3g}); "
+                                "Fisher-z matrices need kind 'fisher_z'")
+    return None
+
+
+def canonical(m: np.ndarray, kind: str) -> np.ndarray:
+    """Exactly symmetric float32 copy with the diagonal of `kind` (1 correlation, 0 Fisher z)."""
+    m = np.asarray(m, dtype=np.float64)
+    out = np.where(np.eye(len(m), dtype=bool), 0.0, m)
+    out = (out + out.T) / 2
+    np.fill_diagonal(out, 1.0 if kind == "correlation" else 0.0)
+    return out.astype(np.float32)
+
+
+def fisher_z(m: np.ndarray) -> np.ndarray:
+    """arctanh of the off-diagonal correlations (clipped to |r| <= 1 - 1e-7), diagonal 0."""
+    m = np.asarray(m, dtype=np.float64)
+    z = np.arctanh(np.clip(m, -1 + 1e-7, 1 - 1e-7))
+    eye = np.eye(m.shape[-1], dtype=bool)
+    return np.where(eye, 0.0, z)
+
+
+def summarize(kept: int, problems: Sequence[Problem], unit: str = "subjects") -> str:
+    """One line: kept N of M subjects; skipped K: counts by kind."""
+    line = f"kept {kept} of {kept + len(problems)} {unit}"
+    if problems:
+        counts = Counter(p.kind or p.field for p in problems)
+        line += f"; skipped {len(problems)}: " + ", ".join(f"{n} {k}" for k, n in counts.most_common())
+    return line
+
+
+def write_problems(problems: Sequence[Problem], path: str | Path) -> Path:
+    """The skipped subjects as JSONL (id, field, why, kind)."""
+    from nmm_core.runs import atomic_write_text
+
+    rows = ({"id": p.id, "field": p.field, "why": p.why, "kind": p.kind} for p in problems)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return Path(path)
+
+
+@dataclass
+class Candidate:
+    """One subject's matrices before pairing and checks (`None`: that side is missing)."""
+
+    subject: str
+    rest: np.ndarray | None
+    task: np.ndarray | None
+    rest_source: str = ""
+    task_source: str = ""
+    problem: Problem | None = None  # set by the loader when a file could not be read
+
+
+def assemble(candidates: Iterable[Candidate], *, kind: str = "correlation", policy: Policy = "skip",
+             regions: Sequence[str] | None = None, networks: Sequence[str] | None = None,
+             meta: dict[str, Any] | None = None) -> tuple[Cohort, list[Problem]]:
+    """Pair, check and stack subjects into a `Cohort`; the problems of those left out.
+
+    The expected parcellation size is `len(regions)` when given, else the most common size
+    among the subjects' rest matrices, so one odd file is the one blamed.
+    """
+    if policy not in ("skip", "stop"):
+        raise DataError(f"policy {policy!r}: expected 'skip' or 'stop'")
+    candidates = list(candidates)
+    problems: list[Problem] = []
+
+    def flag(problem: Problem) -> None:
+        if policy == "stop":
+            raise DataError(str(problem))
+        problems.append(problem)
+
+    n_regions = len(regions) if regions is not None else _common_size(candidates)
+    kept: list[tuple[str, np.ndarray, np.ndarray]] = []
+    seen: set[str] = set()
+    for c in candidates:
+        if c.problem is not None:
+            flag(c.problem)
+            continue
+        if c.subject in seen:
+            flag(Problem(c.subject, "subject", "appears twice", "duplicate"))
+            continue
+        seen.add(c.subject)
+        missing = [name for name, arr in (("task", c.task), ("rest", c.rest)) if arr is None]
+        if missing:
+            have = c.rest_source or c.task_source
+            flag(Problem(c.subject, missing[0], f"unpaired: no {' or '.join(missing)} matrix "
+                                                f"(found only {have})", "unpaired"))
+            continue
+        problem = _pair_problem(c, n_regions, kind)
+        if problem is not None:
+            flag(problem)
+            continue
+        kept.append((c.subject, canonical(c.rest, kind), canonical(c.task, kind)))
+    if not kept:
+        detail = f": {problems[0]}" if problems else ""
+        raise DataError(f"no usable subjects ({summarize(0, problems)}){detail}")
+    if regions is None:
+        regions = [f"region_{k:03d}" for k in range(n_regions)]
+    cohort = Cohort([s for s, _, _ in kept], np.stack([r for _, r, _ in kept]),
+                    np.stack([t for _, _, t in kept]), list(regions),
+                    list(networks) if networks is not None else None, kind, dict(meta or {}))
+    return cohort, problems
+
+
+def _common_size(candidates: Sequence[Candidate]) -> int | None:
+    sizes = Counter(c.rest.shape[0] for c in candidates
+                    if c.rest is not None and np.ndim(c.rest) == 2)
+    return sizes.most_common(1)[0][0] if sizes else None
+
+
+def _pair_problem(c: Candidate, n_regions: int | None, kind: str) -> Problem | None:
+    rest, task = np.asarray(c.rest), np.asarray(c.task)
+    if rest.ndim == 2 and task.ndim == 2 and rest.shape != task.shape:
+        return Problem(c.subject, "task", (
+            f"mismatched parcellations: rest {c.rest_source} is {rest.shape[0]} x {rest.shape[1]}, "
+            f"task {c.task_source} is {task.shape[0]} x {task.shape[1]}"), "mismatched parcellation")
+    for name, arr, source in (("rest", rest, c.rest_source), ("task", task, c.task_source)):
+        found = matrix_problem(arr, n_regions=n_regions, kind=kind)
+        if found is not None:
+            why = f"{source}: {found[1]}" if source else found[1]
+            return Problem(c.subject, name, why, found[0])
+    return None
+
+
+# -- cohort folders and precomputed FC ----------------------------------------------------------
+
+def load_cohort(folder: str | Path, *, policy: Policy = "skip") -> tuple[Cohort, list[Problem]]:
+    """Read a cohort folder written by `Cohort.save` (every matrix is checked again)."""
+    folder = Path(folder)
+    index_path = folder / "cohort.json"
+    if not index_path.is_file():
+        raise DataError(f"{folder}: not a cohort folder (no cohort.json); make one with "
+                        "`nmm-connectome data synthesize` or `data build-fc`")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise DataError(f"{index_path}: invalid JSON ({e})") from None
+    if index.get("format") != FORMAT:
+        raise DataError(f"{index_path}: format {index.get('format')!r}, expected {FORMAT!r}")
+    kind = index.get("kind", "correlation")
+    candidates = []
+    for subject in index["subjects"]:
+        path = folder / "fc" / f"{check_subject_id(subject)}.npz"
+        source = str(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                rest = z["rest"] if "rest" in z else None
+                task = z["task"] if "task" in z else None
+        except (OSError, ValueError) as e:
+            candidates.append(Candidate(subject, None, None, problem=Problem(
+                subject, "file", f"{source}: cannot read ({e})", "unreadable")))
+            continue
+        candidates.append(Candidate(subject, rest, task, source, source))
+    return assemble(candidates, kind=kind, policy=policy, regions=index["regions"],
+                    networks=index.get("networks"), meta=index.get("meta") or {})
+
+
+def read_array(path: str | Path, *, mat_key: str | None = None) -> np.ndarray:
+    """A 2-D array from .npy, .csv, .tsv, .txt (numbers only) or .mat; DataError naming the file."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    try:
+        if ext == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif ext == ".mat":
+            arr = _read_mat(path, mat_key)
+        elif ext in (".csv", ".tsv", ".txt"):
+            delimiter = {".csv": ",", ".tsv": "\t"}.get(ext)
+            arr = np.loadtxt(path, delimiter=delimiter, ndmin=2)
+        else:
+            raise DataError(f"{path}: unsupported file type {ext!r} (use {', '.join(_ARRAY_EXTENSIONS)})")
+    except DataError:
+        raise
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read ({' '.join(str(e).split())})") from None
+    return np.asarray(arr)
+
+
+def _read_mat(path: Path, key: str | None) -> np.ndarray:
+    from scipy.io import loadmat
+
+    data = {k: v for k, v in loadmat(path).items() if not k.startswith("__")}
+    if key is not None:
+        if key not in data:
+            raise DataError(f"{path}: no variable {key!r} (has {', '.join(sorted(data)) or 'none'})")
+        return np.asarray(data[key])
+    arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray) and v.ndim == 2
+              and np.issubdtype(v.dtype, np.number)}
+    if len(arrays) != 1:
+        raise DataError(f"{path}: {len(arrays)} 2-D numeric variables ({', '.join(sorted(arrays))}); "
+                        "name one with mat_key")
+    return next(iter(arrays.values()))
+
+
+def find_pairs(folder: str | Path) -> dict[str, dict[str, Path]]:
+    """{subject: {"rest": path, "task": path}} in a folder of per-subject array files.
+
+    Layouts: `rest/<subject>.<ext>` + `task/<subject>.<ext>`, or `<subject>_rest.<ext>` +
+    `<subject>_task.<ext>` side by side. A side may be missing (reported as unpaired later).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    found: dict[str, dict[str, Path]] = {}
+
+    def add(subject: str, condition: str, path: Path) -> None:
+        side = found.setdefault(subject, {})
+        if condition in side:
+            raise DataError(f"subject {subject!r}: two {condition} files ({side[condition].name}, "
+                            f"{path.name}); keep one")
+        side[condition] = path
+
+    if (folder / "rest").is_dir() or (folder / "task").is_dir():
+        for condition in ("rest", "task"):
+            sub = folder / condition
+            for path in sorted(sub.iterdir()) if sub.is_dir() else ():
+                if path.suffix.lower() in _ARRAY_EXTENSIONS:
+                    add(path.stem, condition, path)
+    else:
+        for path in sorted(folder.iterdir()):
+            m = _FLAT_RE.match(path.stem)
+            if path.suffix.lower() in _ARRAY_EXTENSIONS and m:
+                add(m["subject"], m["condition"].lower(), path)
+    if not found:
+        raise DataError(f"{folder}: no FC files (expected rest/<subject>.npy + task/<subject>.npy, "
+                        f"or <subject>_rest.npy + <subject>_task.npy; extensions "
+                        f"{', '.join(_ARRAY_EXTENSIONS)})")
+    return dict(sorted(found.items()))
+
+
+def load_array_folder(folder: str | Path, *, content: Literal["fc", "timeseries"] = "fc",
+                      kind: Kind = "correlation", policy: Policy = "skip",
+                      mat_key: str | None = None, estimator: str = "empirical",
+                      fisher: bool = False) -> tuple[Cohort, list[Problem]]:
+    """A cohort from precomputed FC matrices or parcellated time series (frames x regions).
+
+    Time series become FC with nilearn (`fc.connectivity`); `fisher` stores Fisher z.
+    """
+    candidates = []
+    for subject, sides in find_pairs(folder).items():
+        arrays: dict[str, np.ndarray | None] = {"rest": None, "task": None}
+        problem = None
+        for condition, path in sides.items():
+            try:
+                arr = read_array(path, mat_key=mat_key)
+                if content == "timeseries":
+                    from nmm_connectome.fc import connectivity
+
+                    arr = connectivity([arr], estimator=estimator, source=str(path))
+            except DataError as e:
+                problem = Problem(subject, condition, str(e), "unreadable")
+                break
+            arrays[condition] = arr
+        if problem is None and content == "timeseries" and fisher:
+            arrays = {k: None if v is None else fisher_z(v) for k, v in arrays.items()}
+        candidates.append(Candidate(subject, arrays["rest"], arrays["task"],
+                                    str(sides.get("rest", "")), str(sides.get("task", "")), problem))
+    out_kind = "fisher_z" if content == "timeseries" and fisher else kind
+    meta = {"source": str(folder), "content": content}
+    return assemble(candidates, kind=out_kind, policy=policy, meta=meta)
+
+
+def load_any(source: str | Path, *, policy: Policy = "skip", **kwargs: Any) -> tuple[Cohort, list[Problem]]:
+    """A cohort folder if `source` has `cohort.json`, else a folder of precomputed FC matrices."""
+    if (Path(source) / "cohort.json").is_file():
+        return load_cohort(source, policy=policy)
+    return load_array_folder(source, policy=policy, **kwargs)
+
+
+# -- the synthetic cohort ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Size, noise and seed of the synthetic cohort (see `synthesize` for the model)."""
+
+    subjects: int = 200
+    regions: int = 60
+    networks: int = 6
+    latent_dim: int = 4
+    rest_frames: int = 1200  # HCP: 1,200 frames per rest run
+    task_frames: int = 568  # HCP motor: 2 runs x 284 frames
+    autocorrelation: float = 0.6  # AR(1) coefficient of the BOLD frames (fewer effective ones)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.networks <= len(NETWORK_NAMES):
+            raise ValueError(f"networks must be 2..{len(NETWORK_NAMES)}, got {self.networks}")
+        if self.regions < 4 * self.networks:
+            raise ValueError(f"regions must be at least 4 per network ({4 * self.networks})")
+        if self.subjects < 2 or self.latent_dim < 1:
+            raise ValueError("subjects must be >= 2 and latent_dim >= 1")
+        if not 0 <= self.autocorrelation < 1:
+            raise ValueError("autocorrelation must be in [0, 1)")
+        if min(self.effective_frames(self.rest_frames), self.effective_frames(self.task_frames)) \
+                <= self.regions + 1:
+            raise ValueError("too few (effective) frames for this many regions: FC would be singular")
+
+    def effective_frames(self, frames: int) -> float:
+        """Frames of AR(1) noise worth as much as this many independent ones, for a correlation:
+        T (1 - phi^2) / (1 + phi^2) (Bartlett's variance of the sample correlation)."""
+        phi2 = self.autocorrelation**2
+        return frames * (1 - phi2) / (1 + phi2)
+
+
+def synthesize(spec: SyntheticSpec = SyntheticSpec()) -> Cohort:
+    """The seeded synthetic cohort: FC with network blocks and a subject-dependent task effect.
+
+    Each subject s has latent factors z_s ~ N(0, I_q). Its region loadings on K network
+    factors plus a global one are L_s = G + sum_j z_sj A_j + E_s (G: group blocks, A_j: fixed
+    patterns, E_s: a small subject fingerprint); rest covariance is L_s L_s^T + Psi. In the
+    task the same subject gains a motor factor u_s on half of the somatomotor network with
+    amplitude 0.7 + 0.4 tanh(w_a . z_s), coupled to half of the dorsal-attention network with
+    weight 0.6 tanh(w_c . z_s), and its motor regions' somatomotor loading is scaled by
+    1 + 0.5 tanh(w_m . z_s). Because z_s drives both, a subject's rest FC tells about its task
+    FC beyond the group mean, through a non-linear (tanh) map.
+
+    FC is the correlation of a Wishart draw with the effective number of frames of AR(1)
+    BOLD noise (`SyntheticSpec.effective_frames`): exactly what correlating that many
+    independent Gaussian frames gives, so each matrix is symmetric, unit-diagonal and PSD with
+    realistic sampling noise. Population parts are drawn before subjects, so cohorts with the
+    same seed and shape share them whatever their size.
+    """
+    rng = np.random.default_rng(spec.seed)
+    R, K, q = spec.regions, spec.networks, spec.latent_dim
+    net_of = np.concatenate([np.full(len(chunk), k) for k, chunk in
+                             enumerate(np.array_split(np.arange(R), K))])
+    names = list(NETWORK_NAMES[:K])
+    counters: Counter[int] = Counter()
+    regions = []
+    for k in net_of:
+        counters[k] += 1
+        regions.append(f"{names[k]}_{counters[k]:02d}")
+    G = np.zeros((R, K + 1))
+    G[np.arange(R), net_of] = rng.uniform(0.6, 0.85, R)
+    G[:, K] = rng.uniform(0.15, 0.35, R)  # global signal
+    A = rng.normal(0.0, 0.04, (q, R, K + 1))
+    psi = rng.uniform(0.35, 0.55, R)
+    w_amp, w_couple, w_mod = rng.normal(0.0, 1.0 / np.sqrt(q), (3, q))
+    sm = np.flatnonzero(net_of == 1)
+    motor = sm[: max(2, len(sm) // 2)]
+    partner_net = np.flatnonzero(net_of == 2)
+    partner = partner_net[: max(2, len(partner_net) // 2)]
+    df_rest, df_task = spec.effective_frames(spec.rest_frames), spec.effective_frames(spec.task_frames)
+
+    width = len(str(spec.subjects - 1))
+    subjects, rest, task, latents = [], [], [], []
+    for s in range(spec.subjects):
+        z = rng.normal(size=q)
+        L = G + np.tensordot(z, A, axes=1) + rng.normal(0.0, 0.02, (R, K + 1))
+        L_task = L.copy()
+        L_task[motor, 1] *= 1 + 0.5 * np.tanh(w_mod @ z)
+        u = np.zeros(R)
+        u[motor] = 0.7 + 0.4 * np.tanh(w_amp @ z)
+        u[partner] = 0.6 * np.tanh(w_couple @ z)
+        rest.append(_sample_fc(L @ L.T + np.diag(psi), df_rest, rng))
+        task.append(_sample_fc(L_task @ L_task.T + np.outer(u, u) + np.diag(psi), df_task, rng))
+        subjects.append(f"sub-{s:0{width}d}")
+        latents.append(z)
+    meta = {"source": "synthetic", "spec": dict(spec.__dict__),
+            "motor_regions": [regions[i] for i in motor],
+            "partner_regions": [regions[i] for i in partner],
+            "latents": np.round(np.array(latents), 6).tolist()}
+    return Cohort(subjects, np.stack(rest), np.stack(task), regions, [names[k] for k in net_of],
+                  "correlation", meta)
+
+
+def _sample_fc(cov: np.ndarray, df: float, rng: np.random.Generator) -> np.ndarray:
+    """Correlation of a Wishart(cov, df) draw (Bartlett decomposition), i.e. of the sample
+    covariance of `df` independent N(0, cov) frames; PSD for df > regions."""
+    r = len(cov)
+    a = np.tril(rng.standard_normal((r, r)), -1)
+    a[np.diag_indices(r)] = np.sqrt(rng.chisquare(df - np.arange(r)))
+    m = np.linalg.cholesky(cov) @ a
+    w = m @ m.T
+    d = np.sqrt(np.diag(w))
+    fc = w / np.outer(d, d)
+    np.fill_diagonal(fc, 1.0)
+    return fc
