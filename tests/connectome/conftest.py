@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nmm_connectome.data import Cohort, SyntheticSpec, synthesize
+from nmm_connectome.data import Cohort
+from nmm_connectome.synthetic import SyntheticSpec, synthesize
 
 # Two surfaces with unlabelled vertices beyond the data, and a few subcortical voxels.
 N_VERTICES = 30

@@ -7,7 +7,6 @@ import pytest
 
 from nmm_connectome.data import (
     Candidate,
-    SyntheticSpec,
     assemble,
     canonical,
     find_pairs,
@@ -16,9 +15,9 @@ from nmm_connectome.data import (
     load_cohort,
     matrix_problem,
     summarize,
-    synthesize,
 )
 from nmm_connectome.evaluate import score, to_edges
+from nmm_connectome.synthetic import SyntheticSpec, synthesize
 from nmm_core.errors import DataError
 
 

@@ -1,0 +1,387 @@
+"""The domain's commands as functions of one config dataclass each (the CLI parses them with
+`nmm_core.config`; tests and notebooks call them directly)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from nmm_connectome.data import Cohort, Policy, load_any, summarize, write_problems
+from nmm_connectome.evaluate import score, to_edges
+from nmm_connectome.fc import HCP_REST, HCP_TASK
+from nmm_connectome.settings import BridgeSettings, RidgeSettings, Sd15Settings
+from nmm_connectome.synthetic import SyntheticSpec, synthesize
+from nmm_core.config import dump_yaml, load_yaml_config
+from nmm_core.errors import ConfigError, DataError
+from nmm_core.runs import RunDir, append_jsonl, atomic_replace_dir, atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SynthesizeConfig:
+    """`data synthesize`: write the seeded synthetic cohort to a cohort folder."""
+
+    out: str = field(metadata={"help": "cohort folder to write (replaced if it is one)"})
+    subjects: int = 1000
+    regions: int = 40
+    networks: int = 6
+    latent_dim: int = 4
+    rest_frames: int = 1200
+    task_frames: int = 568
+    autocorrelation: float = 0.6
+    seed: int = 0
+
+
+@dataclass
+class InspectConfig:
+    """`data inspect`: check a cohort or FC folder and summarise it."""
+
+    data: str = field(metadata={"help": "cohort folder or folder of FC matrices"})
+    on_bad: Literal["skip", "stop"] = field(default="skip", metadata={"help": "skip bad subjects or stop"})
+
+
+@dataclass
+class BuildFcConfig:
+    """`data build-fc`: FC per subject from HCP CIFTI files, time series or FC matrices."""
+
+    source: str = field(metadata={"help": "HCP root (subject folders) or a folder of arrays"})
+    out: str = field(metadata={"help": "cohort folder to write"})
+    input: Literal["cifti", "timeseries", "fc"] = field(
+        default="cifti", metadata={"help": "dtseries + parcellation, parcellated time series, or FC"})
+    parcellation: str | None = field(default=None, metadata={"help": "dlabel or NIfTI labels (cifti)"})
+    rest_pattern: str = field(default=HCP_REST, metadata={"help": "glob under source, with {subject}"})
+    task_pattern: str = field(default=HCP_TASK, metadata={"help": "glob under source, with {subject}"})
+    subjects: list[str] = field(default_factory=list, metadata={"help": "only these (default: all)"})
+    estimator: Literal["empirical", "ledoit_wolf"] = "empirical"
+    fisher_z: bool = field(default=False, metadata={"help": "store Fisher z instead of r"})
+    kind: Literal["correlation", "fisher_z"] = field(
+        default="correlation", metadata={"help": "what precomputed FC files hold (input fc)"})
+    mat_key: str | None = field(default=None, metadata={"help": "variable in .mat files"})
+    on_bad: Literal["skip", "stop"] = "skip"
+
+
+@dataclass
+class SplitSettings:
+    """Which subjects are held out: the same settings give the same split for every command."""
+
+    test_fraction: float = field(default=0.2, metadata={"help": "share of subjects held out"})
+    seed: int = 0
+    on_bad: Literal["skip", "stop"] = field(default="skip", metadata={"help": "bad subjects: skip or stop"})
+
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"split.test_fraction must be in (0, 1), got {self.test_fraction}")
+
+
+@dataclass
+class TrainConfig:
+    """`train`: fit one method on the training subjects into a run folder."""
+
+    data: str = field(metadata={"help": "cohort folder (data synthesize / data build-fc)"})
+    method: Literal["bridge", "ridge", "sd15"] = "bridge"
+    split: SplitSettings = field(default_factory=SplitSettings)
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    ridge: RidgeSettings = field(default_factory=RidgeSettings)
+    sd15: Sd15Settings = field(default_factory=Sd15Settings)
+    output_dir: str = "runs"
+    name: str = field(default="", metadata={"help": "run name (default: the method)"})
+
+
+@dataclass
+class PredictConfig:
+    """`predict`: a trained run's task FC predictions for the held-out (or all) subjects."""
+
+    run: str = field(metadata={"help": "a train run folder"})
+    data: str = field(default="", metadata={"help": "cohort folder (default: the run's)"})
+    subjects: Literal["test", "all"] = "test"
+    output_dir: str = "runs"
+
+
+@dataclass
+class EvalConfig:
+    """`eval`: every given run and the baselines on the same held-out subjects; the report."""
+
+    data: str = field(metadata={"help": "cohort folder"})
+    runs: list[str] = field(default_factory=list, metadata={"help": "train run folders to compare"})
+    split: SplitSettings = field(default_factory=SplitSettings)
+    ridge: RidgeSettings = field(default_factory=RidgeSettings)
+    one_step: bool = field(default=True, metadata={"help": "also score bridge runs' one-step endpoint"})
+    output_dir: str = "runs"
+    name: str = "connectome"
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+def _write_cohort(cohort: Cohort, out: str | Path, problems) -> Path:
+    """Write into a temporary sibling, then swap it in (an existing cohort folder is replaced)."""
+    out = Path(out)
+    if out.exists() and not (out / "cohort.json").is_file() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not a cohort folder: choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        cohort.save(tmp)
+        if problems:
+            write_problems(problems, tmp / "problems.jsonl")
+        atomic_replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def run_synthesize(cfg: SynthesizeConfig) -> Path:
+    try:
+        spec = SyntheticSpec(**{k: v for k, v in asdict(cfg).items() if k != "out"})
+    except ValueError as e:
+        raise ConfigError(f"data synthesize: {e}") from None
+    cohort = synthesize(spec)
+    out = _write_cohort(cohort, cfg.out, [])
+    print(f"synthetic cohort: {len(cohort)} subjects, {cohort.n_regions} regions -> {out}")
+    return out
+
+
+def run_build_fc(cfg: BuildFcConfig) -> Path:
+    if cfg.input == "cifti":
+        from nmm_connectome.fc import build_cohort_from_cifti
+
+        if not cfg.parcellation:
+            raise ConfigError("--input cifti needs --parcellation (a .dlabel.nii or NIfTI label file)")
+        cohort, problems = build_cohort_from_cifti(
+            cfg.source, cfg.parcellation, rest_pattern=cfg.rest_pattern, task_pattern=cfg.task_pattern,
+            subjects=cfg.subjects or None, estimator=cfg.estimator, fisher=cfg.fisher_z, policy=cfg.on_bad)
+    else:
+        from nmm_connectome.data import load_array_folder
+
+        cohort, problems = load_array_folder(cfg.source, content=cfg.input, kind=cfg.kind, policy=cfg.on_bad,
+                                             mat_key=cfg.mat_key, estimator=cfg.estimator, fisher=cfg.fisher_z)
+        if cfg.subjects:
+            cohort = cohort.subset([s for s in cfg.subjects if s in set(cohort.subjects)])
+    print(summarize(len(cohort), problems), file=sys.stderr)
+    for p in problems[:10]:
+        print(f"  skipped: {p}", file=sys.stderr)
+    out = _write_cohort(cohort, cfg.out, problems)
+    print(f"cohort: {len(cohort)} subjects, {cohort.n_regions} regions ({cohort.kind}) -> {out}")
+    return out
+
+
+def load_data(path: str, policy: Policy) -> Cohort:
+    if not path:
+        raise ConfigError("no data folder given: pass --data")
+    cohort, problems = load_any(path, policy=policy)
+    if problems:
+        print(f"[{path}] {summarize(len(cohort), problems)}", file=sys.stderr)
+        for p in problems[:10]:
+            print(f"  skipped: {p}", file=sys.stderr)
+    return cohort
+
+
+def run_inspect(cfg: InspectConfig) -> dict:
+    cohort, problems = load_any(cfg.data, policy=cfg.on_bad)
+    rest, task = to_edges(cohort.rest), to_edges(cohort.task)
+    paired_r = float(np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(rest, task, strict=True)]))
+    info = {
+        "subjects": len(cohort), "regions": cohort.n_regions, "edges": rest.shape[1], "kind": cohort.kind,
+        "networks": sorted(set(cohort.networks)) if cohort.networks else None,
+        "source": cohort.meta.get("source"), "skipped": summarize(len(cohort), problems),
+        "mean rest edge": round(float(rest.mean()), 4), "mean task edge": round(float(task.mean()), 4),
+        "mean r(rest, task) within subject": round(paired_r, 4),
+        "min eigenvalue (rest, task)": [round(float(np.linalg.eigvalsh(m.astype(np.float64)).min()), 4)
+                                        for m in (cohort.rest.mean(0), cohort.task.mean(0))],
+    }
+    for key, value in info.items():
+        print(f"{key:<36} {value}")
+    for p in problems[:20]:
+        print(f"  skipped: {p}")
+    return info
+
+
+# -- split, train, predict ------------------------------------------------------------------------
+
+def split_subjects(subjects: list[str], settings: SplitSettings) -> tuple[list[str], list[str]]:
+    """(train, test): a seeded permutation of the sorted ids, the first `test_fraction` held out."""
+    ids = sorted(subjects)
+    n_test = max(1, round(settings.test_fraction * len(ids)))
+    if len(ids) - n_test < 4:
+        raise DataError(f"{len(ids)} subjects are too few to hold out {n_test} and train on the rest")
+    order = np.random.default_rng(settings.seed).permutation(len(ids))
+    test = sorted(ids[i] for i in order[:n_test])
+    train = sorted(ids[i] for i in order[n_test:])
+    return train, test
+
+
+def run_train(cfg: TrainConfig) -> Path:
+    cohort = load_data(cfg.data, cfg.split.on_bad)
+    train_ids, test_ids = split_subjects(cohort.subjects, cfg.split)
+    train = cohort.subset(train_ids)
+    with RunDir.create(cfg.output_dir, "train", cfg.name or cfg.method) as run:
+        dump_yaml(cfg, run.file("config.yaml"))
+        atomic_write_json(run.file("split.json"), {
+            "data": str(Path(cfg.data).resolve()), "regions": cohort.regions, "kind": cohort.kind,
+            "train": train_ids, "test": test_ids})
+        start = time.perf_counter()
+        rest, task = to_edges(train.rest), to_edges(train.task)
+        summary: dict = {"method": cfg.method, "train_subjects": len(train_ids)}
+        if cfg.method == "ridge":
+            from nmm_connectome.baselines import PcaRidge
+
+            model = PcaRidge.fit(rest, task, n_components=cfg.ridge.components, alphas=cfg.ridge.alphas)
+            model.save(run.subdir("model") / "ridge.npz")
+            summary["alpha"] = model.alpha
+        elif cfg.method == "bridge":
+            from nmm_connectome.bridge import train_bridge
+            from nmm_connectome.report import plot_training
+
+            rows: list[dict] = []
+
+            def record(row: dict) -> None:
+                rows.append(row)
+                append_jsonl(run.file("metrics.jsonl"), row)
+
+            model = train_bridge(rest, task, cfg.bridge, log=record)
+            model.save(run.subdir("model"))
+            plot_training(rows, run.file("loss.png"))
+            summary.update(best_step=model.best_step, best_val_loss=model.best_val_loss, steps=rows[-1]["step"])
+        else:
+            from nmm_connectome.sd15 import train_sd15
+
+            summary.update(train_sd15(train, cfg.sd15, run))
+        summary["seconds"] = round(time.perf_counter() - start, 2)
+        test = cohort.subset(test_ids)
+        pred = predict_edges(run.path, to_edges(test.rest))
+        held_out = score(cfg.method, pred, to_edges(test.task), task.mean(0), test_ids).summary()
+        summary["held_out"] = {k: round(v, 4) for k, v in held_out.items()}
+        print(f"{cfg.method}: trained on {len(train_ids)} subjects in {summary['seconds']} s; held-out "
+              f"r {held_out['r']:.3f}, subject-specific r {held_out['r_subject']:.3f}")
+        path = run.complete(**summary)
+    print(path)
+    return path
+
+
+def run_config(run_dir: str | Path) -> TrainConfig:
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file() or not (run / "split.json").is_file():
+        raise ConfigError(f"{run}: not a train run folder (no config.yaml / split.json)")
+    return load_yaml_config(TrainConfig, run / "config.yaml")
+
+
+def predict_edges(run_dir: str | Path, rest: np.ndarray, *, one_step: bool = False) -> np.ndarray:
+    """Predicted task edges (n, E) from a train run's model; `one_step`: the bridge endpoint."""
+    cfg = run_config(run_dir)
+    model_dir = Path(run_dir) / "model"
+    if cfg.method == "ridge":
+        from nmm_connectome.baselines import PcaRidge
+
+        return PcaRidge.load(model_dir / "ridge.npz").predict(rest)
+    if cfg.method == "bridge":
+        from nmm_connectome.bridge import BridgeModel
+
+        model = BridgeModel.load(model_dir)
+        return model.predict(rest, steps=1, samples=1) if one_step else model.predict(rest)
+    from nmm_connectome.sd15 import predict_sd15
+
+    return predict_sd15(model_dir, rest)
+
+
+def _split_of(run_dir: str | Path) -> dict:
+    return json.loads((Path(run_dir) / "split.json").read_text(encoding="utf-8"))
+
+
+def run_predict(cfg: PredictConfig) -> Path:
+    split = _split_of(cfg.run) if run_config(cfg.run) else {}
+    cohort = load_data(cfg.data or split["data"], "skip")
+    if cohort.regions != split["regions"]:
+        raise DataError(f"{cfg.data}: its regions differ from those {cfg.run} was trained on")
+    ids = split["test"] if cfg.subjects == "test" else cohort.subjects
+    cohort = cohort.subset([s for s in ids if s in set(cohort.subjects)])
+    with RunDir.create(cfg.output_dir, "predict", Path(cfg.run).name) as run:
+        dump_yaml(cfg, run.file("config.yaml"))
+        pred = predict_edges(cfg.run, to_edges(cohort.rest))
+        from nmm_connectome.evaluate import from_edges
+
+        diagonal = 1.0 if cohort.kind == "correlation" else 0.0
+        _save_npz(run.file("predictions.npz"), subjects=np.array(cohort.subjects),
+                  task_pred=from_edges(pred, diagonal).astype(np.float32), regions=np.array(cohort.regions))
+        path = run.complete(subjects=len(cohort), source_run=str(cfg.run))
+    print(f"{len(cohort)} predictions -> {path / 'predictions.npz'}")
+    return path
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# -- eval -------------------------------------------------------------------------------------------
+
+def _method_name(run_dir: str, cfg: TrainConfig, taken: set[str]) -> str:
+    if cfg.method == "bridge":
+        name = "bridge (x0-conditioned)" if cfg.bridge.condition_on_x0 else "bridge (unconditioned)"
+    else:
+        name = cfg.method
+    if name in taken or cfg.name:
+        name = f"{name} [{cfg.name or Path(run_dir).name}]"
+    return name
+
+
+def run_eval(cfg: EvalConfig) -> Path:
+    from nmm_connectome.baselines import PcaRidge, group_mean, rest_fc
+    from nmm_connectome.report import table, write_report
+
+    cohort = load_data(cfg.data, cfg.split.on_bad)
+    train_ids, test_ids = split_subjects(cohort.subjects, cfg.split)
+    train, test = cohort.subset(train_ids), cohort.subset(test_ids)
+    tr_rest, tr_task = to_edges(train.rest), to_edges(train.task)
+    rest, truth = to_edges(test.rest), to_edges(test.task)
+    g = tr_task.mean(0)
+    with RunDir.create(cfg.output_dir, "eval", cfg.name) as run:
+        dump_yaml(cfg, run.file("config.yaml"))
+        ridge = PcaRidge.fit(tr_rest, tr_task, n_components=cfg.ridge.components, alphas=cfg.ridge.alphas)
+        preds = {"rest FC": rest_fc(rest), "group mean": group_mean(tr_task, len(test_ids)),
+                 "ridge (PCA)": ridge.predict(rest)}
+        context: dict = {"data": cfg.data, "held-out subjects": len(test_ids),
+                          "training subjects": len(train_ids), "regions": cohort.n_regions, "FC": cohort.kind,
+                          "split seed": cfg.split.seed, "runs": ", ".join(cfg.runs) or "none (baselines only)"}
+        round_trips: dict = {}
+        for run_dir in cfg.runs:
+            train_cfg, split = run_config(run_dir), _split_of(run_dir)
+            if split["regions"] != cohort.regions:
+                raise ConfigError(f"{run_dir} was trained on other regions than {cfg.data}")
+            if sorted(split["test"]) != test_ids or set(split["train"]) & set(test_ids):
+                raise ConfigError(f"{run_dir} was trained with another split than this eval's held-out "
+                                  f"subjects: pass the same --split-* settings as its train run")
+            name = _method_name(run_dir, train_cfg, set(preds))
+            preds[name] = predict_edges(run_dir, rest)
+            if train_cfg.method == "sd15":
+                trip = json.loads((Path(run_dir) / "model" / "sd15.json").read_text())["round_trip"]
+                round_trips[name] = trip
+                context[f"{name}: matrix -> image -> matrix round trip (training task FC)"] = "; ".join(
+                    f"{k}: MAE {v['mae']:.4f}, r {v['r']:.3f}" for k, v in trip.items())
+            if train_cfg.method == "bridge" and cfg.one_step:
+                preds[f"{name}, 1-step endpoint"] = predict_edges(run_dir, rest, one_step=True)
+        scores = [score(name, p, truth, g, test_ids) for name, p in preds.items()]
+        example = int(np.argsort([s for s in scores[0].r_subject])[len(test_ids) // 2])  # a typical subject
+        diagonal = 1.0 if cohort.kind == "correlation" else 0.0
+        shown = {k: v[example] for k, v in preds.items()}
+        write_report(run.path, scores, subject=test_ids[example], rest=rest[example], true=truth[example],
+                     predictions=shown, group_mean=g, title="Rest FC -> motor-task FC", context=context,
+                     diagonal=diagonal, extra={"ridge_alpha": ridge.alpha, "round_trips": round_trips})
+        _save_npz(run.file("predictions.npz"), subjects=np.array(test_ids),
+                  methods=np.array(list(preds)), edges=np.stack(list(preds.values())).astype(np.float32),
+                  truth=truth.astype(np.float32))
+        print(table(scores))
+        path = run.complete(**{s.method: round(s.summary()["r_subject"], 4) for s in scores})
+    print(path)
+    return path

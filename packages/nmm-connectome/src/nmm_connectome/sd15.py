@@ -1,0 +1,174 @@
+"""Stable Diffusion 1.5 for rest FC -> task FC: a matrix <-> image codec and an
+InstructPix2Pix-style conditioned UNet (the rest image's latent as 4 extra input channels).
+
+The SD pieces (loading at a pinned revision, the tiny twin, latents, widening the UNet's first
+convolution) are `nmm_core.diffusion`'s; this module adds only what is FC-specific. The loop
+is the standard noise-prediction one (DDPM noise, MSE on the noise) written once, here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nmm_connectome.data import Cohort
+from nmm_connectome.evaluate import from_edges, pearson_rows, to_edges
+from nmm_connectome.settings import Sd15Settings
+from nmm_core.errors import DataError
+from nmm_core.runs import RunDir, append_jsonl, atomic_write_json
+
+
+class MatrixCodec:
+    """FC matrices (n, R, R) <-> RGB images (n, 3, S, S) in [-1, 1].
+
+    to_image: values / value_range, clipped to [-1, 1], nearest-neighbour up-sampling, the same
+    value in the three channels (SD's VAE sees a grey image). to_matrix: channel mean, area
+    down-sampling to R x R, symmetrised, the diagonal set. Exact when S is a multiple of R and
+    |FC| <= value_range; otherwise the error is what `round_trip` measures.
+    """
+
+    def __init__(self, n_regions: int, image_size: int, value_range: float = 1.0, diagonal: float = 1.0):
+        self.n_regions, self.image_size = n_regions, image_size
+        self.value_range, self.diagonal = value_range, diagonal
+
+    def to_image(self, mats: np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(mats, np.float32)).clamp(-self.value_range, self.value_range)
+        x = torch.nn.functional.interpolate(x[:, None] / self.value_range, size=self.image_size, mode="nearest")
+        return x.expand(-1, 3, -1, -1).contiguous()
+
+    def to_matrix(self, images: torch.Tensor) -> np.ndarray:
+        x = images.float().mean(dim=1, keepdim=True)
+        x = torch.nn.functional.adaptive_avg_pool2d(x, self.n_regions)[:, 0] * self.value_range
+        x = (x + x.transpose(1, 2)) / 2
+        m = x.cpu().numpy()
+        idx = np.arange(self.n_regions)
+        m[:, idx, idx] = self.diagonal
+        return m
+
+    def round_trip(self, mats: np.ndarray, vae=None, *, batch_size: int = 16) -> dict[str, float]:
+        """MAE and mean Pearson r of the edges after matrix -> image [-> VAE latent -> image] -> matrix."""
+        from nmm_core.diffusion import decode_latents, encode_latents
+
+        back = []
+        for start in range(0, len(mats), batch_size):
+            images = self.to_image(mats[start:start + batch_size])
+            if vae is not None:
+                with torch.no_grad():
+                    images = decode_latents(vae, encode_latents(vae, images))
+            back.append(self.to_matrix(images))
+        a, b = to_edges(np.asarray(mats)), to_edges(np.concatenate(back))
+        return {"mae": float(np.abs(a - b).mean()), "r": float(pearson_rows(a, b).mean())}
+
+
+def load_parts(settings: Sd15Settings):
+    """The SD parts named by `settings.model` (`tiny`: the seeded tiny twin, no download)."""
+    from nmm_core.diffusion import build_tiny_sd, load_sd15
+
+    if settings.model == "tiny":
+        return build_tiny_sd(seed=settings.seed, sample_size=settings.image_size // 8)
+    return load_sd15(settings.model, revision=settings.revision, dtype=settings.dtype, device=settings.device)
+
+
+def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir) -> dict:
+    """Fine-tune the widened UNet on the training subjects; save it under `run/model/`."""
+    from nmm_core.devices import pick_device
+    from nmm_core.diffusion import encode_latents, expand_unet_inputs, noise_scheduler
+
+    torch.manual_seed(settings.seed)
+    device = pick_device(settings.device)
+    parts = load_parts(settings).to(device=device)
+    codec = _codec(train, settings)
+    round_trip = {"codec": codec.round_trip(train.task[:64]),
+                  "codec + VAE": codec.round_trip(train.task[:64], parts.vae)}
+    unet = expand_unet_inputs(parts.unet, parts.unet.config.in_channels + 4).to(device)
+    if settings.train_unet == "lora":
+        from peft import LoraConfig
+
+        unet.requires_grad_(False)
+        unet.add_adapter(LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_r, init_lora_weights="gaussian",
+                                    target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        unet.conv_in.requires_grad_(True)  # the new input channels must learn
+    params = [p for p in unet.parameters() if p.requires_grad]
+    with torch.no_grad():
+        rest_lat = _latents(parts, codec, train.rest, encode_latents)
+        task_lat = _latents(parts, codec, train.task, encode_latents)
+        text = parts.encode_text([""])
+    sched = noise_scheduler(parts)
+    opt = torch.optim.AdamW(params, lr=settings.lr)
+    gen = torch.Generator().manual_seed(settings.seed)
+    start, unet_dtype = time.perf_counter(), next(unet.parameters()).dtype
+    unet.train()
+    for step in range(1, settings.steps + 1):
+        idx = torch.randint(len(train), (settings.batch_size,), generator=gen)
+        x1, cond = task_lat[idx].to(device), rest_lat[idx].to(device)
+        noise = torch.randn(x1.shape, generator=gen).to(device)
+        t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=gen).to(device)
+        noisy = sched.add_noise(x1, noise, t)
+        pred = unet(torch.cat([noisy, cond], dim=1).to(unet_dtype), t,
+                    encoder_hidden_states=text.expand(len(idx), -1, -1).to(unet_dtype)).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 20 == 0 or step == settings.steps:
+            append_jsonl(run.file("metrics.jsonl"), {"step": step, "loss": loss.item(),
+                                                     "seconds": round(time.perf_counter() - start, 2)})
+    model_dir = run.subdir("model")
+    if settings.train_unet == "lora":
+        unet.fuse_lora()  # fold the adapters into the weights: the saved UNet is a plain one
+        unet.unload_lora()
+    unet.save_pretrained(model_dir / "unet", safe_serialization=True)
+    atomic_write_json(model_dir / "sd15.json", {"settings": asdict(settings), "n_regions": train.n_regions,
+                                                "kind": train.kind, "round_trip": round_trip})
+    return {"round_trip": round_trip, "final_loss": loss.item()}
+
+
+def _codec(cohort: Cohort, s: Sd15Settings) -> MatrixCodec:
+    return MatrixCodec(cohort.n_regions, s.image_size, s.value_range, 1.0 if cohort.kind == "correlation" else 0.0)
+
+
+def _latents(parts, codec: MatrixCodec, mats: np.ndarray, encode, batch_size: int = 32) -> torch.Tensor:
+    out = [encode(parts.vae, codec.to_image(mats[i:i + batch_size])).float().cpu()
+           for i in range(0, len(mats), batch_size)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def predict_sd15(model_dir: str | Path, rest_edges: np.ndarray, settings: Sd15Settings | None = None,
+                 *, seed: int = 0) -> np.ndarray:
+    """(n, E) rest edges -> (n, E) task edges: DDIM sampling conditioned on the rest latent."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    from nmm_core.devices import pick_device
+    from nmm_core.diffusion import decode_latents, encode_latents
+
+    model_dir = Path(model_dir)
+    try:
+        meta = json.loads((model_dir / "sd15.json").read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"{model_dir}: not a saved SD1.5 model ({e})") from None
+    s = Sd15Settings(**meta["settings"]) if settings is None else settings
+    device = pick_device(s.device)
+    parts = load_parts(s).to(device=device)
+    unet = UNet2DConditionModel.from_pretrained(model_dir / "unet").to(device).eval()
+    diagonal = 1.0 if meta["kind"] == "correlation" else 0.0
+    codec = MatrixCodec(meta["n_regions"], s.image_size, s.value_range, diagonal)
+    rest = from_edges(np.asarray(rest_edges, np.float32), diagonal)
+    cond = _latents(parts, codec, rest, encode_latents).to(device)
+    sched = DDIMScheduler.from_config(parts.scheduler.config)
+    sched.set_timesteps(s.inference_steps)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(cond.shape, generator=gen).to(device) * sched.init_noise_sigma
+    text = parts.encode_text([""]).expand(len(cond), -1, -1)
+    dtype = next(unet.parameters()).dtype
+    for t in sched.timesteps:
+        inp = sched.scale_model_input(x, t)
+        eps = unet(torch.cat([inp, cond], dim=1).to(dtype), t, encoder_hidden_states=text.to(dtype)).sample
+        x = sched.step(eps.float(), t, x).prev_sample
+    images = torch.cat([decode_latents(parts.vae, x[i:i + 32]) for i in range(0, len(x), 32)])
+    return to_edges(codec.to_matrix(images))
