@@ -69,3 +69,23 @@ def test_preset_defaults_fill_unset_quantization_and_answer_length(monkeypatch):
     cfg = workflows.EvalConfig(model=workflows.ModelSettings(model="tiny-4bit", quantization="none"))
     workflows.evaluate_model(cfg, workflows.Task(), [], adapter=None, name="base", out_file=None)
     assert calls["s"].max_new_tokens == 3
+
+
+def test_finish_hook_writes_into_the_run_before_it_is_marked_complete(tmp_path):
+    from nmm_core.task import short_answer_task
+    from nmm_core.workflows import DataSettings, EvalConfig, run_eval
+
+    data = tmp_path / "data"
+    write_jsonl_dataset(make_shapes_dataset(4, seed=5), data, split="test")
+    seen = {}
+
+    def finish(run):
+        seen["state"] = json.loads((run / "status.json").read_text())["state"]
+        seen["name"] = run.name
+        (run / "extra.txt").write_text("domain output")
+
+    cfg = EvalConfig(data=DataSettings(source=str(data), prompt_column="prompt", answers_column="answers"),
+                     output_dir=str(tmp_path / "runs"))
+    final = run_eval(cfg, short_answer_task(), finish=finish)
+    assert seen == {"state": "running", "name": final.name + ".incomplete"}
+    assert (final / "extra.txt").read_text() == "domain output"

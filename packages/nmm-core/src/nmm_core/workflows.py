@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,10 @@ from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
 
 log = logging.getLogger(__name__)
+
+# A domain's extra outputs (review files, problem lists, report sections), written into the run
+# folder before it is marked complete, so a finished-looking run never lacks them.
+Finish = Callable[[Path], None]
 
 
 @dataclass
@@ -131,7 +136,8 @@ def _distributed_run_dir(state, create) -> RunDir:
     return RunDir(holder[0]) if not state.is_main_process else RunDir.open(holder[0])
 
 
-def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None) -> Path:
+def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None,
+              finish: Finish | None = None) -> Path:
     """Fine-tune and save the adapter; returns the completed run folder."""
     state = _process_state(cfg.model)
     main = state.is_main_process
@@ -161,6 +167,8 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         save_adapter(peft_model, run.file("adapter"), base_name=cfg.model.model,
                      family=loaded.family.name)
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
+        if finish is not None:
+            finish(run.path)
         return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
                             examples=len(train_set), resumed_from=outcome.resumed_from,
                             world_size=state.num_processes)
@@ -186,7 +194,8 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
                     settings=settings, name=name, out_file=out_file)
 
 
-def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None) -> Path:
+def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
+             finish: Finish | None = None) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder."""
     with RunDir.create(cfg.output_dir, "eval", Path(cfg.model.model).name) as run:
         dump_yaml(cfg, run.file("config.yaml"))
@@ -197,10 +206,13 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
         write_comparison([result], run.path, title=f"{task.name}: {cfg.model.model}",
                          primary=task.primary)
         print_table([result], title=f"{task.name} on {len(test)} examples")
+        if finish is not None:
+            finish(run.path)
         return run.complete(**result.metrics)
 
 
-def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None) -> Path:
+def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
+                finish: Finish | None = None) -> Path:
     """Base vs base + adapter on the same examples and settings; report with both."""
     if not cfg.adapter:
         raise ConfigError("compare needs --adapter (the fine-tuned LoRA folder)")
@@ -219,6 +231,8 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
                          primary=task.primary, context={"model": cfg.model.model,
                                                         "adapter": cfg.adapter})
         print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
+        if finish is not None:
+            finish(run.path)
         return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results})
 
 

@@ -93,9 +93,8 @@ def vqa_train(cfg: VqaTrainConfig) -> Path:
 
     data = resolve_data(cfg.data, cfg.synthetic)
     examples, report = load_checked(data, data.split)
-    run = run_train(replace(cfg, data=data), pathvqa_task(), examples=examples)
-    _write_problems(run, data.split, report)
-    return run
+    return run_train(replace(cfg, data=data), pathvqa_task(), examples=examples,
+                     finish=lambda run: _write_problems(run, data.split, report))
 
 
 def _evaluate(cfg: VqaEvalConfig, workflow) -> Path:
@@ -104,13 +103,16 @@ def _evaluate(cfg: VqaEvalConfig, workflow) -> Path:
     data = resolve_data(cfg.data, cfg.synthetic)
     examples, report = load_checked(data, data.eval_split)
     task = pathvqa_task()
-    run = workflow(replace(cfg, data=data), task, examples=examples)
-    _write_problems(run, data.eval_split, report)
-    counts = write_reviews(run, examples, task)
-    for name, c in counts.items():
-        print(f"{name}.csv: {c['disagreements']} of {c['rows']} answers to review "
-              f"({c['rescued_by_normalisation']} right only after normalisation)", file=sys.stderr)
-    return run
+
+    def finish(run: Path) -> None:
+        # before the run is marked complete: a finished run always has its review files
+        _write_problems(run, data.eval_split, report)
+        counts = write_reviews(run, examples, task)
+        for name, c in counts.items():
+            print(f"{name}.csv: {c['disagreements']} of {c['rows']} answers to review "
+                  f"({c['rescued_by_normalisation']} right only after normalisation)", file=sys.stderr)
+
+    return workflow(replace(cfg, data=data), task, examples=examples, finish=finish)
 
 
 def vqa_eval(cfg: VqaEvalConfig) -> Path:
