@@ -115,12 +115,10 @@ def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: boo
 
 def synthetic_folder(settings: SyntheticSettings, *, progress: bool = True) -> Path:
     """The cached synthetic set for `settings` under $NMM_CACHE/charts, generated on first use."""
-    from nmm_core.twins import cache_root
+    from nmm_core.twins import cached_folder
 
-    folder = cache_root() / "charts" / settings.key()
-    if not (folder / "synthetic.json").exists():
-        synthesize(settings, folder, progress=progress)
-    return folder
+    return cached_folder("charts", settings.key(), lambda tmp: synthesize(settings, tmp, progress=progress),
+                         marker="synthetic.json")
 
 
 def resolve_data(data: DataSettings, synthetic: SyntheticSettings) -> DataSettings:

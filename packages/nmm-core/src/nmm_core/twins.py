@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from nmm_core.families import get_family
@@ -54,17 +55,27 @@ def twin_path(preset: ModelPreset) -> Path:
     builder = Path(get_family(preset.family).builder().__file__).read_bytes()
     digest = hashlib.sha1(builder + repr(sorted(preset.twin_kwargs.items())).encode()).hexdigest()[:10]
     key = f"{preset.name}-core{__version__}-tf{transformers.__version__}-{digest}"
-    final = cache_root() / "twins" / key
-    if (final / MARKER).exists():
+    return cached_folder("twins", key, lambda tmp: build_twin(preset.family, tmp, **preset.twin_kwargs),
+                         marker=MARKER)
+
+
+def cached_folder(kind: str, key: str, build: Callable[[Path], object], *, marker: str) -> Path:
+    """`cache_root()/kind/key`, built by `build(tmp)` on first use and renamed into place.
+
+    `marker` is a file the build writes; its presence means the folder is complete, so an
+    interrupted build is never served, and two processes building at once both end well.
+    """
+    final = cache_root() / kind / key
+    if (final / marker).exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
     try:
-        build_twin(preset.family, tmp, **preset.twin_kwargs)
+        build(tmp)
         try:
             os.replace(tmp, final)
         except OSError:  # another process built it first
-            if not (final / MARKER).exists():
+            if not (final / marker).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -97,12 +97,10 @@ def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: boo
 
 def synthetic_folder(settings: SyntheticSettings, *, progress: bool = True) -> Path:
     """The cached synthetic set for `settings` under $NMM_CACHE/memes, generated on first use."""
-    from nmm_core.twins import cache_root
+    from nmm_core.twins import cached_folder
 
-    folder = cache_root() / "memes" / settings.key()
-    if not (folder / "synthetic.json").exists():
-        synthesize(settings, folder, progress=progress)
-    return folder
+    return cached_folder("memes", settings.key(), lambda tmp: synthesize(settings, tmp, progress=progress),
+                         marker="synthetic.json")
 
 
 def resolve_data(data: MemeDataSettings, synthetic: SyntheticSettings) -> MemeDataSettings:
