@@ -28,7 +28,6 @@ def build_twin(out_dir: Path, *, seed: int = 0, tile: int = 32) -> None:
     shuffle (scale factor 2 here, 3 in SmolVLM-Base) and the connector. One `tile` px tile,
     patch 8, gives 4 image tokens.
     """
-    import torch
     from transformers import (
         Idefics3Config,
         Idefics3ForConditionalGeneration,
@@ -36,7 +35,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, tile: int = 32) -> None:
         Idefics3Processor,
     )
 
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer
+    from nmm_core.testing.tokenizer import build_bpe_tokenizer, save_twin
 
     tok = build_bpe_tokenizer(
         special_tokens=SPECIAL_TOKENS,
@@ -89,9 +88,5 @@ def build_twin(out_dir: Path, *, seed: int = 0, tile: int = 32) -> None:
         image_token_id=ids["<image>"],
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = Idefics3ForConditionalGeneration(config)
-    model.generation_config.pad_token_id = ids["<|im_end|>"]
-    model.generation_config.eos_token_id = ids["<end_of_utterance>"]
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    save_twin(Idefics3ForConditionalGeneration, config, processor, out_dir, seed=seed,
+              pad_token_id=ids["<|im_end|>"], eos_token_id=ids["<end_of_utterance>"])

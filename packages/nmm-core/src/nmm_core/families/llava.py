@@ -24,7 +24,6 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
     "default" feature strategy (processor: one additional token), feature layer -2, the
     two-layer GELU projector. `image_size` / 14 squared is the number of image tokens.
     """
-    import torch
     from transformers import (
         CLIPImageProcessor,
         LlavaConfig,
@@ -32,7 +31,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
         LlavaProcessor,
     )
 
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer
+    from nmm_core.testing.tokenizer import build_bpe_tokenizer, save_twin
 
     tok = build_bpe_tokenizer(
         special_tokens=SPECIAL_TOKENS,
@@ -73,9 +72,5 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
         projector_hidden_act="gelu",
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id = ids["<pad>"]
-    model.generation_config.eos_token_id = ids["</s>"]
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    save_twin(LlavaForConditionalGeneration, config, processor, out_dir, seed=seed,
+              pad_token_id=ids["<pad>"], eos_token_id=ids["</s>"])

@@ -31,7 +31,6 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 112) -> None:
     temporal patch 2, grouped-query attention (2 query heads per KV head) and M-RoPE.
     A `image_size` square image gives (image_size / 28)^2 image tokens.
     """
-    import torch
     from transformers import (
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
@@ -40,7 +39,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 112) -> None:
     )
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer
+    from nmm_core.testing.tokenizer import build_bpe_tokenizer, save_twin
 
     tok = build_bpe_tokenizer(
         special_tokens=SPECIAL_TOKENS,
@@ -85,9 +84,5 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 112) -> None:
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    save_twin(Qwen2VLForConditionalGeneration, config, processor, out_dir, seed=seed,
+              pad_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"])

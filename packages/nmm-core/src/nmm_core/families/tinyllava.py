@@ -38,11 +38,10 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
     rotary embedding; the two-layer GELU connector; feature layer -2; Phi-2's biased
     `lm_head` (`TinyLlavaForConditionalGeneration`).
     """
-    import torch
     from transformers import LlavaConfig, LlavaProcessor, SiglipImageProcessor
 
     from nmm_core.families.tinyllava_model import TinyLlavaForConditionalGeneration
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer
+    from nmm_core.testing.tokenizer import build_bpe_tokenizer, save_twin
 
     tok = build_bpe_tokenizer(
         special_tokens=SPECIAL_TOKENS,
@@ -81,12 +80,8 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
         projector_hidden_act="gelu",
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = TinyLlavaForConditionalGeneration(config)
-    model.generation_config.pad_token_id = ids["<pad>"]
-    model.generation_config.eos_token_id = ids["<|endoftext|>"]
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    save_twin(TinyLlavaForConditionalGeneration, config, processor, out_dir, seed=seed,
+              pad_token_id=ids["<pad>"], eos_token_id=ids["<|endoftext|>"])
 
 
 def llava_config(tinyllava: Mapping[str, Any], *, image_token_id: int):

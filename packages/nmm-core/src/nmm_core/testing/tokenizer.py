@@ -1,4 +1,4 @@
-"""A byte-level BPE tokenizer trained locally: the stand-in for every real tokenizer in tiny twins."""
+"""What every tiny-twin builder shares: a locally trained BPE tokenizer, and the save step."""
 
 from __future__ import annotations
 
@@ -73,3 +73,16 @@ def build_bpe_tokenizer(
     if chat_template is not None:
         fast.chat_template = chat_template
     return fast
+
+
+def save_twin(model_cls, config, processor, out_dir, *, seed: int, pad_token_id: int, eos_token_id: int):
+    """Build `model_cls(config)` with seeded random weights; save it with `processor` to `out_dir`."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_cls(config)
+    model.generation_config.pad_token_id = pad_token_id
+    model.generation_config.eos_token_id = eos_token_id
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return model
