@@ -22,6 +22,20 @@ def _batch(loaded):
     return VlmCollator(loaded.processor, loaded.family)(examples)
 
 
+def _overfit(model, batch, *, steps: int) -> list[float]:
+    """Losses of `steps` AdamW steps on one batch (trainable parameters only)."""
+    model.train()
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(steps):
+        loss = model(**batch).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
 def _randomise_lora(model, seed=0):
     # lora_B starts at zero, which would make every round trip trivially equal.
     gen = torch.Generator().manual_seed(seed)
@@ -106,17 +120,7 @@ def test_qlora_4bit_trains_on_cpu():
     assert isinstance(lm_linear, bnb.nn.Linear4bit)
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in loaded.model.model.visual.modules())
     model = apply_lora(loaded, LoraSettings(r=8, alpha=16, dropout=0.0))
-    model.train()
-    batch = _batch(loaded)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(trainable, lr=1e-2)
-    losses = []
-    for _ in range(15):
-        loss = model(**batch).loss
-        loss.backward()
-        optim.step()
-        optim.zero_grad()
-        losses.append(loss.item())
+    losses = _overfit(model, _batch(loaded), steps=15)
     assert losses[-1] < 0.5 * losses[0], losses
 
 
@@ -146,13 +150,5 @@ def test_eight_bit_base_trains_lora_on_cpu():
     assert isinstance(loaded.model.model.language_model.layers[0].mlp.down_proj, bnb.nn.Linear8bitLt)
     assert not any(isinstance(m, bnb.nn.Linear8bitLt) for m in loaded.model.model.vision_tower.modules())
     model = apply_lora(loaded, LoraSettings(r=8, alpha=16, dropout=0.0))
-    batch = _batch(loaded)
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    losses = []
-    for _ in range(12):
-        loss = model(**batch).loss
-        loss.backward()
-        optim.step()
-        optim.zero_grad()
-        losses.append(loss.item())
+    losses = _overfit(model, _batch(loaded), steps=12)
     assert losses[-1] < 0.5 * losses[0], losses
