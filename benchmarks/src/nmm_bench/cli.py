@@ -13,6 +13,7 @@ BENCHMARKS = {
     "merged-inference": "nmm_bench.merged",
     "train-step": "nmm_bench.train_step",
     "data-pipeline": "nmm_bench.data_pipeline",
+    "qlora": "nmm_bench.qlora",
 }
 
 
@@ -35,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
 
         out = Path(ns.out) if ns.out else RESULTS
         for name in ns.names or list(BENCHMARKS):
-            result = importlib.import_module(BENCHMARKS[name]).run(ns.size)
-            path = result.write(out)
-            print(result.table())
-            print(f"  -> {path}\n")
+            results = importlib.import_module(BENCHMARKS[name]).run(ns.size)
+            for result in results if isinstance(results, list) else [results]:
+                path = result.write(out)
+                print(result.table())
+                print(f"  -> {path}\n")
 
     return run_cli(run_all)
 

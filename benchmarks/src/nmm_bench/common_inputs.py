@@ -18,9 +18,6 @@ def require_size(size: str) -> None:
     if size == "full" and not torch.cuda.is_available():
         raise DeviceError("--size full builds the real architectures at full size and needs a CUDA "
                           "GPU; on this machine run --size smoke")
-    if size == "full":
-        raise DeviceError("--size full: the full-size harness (real configs via nmm_core.fullsize, "
-                          "synthetic full-size batches) is not written yet; see benchmarks/README.md")
 
 
 def variable_prompts(n: int, *, seed: int = 0) -> list[Example]:

@@ -18,6 +18,10 @@ def run(size: str) -> Result:
     from nmm_core.task import Task
 
     require_size(size)
+    if size == "full":
+        from nmm_bench import inference_full
+
+        return inference_full.generation("qwen2_vl", "full")
     n, new_tokens, batch = 32, 8, 16
     loaded = load_model("tiny-qwen2-vl", dtype="float32", padding_side="left")
     model, family, processor = loaded.model.eval(), loaded.family, loaded.processor

@@ -19,6 +19,10 @@ def run(size: str) -> Result:
     from nmm_core.task import Task
 
     require_size(size)
+    if size == "full":
+        from nmm_bench import inference_full
+
+        return inference_full.merged("qwen2_vl", "full")
     examples, task = variable_prompts(32, seed=1), Task(instruction="")
     # every answer exactly 8 tokens: an adapter that changes when EOS comes must not change the timing
     settings = GenerationSettings(batch_size=16, max_new_tokens=8, min_new_tokens=8)

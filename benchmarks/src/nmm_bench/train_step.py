@@ -9,9 +9,46 @@ from pathlib import Path
 from nmm_bench.common_inputs import require_size
 from nmm_bench.harness import Result, Row
 
+FULL_BATCH = {"qwen2_vl": (16, 32), "idefics3": (8, 16), "tinyllava": (8, 16), "llava": (8, 16)}
 
-def run(size: str) -> Result:
+
+def run_full(scale: str = "full", families: tuple[str, ...] = ("qwen2_vl",)) -> list[Result]:
+    """Every contender on each family at real size (scale "dry": the same code on the tiny twins)."""
+    import importlib.util
+
+    from nmm_bench import train_full
+
+    results = []
+    for family in families:
+        batch, big = FULL_BATCH[family] if scale == "full" else (2, 4)
+        rows = train_full.run_rows(family, scale, batch, big)
+        checks: dict = {}
+        liger = scale == "full" and importlib.util.find_spec("liger_kernel") is not None
+        try:
+            checks["losses, first 20 steps, plain vs fast path (dropout 0)"] = train_full.loss_agreement(
+                family, scale, batch, liger=liger)
+        except Exception as exc:  # recorded, not fatal: the speed rows still stand
+            checks["losses, first 20 steps, plain vs fast path (dropout 0)"] = f"failed: {exc}"
+        results.append(Result(
+            name=f"train-step-{family}", size=scale if scale == "full" else "dry",
+            reference="plain loop (peft defaults)",
+            settings={"model": train_full.fs.MODEL_NAMES[family], "weights": "random, real config",
+                      "lora": "r=16 alpha=32 on the language model's projections",
+                      "batch": batch, "warmup_steps": train_full.WARM_STEPS,
+                      "timed_steps": train_full.TIMED_STEPS,
+                      "inputs": "one image per example, 40 question + 8 answer tokens, loss on the answer",
+                      "epoch_examples": train_full.EPOCH},
+            rows=rows, checks=checks))
+    return results
+
+
+def run(size: str) -> Result | list[Result]:
     """Examples per second of each, same model, data, batch and LoRA, steady state."""
+    if size == "full":
+        import os
+
+        families = tuple(os.environ.get("NMM_BENCH_FAMILIES", "qwen2_vl").split(","))
+        return run_full("full", families)
     import torch
     from transformers import TrainerCallback
 

@@ -16,6 +16,7 @@ from nmm_core.errors import ConfigError, PresetError
 from nmm_core.models import LoadedModel
 
 ADAPTER_MARKER = "nmm_adapter.json"  # beside peft's files: which base the adapter belongs to
+ADAPTER_PRECISIONS = ("fp32-master", "fp32", "bf16")
 
 
 @dataclass
@@ -24,7 +25,8 @@ class LoraSettings:
 
     r: int = field(default=16, metadata={"help": "LoRA rank"})
     alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
-    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input (0: the input is not "
+                                                              "copied, a faster step)"})
     targets: tuple[str, ...] = field(
         default=(), metadata={"help": "projection names to adapt; empty: the family's default"}
     )
@@ -34,10 +36,17 @@ class LoraSettings:
     train_vision: bool = field(
         default=False, metadata={"help": "put LoRA on the vision tower's projections too"}
     )
+    precision: str = field(
+        default="fp32-master",
+        metadata={"help": "adapter weights: fp32-master (fp32 weights, bf16 compute, no activation casts), "
+                          "fp32 (peft's default: activations cast to fp32), bf16 (weights in bf16)"},
+    )
 
     def __post_init__(self) -> None:
         if self.r <= 0:
             raise ConfigError(f"lora.r must be positive, got {self.r}")
+        if self.precision not in ADAPTER_PRECISIONS:
+            raise ConfigError(f"lora.precision must be one of {', '.join(ADAPTER_PRECISIONS)}, got {self.precision!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
 
@@ -93,10 +102,35 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    peft_model = get_peft_model(model, lora_config(loaded, settings))
+    # peft keeps adapters in fp32 on a half-precision base and casts every adapted activation to
+    # fp32 and back. "fp32-master" keeps fp32 weights but skips the activation casts: under the
+    # trainer's bf16 autocast the small adapter weights are cast instead of the large activations.
+    peft_model = get_peft_model(model, lora_config(loaded, settings),
+                                autocast_adapter_dtype=settings.precision != "bf16")
     if not any(p.requires_grad for p in peft_model.parameters()):
         raise ConfigError("no LoRA target matched this model: check lora.targets")
+    if settings.precision == "fp32-master" and half_precision(peft_model):
+        set_input_casting(peft_model, enabled=False)
     return peft_model
+
+
+def half_precision(model) -> bool:
+    """True when the frozen weights are bf16/fp16 (not a 4/8-bit or fp32 base)."""
+    import torch
+
+    frozen = [p.dtype for p in model.parameters() if not p.requires_grad]
+    return bool(frozen) and all(d in (torch.bfloat16, torch.float16) for d in frozen)
+
+
+def set_input_casting(model, *, enabled: bool) -> None:
+    """Turn peft's cast of each adapted layer's input to the adapter dtype on or off.
+
+    Off needs autocast around the forward (the trainer's bf16 mode), which casts the adapter
+    weights to the activations' dtype; `train` turns it back on when training ends.
+    """
+    for module in model.modules():
+        if hasattr(module, "cast_input_dtype_enabled"):
+            module.cast_input_dtype_enabled = enabled
 
 
 def save_adapter(peft_model, folder: str | Path, *, base_name: str, family: str) -> Path:

@@ -40,10 +40,18 @@ class TrainSettings:
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N optimiser steps"})
     save_total_limit: int = 2
     seed: int = 0
-    num_workers: int = field(default=0, metadata={"help": "data-loader worker processes"})
+    num_workers: int = field(default=-1, metadata={"help": "data-loader worker processes (-1: 0 on CPU, "
+                                                           "up to 8 with CUDA)"})
     answer_only_logits: bool = field(
         default=True, metadata={"help": "run the LM head at answer positions only (same loss, less memory)"}
     )
+    cache_vision_features: str = field(
+        default="auto", metadata={"help": "auto|on|off: compute each image's frozen vision features once and "
+                                          "reuse them on later epochs (auto: when tower and projector are frozen)"})
+    liger: str = field(default="auto", metadata={"help": "auto|on|off: Liger's fused RMSNorm/SwiGLU/RoPE kernels "
+                                                         "(auto: with CUDA and liger-kernel installed)"})
+    compile_layers: bool = field(default=False, metadata={"help": "torch.compile each decoder layer (CUDA; the "
+                                                                  "first step pays the compilation)"})
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
@@ -53,6 +61,12 @@ class TrainSettings:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ConfigError("give epochs > 0 or max_steps > 0")
+        for name in ("cache_vision_features", "liger"):
+            if getattr(self, name) not in SWITCH:
+                raise ConfigError(f"{name} must be one of {', '.join(SWITCH)}, got {getattr(self, name)!r}")
+
+
+SWITCH = ("auto", "on", "off")
 
 
 class _ExampleDataset:
@@ -68,30 +82,67 @@ class _ExampleDataset:
         return self.examples[i]
 
 
-def _trainer_class(answer_only: bool):
+class _WithIds:
+    """Adds the examples' ids to each batch (the vision-feature cache keys features by them)."""
+
+    def __init__(self, collate) -> None:
+        self.collate = collate
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+        batch = self.collate(examples)
+        batch[EXAMPLE_IDS] = [ex.id for ex in examples]
+        return batch
+
+
+EXAMPLE_IDS = "example_ids"
+
+
+def _trainer_class():
     from transformers import Trainer
 
-    if not answer_only:
-        return Trainer
+    class NmmTrainer(Trainer):
+        """`Trainer` with answer-only logits and the vision-feature cache as switches."""
 
-    class AnswerOnlyTrainer(Trainer):
-        """`Trainer` whose loss runs the LM head at answer positions only."""
-
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, answer_only: bool = True, feature_cache=None, **kwargs):
             super().__init__(*args, **kwargs)
-            # Our loss takes num_items_in_batch: Trainer must count answer tokens across the
-            # accumulated micro-batches and must not divide by the accumulation steps again.
-            self.model_accepts_loss_kwargs = True
+            self.answer_only = answer_only
+            self.feature_cache = feature_cache
+            if answer_only:
+                # Our loss takes num_items_in_batch: Trainer must count answer tokens across the
+                # accumulated micro-batches and must not divide by the accumulation steps again.
+                self.model_accepts_loss_kwargs = True
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             from nmm_core.answer_loss import answer_only_loss
 
-            loss, outputs = answer_only_loss(model, inputs, num_items_in_batch)
+            inputs = dict(inputs)
+            ids = inputs.pop(EXAMPLE_IDS, None)
+            if self.feature_cache is not None:
+                self.feature_cache.keys = ids
+            try:
+                if not self.answer_only:
+                    return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                loss, outputs = answer_only_loss(model, inputs, num_items_in_batch)
+            finally:
+                if self.feature_cache is not None:
+                    self.feature_cache.keys = None
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer does for model losses
             return (loss, outputs) if return_outputs else loss
 
-    return AnswerOnlyTrainer
+    return NmmTrainer
+
+
+def _workers(requested: int, use_cpu: bool) -> int:
+    import os
+
+    import torch
+
+    if requested >= 0:
+        return requested
+    if use_cpu or not torch.cuda.is_available():
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) // 2))
 
 
 def _jsonl_logger(path: Path):
@@ -119,9 +170,6 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
           settings: TrainSettings, run_dir: Path, resume: bool = False,
           bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = ()) -> TrainOutcome:
     """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir."""
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers import TrainingArguments
-    from transformers.integrations import TensorBoardCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     if not examples:
@@ -130,8 +178,38 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
     last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
     if resume and last is None:
         log.warning("no checkpoint in %s: starting from step 0", checkpoints)
+    trainer = make_trainer(model, _ExampleDataset(examples),
+                           VlmCollator(processor, family, prompt_fn=task.prompt, train=True),
+                           settings=settings, run_dir=run_dir, bf16=bf16, use_cpu=use_cpu, callbacks=callbacks)
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        release_speedups(trainer)
+    return TrainOutcome(
+        global_step=result.global_step,
+        train_loss=float(result.training_loss),
+        log_history=list(trainer.state.log_history),
+        resumed_from=last,
+    )
+
+
+def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, bf16: bool = False,
+                 use_cpu: bool = False, callbacks: Sequence[Any] = ()):
+    """The configured `Trainer` (speed switches applied to `model`); benchmarks time it directly."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import TrainingArguments
+    from transformers.integrations import TensorBoardCallback
+
+    from nmm_core.kernels import apply_liger, compile_layers, liger_available
+    from nmm_core.lora import half_precision
+
+    workers = _workers(settings.num_workers, use_cpu)
+    if not bf16 and half_precision(model) and not all(
+            getattr(m, "cast_input_dtype_enabled", True) for m in model.modules()):
+        raise ConfigError("fp32-master adapters on a bf16 base train under bf16 autocast: pass bf16=True "
+                          "(or lora precision fp32/bf16)")
     args = TrainingArguments(
-        output_dir=str(checkpoints),
+        output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
         per_device_train_batch_size=settings.batch_size,
@@ -150,27 +228,61 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
         data_seed=settings.seed,
         bf16=bf16,
         use_cpu=use_cpu,
-        dataloader_num_workers=settings.num_workers,
+        dataloader_num_workers=workers,
+        dataloader_persistent_workers=workers > 0,
         remove_unused_columns=False,
         label_names=["labels"],
         report_to="none",
         ddp_find_unused_parameters=False,
     )
-    trainer = _trainer_class(settings.answer_only_logits)(
+    if settings.liger == "on" or (settings.liger == "auto" and liger_available()):
+        apply_liger(model)
+    if settings.compile_layers:
+        compile_layers(model)
+    cache = None
+    if settings.cache_vision_features != "off":
+        cache = _feature_cache(model, dataset, explicit=settings.cache_vision_features == "on")
+        if cache is not None:
+            collator = _WithIds(collator)
+    return _trainer_class()(
         model=model,
         args=args,
-        train_dataset=_ExampleDataset(examples),
-        data_collator=VlmCollator(processor, family, prompt_fn=task.prompt, train=True),
+        train_dataset=dataset,
+        data_collator=collator,
+        answer_only=settings.answer_only_logits,
+        feature_cache=cache,
         callbacks=[
             _jsonl_logger(run_dir / "metrics.jsonl"),
             TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
             *callbacks,
         ],
     )
-    result = trainer.train(resume_from_checkpoint=last)
-    return TrainOutcome(
-        global_step=result.global_step,
-        train_loss=float(result.training_loss),
-        log_history=list(trainer.state.log_history),
-        resumed_from=last,
-    )
+
+
+def _feature_cache(model, dataset, *, explicit: bool):
+    """The cache, or None where it cannot apply (an error only when asked for explicitly)."""
+    from collections import Counter
+
+    from nmm_core.feature_cache import VisionFeatureCache
+
+    ids = Counter(ex.id for ex in getattr(dataset, "examples", ()))
+    repeated = [i for i, n in ids.items() if n > 1]
+    try:
+        if repeated:
+            raise ConfigError(f"the vision-feature cache keys images by example id, and ids repeat: {repeated[:5]}")
+        return VisionFeatureCache(model, explicit=explicit)
+    except ConfigError as exc:
+        if explicit:
+            raise
+        log.info("vision-feature cache off: %s", exc)
+        return None
+
+
+def release_speedups(trainer) -> None:
+    """After training: drop cached features, restore peft's input casts for evaluation."""
+    from nmm_core.lora import set_input_casting
+
+    if getattr(trainer, "feature_cache", None) is not None:
+        log.info("vision-feature cache: %d hits, %d misses", trainer.feature_cache.hits, trainer.feature_cache.misses)
+        trainer.feature_cache.close()
+    set_input_casting(trainer.model, enabled=True)
