@@ -13,6 +13,7 @@ BENCHMARKS = {
     "merged-inference": "nmm_bench.merged",
     "train-step": "nmm_bench.train_step",
     "data-pipeline": "nmm_bench.data_pipeline",
+    "bridge-matching": "nmm_bench.bridge_matching",
 }
 
 
