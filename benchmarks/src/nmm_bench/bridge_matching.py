@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
+from importlib import metadata
 from typing import Any
 
 import numpy as np
 
-from nmm_bench.harness import Result, Row
+from nmm_bench.harness import Result, Row, versions
 
 SMOKE_SUBJECTS, SMOKE_STEPS = 200, 150
 
@@ -191,4 +192,5 @@ def run(size: str) -> Result:
                   "raw_seconds": "[training, sampling the held-out subjects]",
                   "timing": "an untimed warm-up training of ours; each sampler once untimed first"},
         rows=rows, checks=checks,
+        versions={**versions(), **{d: metadata.version(d) for d in ("torchcfm", "torchdyn", "pot")}},
     )
