@@ -104,6 +104,30 @@ def _row(label: str, s: dict[str, float], t_train: float, t_sample: float) -> Ro
 def run(size: str) -> Result:
     """Subject-specific r, identification, training and sampling time of each matcher."""
     import logging
+
+    import torch
+
+    from nmm_connectome.settings import BridgeSettings
+    from nmm_connectome.synthetic import SyntheticSpec
+
+    logging.getLogger("torchdyn").setLevel(logging.ERROR)
+    spec = SyntheticSpec() if size == "full" else SyntheticSpec(subjects=SMOKE_SUBJECTS)
+    # val_fraction=0: no early stopping, so every contender takes exactly `steps` steps on the
+    # same subjects (ours at its defaults otherwise)
+    settings = replace(BridgeSettings(), val_fraction=0.0, device="cpu")
+    if size == "smoke":
+        settings = replace(settings, steps=SMOKE_STEPS)
+    # one intra-op thread for every contender: a 64 x 128 MLP gains nothing from more, and on
+    # a shared machine OpenMP's spin-waits made 2 threads 6x slower than 1 (measured, 200 steps)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(size, settings, spec)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(size: str, settings: Any, spec: Any) -> Result:
     import warnings
 
     import torch
@@ -115,17 +139,8 @@ def run(size: str) -> Result:
     from nmm_connectome.bridge import train_bridge
     from nmm_connectome.commands import SplitSettings, split_subjects
     from nmm_connectome.evaluate import score, to_edges
-    from nmm_connectome.settings import BridgeSettings
-    from nmm_connectome.synthetic import SyntheticSpec, synthesize
+    from nmm_connectome.synthetic import synthesize
 
-    logging.getLogger("torchdyn").setLevel(logging.ERROR)
-    spec = SyntheticSpec() if size == "full" else SyntheticSpec(subjects=SMOKE_SUBJECTS)
-    # val_fraction=0: no early stopping, so every contender takes exactly `steps` steps on the
-    # same subjects (ours at its defaults otherwise)
-    settings = replace(BridgeSettings(), val_fraction=0.0, device="cpu")
-    if size == "smoke":
-        settings = replace(settings, steps=SMOKE_STEPS)
-    threads = torch.get_num_threads()
 
     cohort = synthesize(spec)
     train_ids, test_ids = split_subjects(cohort.subjects, SplitSettings())
@@ -178,7 +193,7 @@ def run(size: str) -> Result:
     }
     return Result(
         name="bridge-matching", size=size, reference="torchcfm SB-CFM",
-        settings={"device": f"CPU, {threads} torch threads (a 2-block MLP: CPU is the right device)",
+        settings={"device": f"CPU, {torch.get_num_threads()} torch thread (a 2-block MLP: CPU is the right device)",
                   "cohort": asdict(spec), "split": asdict(SplitSettings()),
                   "train_subjects": len(train_ids), "test_subjects": len(test_ids),
                   "edges": int(rest.shape[1]), "bridge": asdict(settings),
