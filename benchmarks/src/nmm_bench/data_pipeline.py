@@ -29,7 +29,7 @@ from nmm_bench.harness import Result, Row
 BATCH = 16
 FULL_SIZES = (1000, 10_000, 100_000)
 SMOKE_SIZES = (100, 400)
-FULL_WINDOW = 320  # records collated per size at full size (20 batches)
+FULL_WINDOW = 960  # records collated per size at full size (60 batches)
 # What the pipeline has to feed: twice the plain LoRA step's 28 examples/s for Qwen2-VL-2B at
 # batch 16 on an H100 (GPU-ANCHORS.md), i.e. the 2x target for our training step.
 STEP_EXAMPLES_PER_S = 56.0
