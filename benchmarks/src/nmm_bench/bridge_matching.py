@@ -1,7 +1,7 @@
 """Benchmark 5: our Brownian-bridge matching against torchcfm's matchers on the synthetic cohort.
 
 Every contender trains the same `EdgeBridgeNet` (same basis, initial weights, AdamW, warm-up,
-steps, batch and mini-batches) on the same training subjects, and predicts the same held-out
+steps, batch and seeded mini-batch draws) on the same training subjects, and predicts the same held-out
 subjects. What differs is each method's own path, target and sampler:
 
 - ours: `train_bridge` (endpoint-parameterised drift, (1 - t)^2-weighted loss, t ~ U[0, t_max])
@@ -32,7 +32,8 @@ SMOKE_SUBJECTS, SMOKE_STEPS = 200, 150
 
 def _train_torchcfm(matcher: Any, rest: np.ndarray, task: np.ndarray, settings: Any) -> tuple[Any, Any]:
     """torchcfm's training loop on our network: (net, scaler). The setup mirrors `train_bridge`
-    with `val_fraction=0` so that data, basis, initial weights and mini-batches are the same."""
+    with `val_fraction=0` so that data, basis and initial weights are the same (the mini-batches
+    are drawn the same way but differ after the first: ours also draws t and noise from `gen`)."""
     import torch
 
     from nmm_connectome.bridge import EdgeBridgeNet, EdgeScaler
@@ -40,7 +41,7 @@ def _train_torchcfm(matcher: Any, rest: np.ndarray, task: np.ndarray, settings: 
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)  # torchcfm's OT plan samples with numpy's global generator
     gen = torch.Generator(device="cpu").manual_seed(settings.seed)
-    torch.randperm(len(rest), generator=gen)  # keeps `gen` in step with train_bridge's split draw
+    torch.randperm(len(rest), generator=gen)  # as train_bridge's split draw: the same first batch
     scaler = EdgeScaler.fit(rest, task)
     x0_all = torch.from_numpy(scaler.forward(rest))
     x1_all = torch.from_numpy(scaler.forward(task))
@@ -141,7 +142,6 @@ def _run(size: str, settings: Any, spec: Any) -> Result:
     from nmm_connectome.evaluate import score, to_edges
     from nmm_connectome.synthetic import synthesize
 
-
     cohort = synthesize(spec)
     train_ids, test_ids = split_subjects(cohort.subjects, SplitSettings())
     train, test = cohort.subset(train_ids), cohort.subset(test_ids)
@@ -197,7 +197,7 @@ def _run(size: str, settings: Any, spec: Any) -> Result:
                   "cohort": asdict(spec), "split": asdict(SplitSettings()),
                   "train_subjects": len(train_ids), "test_subjects": len(test_ids),
                   "edges": int(rest.shape[1]), "bridge": asdict(settings),
-                  "network": "EdgeBridgeNet (same basis, init, AdamW, warm-up, steps, batch, mini-batches)",
+                  "network": "EdgeBridgeNet (same basis, init, AdamW, warm-up, steps, batch; seeded mini-batch draws)",
                   "torchcfm": {"SB-CFM": f"sigma={settings.sigma}, ot_method=exact",
                                "CFM": "sigma=0 (default)",
                                "sampler": f"torchdyn NeuralODE, euler, {settings.sample_steps} steps, from rest FC"},
