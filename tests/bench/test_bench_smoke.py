@@ -20,6 +20,15 @@ def test_smoke_benchmarks_write_their_results(tmp_path, capsys):
         assert all(row["raw_seconds"] and row["ratio"] is not None for row in data["rows"])
     generation = json.loads(next(tmp_path.glob("generation-*.json")).read_text())
     assert generation["checks"]["fp32 batched == one-at-a-time tokens"] == "32/32"
+    bridge = json.loads(next(tmp_path.glob("bridge-matching-*.json")).read_text())
+    assert [row["label"] for row in bridge["rows"]][:3] == ["ours (Brownian bridge)", "torchcfm SB-CFM",
+                                                           "torchcfm CFM"]
+    for row in bridge["rows"]:
+        assert -1 <= row["value"] <= 1 and 0 <= row["extra"]["identification"] <= 1
+        assert len(row["raw_seconds"]) == 2  # training, sampling
+    assert bridge["versions"]["torchcfm"] != "absent"
+    pipeline = json.loads(next(tmp_path.glob("data-pipeline-*.json")).read_text())
+    assert [row["extra"]["kept"] for row in pipeline["rows"]] == pipeline["settings"]["sizes"]
     assert "ratio vs" in capsys.readouterr().out
 
 

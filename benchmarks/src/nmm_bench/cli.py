@@ -14,6 +14,7 @@ BENCHMARKS = {
     "train-step": "nmm_bench.train_step",
     "data-pipeline": "nmm_bench.data_pipeline",
     "qlora": "nmm_bench.qlora",
+    "bridge-matching": "nmm_bench.bridge_matching",
 }
 
 
