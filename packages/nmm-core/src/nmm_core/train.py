@@ -117,8 +117,13 @@ class TrainOutcome:
 
 def train(model, processor, family, examples: Sequence[Example], *, task: Task,
           settings: TrainSettings, run_dir: Path, resume: bool = False,
-          bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = ()) -> TrainOutcome:
-    """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir."""
+          bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = (),
+          collator=None) -> TrainOutcome:
+    """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir.
+
+    `collator` replaces the chat collator for a model that takes its own batch and returns its
+    own `loss` (train it with `answer_only_logits=False`).
+    """
     from torch.utils.tensorboard import SummaryWriter
     from transformers import TrainingArguments
     from transformers.integrations import TensorBoardCallback
@@ -160,7 +165,7 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
         model=model,
         args=args,
         train_dataset=_ExampleDataset(examples),
-        data_collator=VlmCollator(processor, family, prompt_fn=task.prompt, train=True),
+        data_collator=collator or VlmCollator(processor, family, prompt_fn=task.prompt, train=True),
         callbacks=[
             _jsonl_logger(run_dir / "metrics.jsonl"),
             TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
