@@ -110,6 +110,8 @@ def test_gill_bad_inputs_give_clear_errors(trained, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--model", "no-such-model", "--output-dir", str(tmp_path)]) == 2
     assert "unknown preset 'no-such-model'" in capsys.readouterr().err
+    assert main(["eval", "--model", "tiny-gill", "--output-dir", str(tmp_path)]) == 2
+    assert "for GILL use predict" in capsys.readouterr().err
 
     other = tmp_path / "other-base"
     shutil.copytree(run / "adapter", other)

@@ -125,6 +125,13 @@ def examples_for(data: MemeDataSettings, split: str, run_dir: Path | None = None
     return report.kept
 
 
+def refuse_gill(model: ModelSettings, command: str) -> None:
+    """`eval`/`compete` score meme meanings (the TinyLLaVA path); GILL has its own commands."""
+    if is_gill(model.model):
+        raise ConfigError(f"{command} scores meme meanings with a chat VLM (e.g. TinyLLaVA); for GILL use "
+                          "predict (caption), generate (image) or retrieve")
+
+
 def run_meme_train(cfg: MemeTrainConfig) -> Path:
     """Core's `run_train` with the meme task on MemeCap/MemeCraft/synthetic examples (GILL: its own model)."""
     from dataclasses import replace
@@ -147,6 +154,7 @@ def run_meme_eval(cfg: MemeEvalConfig) -> Path:
 
     from nmm_core.workflows import run_eval
 
+    refuse_gill(cfg.model, "eval")
     check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     return run_eval(cfg, meme_task(), examples=examples_for(cfg.data, cfg.data.eval_split))

@@ -93,6 +93,15 @@ class GillModel(nn.Module):
         keep = {n for n, p in self.named_parameters() if p.requires_grad}
         return {k: v for k, v in full.items() if k in keep}
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load what `state_dict()` saves: only missing *trainable* tensors count as missing."""
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        keep = {n for n, p in self.named_parameters() if p.requires_grad}
+        result = result._replace(missing_keys=[k for k in result.missing_keys if k in keep])
+        if strict and (result.missing_keys or result.unexpected_keys):
+            raise RuntimeError(f"GillModel: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        return result
+
     def parts_state(self) -> dict[str, torch.Tensor]:
         """GILL's learned parts (no LoRA), for `persist.save_parts`."""
         full = nn.Module.state_dict(self)

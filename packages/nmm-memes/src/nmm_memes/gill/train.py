@@ -45,7 +45,7 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
     from nmm_memes.task import meme_task
 
     run = RunDir.open(cfg.resume) if cfg.resume else RunDir.create(cfg.output_dir, "train", cfg.model.model)
-    with run:
+    try:
         if cfg.resume:
             run.set_state("running")
         dump_yaml(cfg, run.file("config.yaml"))
@@ -65,3 +65,6 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
         return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
                             examples=len(examples), resumed_from=outcome.resumed_from)
+    except BaseException as exc:
+        run.fail(exc)  # a resumed run is already 'complete': a context manager would not mark it
+        raise
