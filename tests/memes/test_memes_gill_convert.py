@@ -93,3 +93,17 @@ def test_gill_checkpoint_with_foreign_names_or_missing_parts_is_refused(tmp_path
         load_checkpoint(tmp_path / "ckpt.pth.tar", img_tokens=8)
     with pytest.raises(DataError, match="no such file"):
         load_checkpoint(tmp_path / "nothing", img_tokens=8)
+
+
+def test_gill_mapper_at_full_size_has_the_published_parameter_count():
+    """GILL's gill_mapper for OPT-6.7B -> SD1.5: fc 2,097,664 + transformer 29,427,712 + out 393,984
+    + queries 39,424 = 31,958,784 (configs/PROVENANCE.md); built on the meta device, no memory."""
+    from nmm_memes.gill.mapper import GILLMapper
+
+    with torch.device("meta"):
+        mapper = GILLMapper(4096, 768, 77)
+    count = {name: sum(p.numel() for p in getattr(mapper, name).parameters())
+             for name in ("proj_in", "transformer", "proj_out")}
+    assert count == {"proj_in": 2_097_664, "transformer": 29_427_712, "proj_out": 393_984}
+    assert mapper.queries.numel() == 39_424
+    assert sum(p.numel() for p in mapper.parameters()) == 31_958_784
