@@ -20,7 +20,7 @@ def gill_caption(example: Example) -> str:
     return example.answer
 
 
-def pad(rows: list[list[int]], value: int):
+def pad(rows: list[list[int]], value: int) -> tuple[Any, Any]:
     """Right-pad id lists into a (bs, T) tensor and its attention mask."""
     import torch
 

@@ -51,7 +51,7 @@ class Gill:
     model: Any
     parts: Any
 
-    def caption_batch(self, captions: list[str]):
+    def caption_batch(self, captions: list[str]) -> tuple[Any, Any]:
         """Caption ids ending in the [IMG] tokens, and their mask, on the model's device."""
         from nmm_memes.gill.collate import GillCollator, pad
 

@@ -168,8 +168,9 @@ class GillModel(nn.Module):
         return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                                ignore_index=IGNORE)
 
-    def forward(self, pixel_values, cap_ids, cap_mask, cap_labels, gen_ids, gen_mask, gen_labels,
-                sd_target) -> dict[str, torch.Tensor]:
+    def forward(self, pixel_values: torch.Tensor, cap_ids: torch.Tensor, cap_mask: torch.Tensor,
+                cap_labels: torch.Tensor, gen_ids: torch.Tensor, gen_mask: torch.Tensor, gen_labels: torch.Tensor,
+                sd_target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Captioning + generation (+ retrieval) losses of one batch; `loss` is their weighted sum.
 
         cap_* : (bs, Tc) image -> caption tokens; gen_* : (bs, Tg) caption + [IMG] tokens, labels

@@ -108,7 +108,7 @@ def load_parts(model: ModelSettings, settings: GillSettings, *, with_sd: bool = 
     return GillParts(loaded, vision, image_processor, sd, first_img, settings)
 
 
-def spec_for(parts: GillParts, sizes: GillSettings | None = None, **fixed):
+def spec_for(parts: GillParts, sizes: GillSettings | None = None, **fixed: int) -> Any:
     """The GillSpec of these parts with the learned modules' sizes from `sizes` (or `fixed`)."""
     from nmm_memes.gill.model import GillSpec
 

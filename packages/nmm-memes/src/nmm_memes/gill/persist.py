@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 from nmm_core.errors import DataError, PresetError
 
@@ -35,7 +36,7 @@ def save_gill(model, peft_lm, folder: str | Path, *, base_name: str) -> Path:
     return atomic_replace_dir(tmp, final)
 
 
-def read_spec(folder: str | Path):
+def read_spec(folder: str | Path) -> Any:
     """The GillSpec stored with a saved adapter; a clear error for a non-GILL adapter."""
     from safetensors import safe_open
 
