@@ -168,8 +168,13 @@ class TrainOutcome:
 
 def train(model, processor, family, examples: Sequence[Example], *, task: Task,
           settings: TrainSettings, run_dir: Path, resume: bool = False,
-          bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = ()) -> TrainOutcome:
-    """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir."""
+          bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = (),
+          collator=None) -> TrainOutcome:
+    """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir.
+
+    `collator` replaces the chat collator for a model that takes its own batch and returns its
+    own `loss` (train it with `answer_only_logits=False`).
+    """
     from transformers.trainer_utils import get_last_checkpoint
 
     if not examples:
@@ -179,7 +184,7 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
     if resume and last is None:
         log.warning("no checkpoint in %s: starting from step 0", checkpoints)
     trainer = make_trainer(model, _ExampleDataset(examples),
-                           VlmCollator(processor, family, prompt_fn=task.prompt, train=True),
+                           collator or VlmCollator(processor, family, prompt_fn=task.prompt, train=True),
                            settings=settings, run_dir=run_dir, bf16=bf16, use_cpu=use_cpu, callbacks=callbacks)
     try:
         result = trainer.train(resume_from_checkpoint=last)

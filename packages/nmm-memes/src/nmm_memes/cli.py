@@ -1,4 +1,4 @@
-"""`nmm-memes`: meme data, TinyLLaVA conversion, train, eval, compete, predict."""
+"""`nmm-memes`: meme data, TinyLLaVA conversion, train, eval, compete, predict; GILL generate, retrieve."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from nmm_memes.commands import InspectConfig, MemeEvalConfig, MemeTrainConfig, PredictConfig, SynthesizeConfig
     from nmm_memes.compete import CompeteConfig
     from nmm_memes.convert import ConvertConfig
+    from nmm_memes.gill.generate import GenerateConfig, RetrieveConfig
 
     parser, sub = base_parser("nmm-memes", DESCRIPTION, "nmm-memes")
     data = sub.add_parser("data", help="the synthetic meme set and dataset inspection")
@@ -27,13 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="TinyLLaVA_Factory checkpoint -> Llava folder usable as --model OUT")
     convert.add_argument("src", help="TinyLLaVA_Factory checkpoint folder (config.json + weights)")
     convert.add_argument("out", help="new folder to write")
-    add_command(sub, "train", MemeTrainConfig, help="LoRA fine-tuning: image + title -> what the meme means")
+    add_command(sub, "train", MemeTrainConfig,
+                help="LoRA fine-tuning: image + title -> meaning (TinyLLaVA); --model gill|tiny-gill: GILL")
     add_command(sub, "eval", MemeEvalConfig, help="captions + ROUGE-1/2/L and BLEU against all references")
     add_command(sub, "compete", CompeteConfig,
                 help="base vs fine-tuned on the same memes: blind pairs.jsonl, win rate with CI, ratings")
     predict = add_command(sub, "predict", PredictConfig, help="what one meme means, from its image and title")
     predict.add_argument("image", help="meme image file")
-    predict.add_argument("title", help="the post title, quoted")
+    predict.add_argument("title", nargs="?", default="", help="the post title, quoted (GILL does not use it)")
+    generate = add_command(sub, "generate", GenerateConfig, help="GILL: an image for a caption, saved as PNG")
+    generate.add_argument("caption", help="what the image should show, quoted")
+    retrieve = add_command(sub, "retrieve", RetrieveConfig, help="GILL: rank candidate images for a caption")
+    retrieve.add_argument("caption", help="what the image should show, quoted")
+    retrieve.add_argument("images", nargs="+", help="candidate image files")
     return parser
 
 
@@ -65,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             print(run_compete(config_from_parsed(CompeteConfig, ns)))
         elif ns.command == "predict":
             c.run_predict(config_from_parsed(c.PredictConfig, ns), ns.image, ns.title)
+        elif ns.command in ("generate", "retrieve"):
+            from nmm_memes.gill import generate as g
+
+            if ns.command == "generate":
+                g.run_generate(config_from_parsed(g.GenerateConfig, ns), ns.caption)
+            else:
+                g.run_retrieve(config_from_parsed(g.RetrieveConfig, ns), ns.caption, ns.images)
 
     return run_cli(dispatch)
 

@@ -12,6 +12,8 @@ from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig, check_model_source, predict_one
 from nmm_memes.data import MemeDataSettings, SyntheticSettings, load_memes, resolve_data, synthesize, synthetic_folder
+from nmm_memes.gill import is_gill
+from nmm_memes.gill.settings import GillSettings
 from nmm_memes.task import meme_task
 
 
@@ -25,11 +27,12 @@ def _generation() -> GenerationSettings:
 
 @dataclass
 class MemeTrainConfig(TrainConfig):
-    """`train`: LoRA fine-tuning for meme meaning (image + title -> what the meme means)."""
+    """`train`: LoRA fine-tuning for meme meaning (TinyLLaVA) or captions + images (--model gill|tiny-gill)."""
 
     data: MemeDataSettings = field(default_factory=MemeDataSettings)
     model: ModelSettings = field(default_factory=_model)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    gill: GillSettings = field(default_factory=GillSettings)
 
 
 @dataclass
@@ -64,11 +67,12 @@ class InspectConfig:
 
 @dataclass
 class PredictConfig:
-    """`predict`: what one meme means, from its image and post title."""
+    """`predict`: what one meme means, from its image and post title (GILL: the image's caption)."""
 
     model: ModelSettings = field(default_factory=_model)
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder (merged)"})
     max_new_tokens: int = 48
+    gill: GillSettings = field(default_factory=GillSettings)
 
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
@@ -121,12 +125,24 @@ def examples_for(data: MemeDataSettings, split: str, run_dir: Path | None = None
     return report.kept
 
 
+def refuse_gill(model: ModelSettings, command: str) -> None:
+    """`eval`/`compete` score meme meanings (the TinyLLaVA path); GILL has its own commands."""
+    if is_gill(model.model):
+        raise ConfigError(f"{command} scores meme meanings with a chat VLM (e.g. TinyLLaVA); for GILL use "
+                          "predict (caption), generate (image) or retrieve")
+
+
 def run_meme_train(cfg: MemeTrainConfig) -> Path:
-    """Core's `run_train` with the meme task on MemeCap/MemeCraft/synthetic examples."""
+    """Core's `run_train` with the meme task on MemeCap/MemeCraft/synthetic examples (GILL: its own model)."""
     from dataclasses import replace
 
     from nmm_core.workflows import run_train
 
+    if is_gill(cfg.model.model):
+        from nmm_memes.gill.train import run_gill_train
+
+        cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
+        return run_gill_train(cfg, examples_for(cfg.data, cfg.data.split))
     check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     return run_train(cfg, meme_task(), examples=examples_for(cfg.data, cfg.data.split))
@@ -138,13 +154,20 @@ def run_meme_eval(cfg: MemeEvalConfig) -> Path:
 
     from nmm_core.workflows import run_eval
 
+    refuse_gill(cfg.model, "eval")
     check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     return run_eval(cfg, meme_task(), examples=examples_for(cfg.data, cfg.data.eval_split))
 
 
 def run_predict(cfg: PredictConfig, image: str, title: str) -> str:
-    """Load the model (adapter merged), state what one meme means, print it."""
+    """Load the model (adapter merged), state what one meme means, print it (GILL: the caption)."""
+    if is_gill(cfg.model.model):
+        from nmm_memes.gill.generate import gill_caption
+
+        caption = gill_caption(cfg.model, cfg.gill, cfg.adapter, image, max_new_tokens=cfg.max_new_tokens)
+        print(caption)
+        return caption
     raw, seconds = predict_one(cfg.model, cfg.adapter, image, title, task=meme_task(),
                                max_new_tokens=cfg.max_new_tokens)
     answer = meme_task().normalise(raw)

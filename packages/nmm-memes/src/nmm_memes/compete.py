@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nmm_core.errors import ConfigError
 from nmm_core.workflows import check_model_source
-from nmm_memes.commands import MemeEvalConfig, examples_for
+from nmm_memes.commands import MemeEvalConfig, examples_for, refuse_gill
 from nmm_memes.data import resolve_data
 from nmm_memes.judge import Verdict, judge_pairs, summarise
 from nmm_memes.task import meme_task
@@ -55,6 +55,7 @@ def run_compete(cfg: CompeteConfig) -> Path:
 
     if not cfg.adapter:
         raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
+    refuse_gill(cfg.model, "compete")
     check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     task = meme_task()

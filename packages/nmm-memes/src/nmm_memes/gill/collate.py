@@ -1,0 +1,64 @@
+"""GILL training batches: image -> caption (captioning) and caption -> [IMG] tokens + SD target."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nmm_core.records import Example, load_image
+
+IGNORE = -100
+
+
+def gill_caption(example: Example) -> str:
+    """What the image shows: MemeCap's first literal image caption, else the first meme caption."""
+    captions = example.meta.get("img_captions") if example.meta else None
+    if isinstance(captions, list):
+        for caption in captions:
+            if isinstance(caption, str) and caption.strip():
+                return caption.strip()
+    return example.answer
+
+
+def pad(rows: list[list[int]], value: int) -> tuple[Any, Any]:
+    """Right-pad id lists into a (bs, T) tensor and its attention mask."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), value, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+class GillCollator:
+    """Examples -> GillModel.forward's keyword arguments."""
+
+    def __init__(self, tokenizer, image_processor, sd, *, first_img: int, img_tokens: int,
+                 max_caption_tokens: int = 32) -> None:
+        self.tokenizer, self.image_processor, self.sd = tokenizer, image_processor, sd
+        self.img_ids = list(range(first_img, first_img + img_tokens))
+        self.max_tokens = max_caption_tokens
+
+    def caption_ids(self, captions: Sequence[str]) -> list[list[int]]:
+        """Tokenized captions (OPT's leading `</s>` included), cut to `max_caption_tokens`."""
+        return [ids[: self.max_tokens] for ids in self.tokenizer(list(captions))["input_ids"]]
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+        import torch
+
+        tok = self.tokenizer
+        captions = [gill_caption(ex) for ex in examples]
+        pixels = self.image_processor([load_image(ex) for ex in examples], return_tensors="pt")["pixel_values"]
+        ids = self.caption_ids(captions)
+        cap_ids, cap_mask = pad([r + [tok.eos_token_id] for r in ids], tok.pad_token_id)
+        cap_labels = cap_ids.masked_fill(cap_mask == 0, IGNORE)
+        cap_labels[:, 0] = IGNORE  # the leading </s> is given, not predicted
+        gen_ids, gen_mask = pad([r + self.img_ids for r in ids], tok.pad_token_id)
+        is_img = gen_ids >= self.img_ids[0]
+        gen_labels = torch.where(is_img & (gen_mask == 1), gen_ids, torch.full_like(gen_ids, IGNORE))
+        target = self.sd.encode_text(captions).float().cpu()
+        return {"pixel_values": pixels, "cap_ids": cap_ids, "cap_mask": cap_mask, "cap_labels": cap_labels,
+                "gen_ids": gen_ids, "gen_mask": gen_mask, "gen_labels": gen_labels, "sd_target": target}

@@ -1,0 +1,151 @@
+"""GILL inference: load a trained GILL (adapter + parts), caption an image, generate or retrieve one."""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nmm_core.errors import ConfigError, DataError
+from nmm_core.workflows import ModelSettings
+from nmm_memes.gill.settings import GillSettings
+
+
+def _model() -> ModelSettings:
+    return ModelSettings(model="tiny-gill")
+
+
+@dataclass
+class GenerateConfig:
+    """`generate`: an image for a caption with GILL (mapper -> SD conditioning -> SD pipeline), as PNG."""
+
+    model: ModelSettings = field(default_factory=_model)
+    gill: GillSettings = field(default_factory=GillSettings)
+    adapter: str | None = field(default=None, metadata={"help": "GILL adapter folder from `train --model gill`"})
+    out: str = field(default="gill.png", metadata={"help": "PNG file to write"})
+    steps: int = field(default=50, metadata={"help": "diffusion steps"})
+    guidance: float = field(default=7.5, metadata={"help": "classifier-free guidance scale"})
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+
+
+@dataclass
+class RetrieveConfig:
+    """`retrieve`: rank candidate images for a caption (GILL's retrieval embeddings, cosine)."""
+
+    model: ModelSettings = field(default_factory=_model)
+    gill: GillSettings = field(default_factory=GillSettings)
+    adapter: str | None = field(default=None, metadata={"help": "GILL adapter folder from `train --model gill`"})
+    top: int = field(default=5, metadata={"help": "how many ranked images to print"})
+
+
+@dataclass
+class Gill:
+    """A loaded GILL: the model and its parts (tokenizer, image processor, SD)."""
+
+    model: Any
+    parts: Any
+
+    def caption_batch(self, captions: list[str]) -> tuple[Any, Any]:
+        """Caption ids ending in the [IMG] tokens, and their mask, on the model's device."""
+        from nmm_memes.gill.collate import GillCollator, pad
+
+        spec = self.model.spec
+        collator = GillCollator(self.parts.tokenizer, None, None, first_img=spec.first_img,
+                                img_tokens=spec.img_tokens, max_caption_tokens=self.parts.settings.max_caption_tokens)
+        ids, mask = pad([r + collator.img_ids for r in collator.caption_ids(captions)],
+                        self.parts.tokenizer.pad_token_id)
+        return ids.to(self.parts.device), mask.to(self.parts.device)
+
+    def pixels(self, images: list) -> Any:
+        values = self.parts.image_processor(images, return_tensors="pt")["pixel_values"]
+        return values.to(self.parts.device)
+
+
+def load_gill(model: ModelSettings, settings: GillSettings, adapter: str | None, *, with_sd: bool = True) -> Gill:
+    """GILL's parts + a saved adapter (LoRA merged, parts loaded); without one, fresh or published parts."""
+    from nmm_core.lora import load_adapter
+    from nmm_memes.gill.parts import build_model, load_parts, spec_for
+    from nmm_memes.gill.persist import check_spec, load_parts_into, read_spec
+    from nmm_memes.gill.train import fresh_model
+
+    saved = read_spec(adapter) if adapter else None
+    parts = load_parts(model, settings, with_sd=with_sd or saved is None)
+    if saved is None:
+        if not settings.checkpoint:
+            print("warning: no --adapter nor --gill-checkpoint: GILL's parts are untrained", file=sys.stderr)
+        net = fresh_model(parts, parts.loaded.model)
+    else:
+        fixed = {} if parts.sd is not None else {"sd_dim": saved.sd_dim, "sd_tokens": saved.sd_tokens}
+        check_spec(saved, spec_for(parts, **fixed), f"adapter {adapter}")
+        net = build_model(parts, load_adapter(parts.loaded, adapter, merge=True), saved)
+        load_parts_into(net, adapter)
+    return Gill(net.eval(), parts)
+
+
+def _image(path: str):
+    from nmm_core.records import Example, load_image
+
+    if not Path(path).is_file():
+        raise DataError(f"record 'predict' field 'image': no such file {path}")
+    return load_image(Example("gill", path, "", ()))
+
+
+def gill_caption(model: ModelSettings, settings: GillSettings, adapter: str | None, image: str, *,
+                 max_new_tokens: int = 32) -> str:
+    """GILL's caption for one image (the captioning path: visual prefix, greedy decoding)."""
+    picture = _image(image)
+    gill = load_gill(model, settings, adapter, with_sd=False)
+    tok = gill.parts.tokenizer
+    prompt = tok([""], return_tensors="pt")["input_ids"].to(gill.parts.device)  # OPT's leading </s>
+    ids = gill.model.caption(gill.pixels([picture]), prompt, eos_id=tok.eos_token_id, max_new_tokens=max_new_tokens)
+    return tok.decode(ids, skip_special_tokens=True).strip()
+
+
+def run_generate(cfg: GenerateConfig, caption: str) -> Path:
+    """Generate an image for `caption` and write it as PNG to `cfg.out`; the path."""
+    import torch
+
+    from nmm_core.runs import atomic_write_bytes
+
+    if not caption.strip():
+        raise ConfigError("the caption is empty")
+    out = Path(cfg.out)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: the image is written as PNG; give a .png file name")
+    gill = load_gill(cfg.model, cfg.gill, cfg.adapter)
+    ids, mask = gill.caption_batch([caption.strip()])
+    conditioning, _ = gill.model.encode_captions(ids, mask)
+    sd = gill.parts.sd
+    generator = torch.Generator(device=sd.unet.device).manual_seed(cfg.seed)
+    image = sd.pipeline()(prompt_embeds=conditioning.to(sd.unet.dtype), num_inference_steps=cfg.steps,
+                          guidance_scale=cfg.guidance, generator=generator).images[0]
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(out, buffer.getvalue())
+    print(f"wrote {out} ({image.size[0]}x{image.size[1]})")
+    return out
+
+
+def run_retrieve(cfg: RetrieveConfig, caption: str, images: list[str]) -> list[tuple[str, float]]:
+    """Rank `images` by GILL's retrieval similarity to `caption`; prints and returns (path, score)."""
+    import torch
+
+    if not caption.strip():
+        raise ConfigError("the caption is empty")
+    pictures = [_image(p) for p in images]
+    gill = load_gill(cfg.model, cfg.gill, cfg.adapter, with_sd=False)
+    ids, mask = gill.caption_batch([caption.strip()])
+    with torch.no_grad():
+        _, text = gill.model.encode_captions(ids, mask)
+        image = gill.model.image_retrieval(gill.pixels(pictures))
+    scores = (image @ text[0]).tolist()
+    ranked = sorted(zip(images, scores, strict=True), key=lambda pair: -pair[1])
+    for path, score in ranked[: cfg.top]:
+        print(f"{score:+.4f}  {path}")
+    return ranked

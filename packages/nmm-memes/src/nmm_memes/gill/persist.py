@@ -1,0 +1,82 @@
+"""GILL's learned parts beside the LoRA adapter: `gill_parts.safetensors` in the adapter folder.
+
+The folder is core's adapter (peft format + `nmm_adapter.json` with the base fingerprint) plus
+one safetensors file holding the [IMG] rows, projections and mapper, with the `GillSpec` in its
+metadata. The whole folder is written to a temporary name and renamed into place, so an
+adapter without its parts never exists.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from nmm_core.errors import DataError, PresetError
+
+PARTS_FILE = "gill_parts.safetensors"
+SPEC_KEY = "nmm_gill_spec"
+_MUST_MATCH = ("lm_dim", "vision_dim", "sd_dim", "sd_tokens", "first_img")
+
+
+def save_gill(model, peft_lm, folder: str | Path, *, base_name: str) -> Path:
+    """Core's adapter + the GILL parts, written to a temporary folder and renamed to `folder`."""
+    from safetensors.torch import save
+
+    from nmm_core.lora import save_adapter
+    from nmm_core.runs import atomic_replace_dir, atomic_write_bytes
+
+    final = Path(folder)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    save_adapter(peft_lm, tmp, base_name=base_name, family="opt_clip")
+    data = save(model.parts_state(), metadata={SPEC_KEY: json.dumps(model.spec.to_dict())})
+    atomic_write_bytes(tmp / PARTS_FILE, data)
+    return atomic_replace_dir(tmp, final)
+
+
+def read_spec(folder: str | Path) -> Any:
+    """The GillSpec stored with a saved adapter; a clear error for a non-GILL adapter."""
+    from safetensors import safe_open
+
+    from nmm_memes.gill.model import GillSpec
+
+    path = Path(folder) / PARTS_FILE
+    if not path.is_file():
+        raise PresetError(f"{folder} is not a GILL adapter (no {PARTS_FILE}); a TinyLLaVA adapter "
+                          "goes with --model tinyllava")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if SPEC_KEY not in meta:
+        raise DataError(f"{path}: no '{SPEC_KEY}' metadata (not written by nmm-memes)")
+    return GillSpec(**json.loads(meta[SPEC_KEY]))
+
+
+def check_spec(saved, current, where: str) -> None:
+    """The saved parts must fit the loaded LM, CLIP and SD (and the [IMG] ids)."""
+    wrong = [f"{k} {getattr(saved, k)} vs {getattr(current, k)}" for k in _MUST_MATCH
+             if getattr(saved, k) != getattr(current, k)]
+    if wrong:
+        raise PresetError(f"{where} was trained with other GILL parts than the ones loaded ({'; '.join(wrong)})")
+
+
+def load_parts_into(model, folder: str | Path) -> None:
+    """Load `gill_parts.safetensors` into `model` (every part must be there, with its shape)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(Path(folder) / PARTS_FILE))
+    load_state(model, state, str(folder))
+
+
+def load_state(model, state: dict, where: str) -> None:
+    """Copy GILL parts into `model`: exactly its part names and shapes, else a DataError."""
+    expected = model.parts_state()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or extra or shapes:
+        raise DataError(f"{where}: GILL parts do not fit: missing {missing[:4]}, unexpected {extra[:4]}, "
+                        f"shapes {shapes[:4]}")
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,70 @@
+"""`train --model gill|tiny-gill`: LoRA on the frozen OPT + GILL's parts, through core's trainer."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nmm_core.records import Example
+
+log = logging.getLogger(__name__)
+
+
+def fresh_model(parts, lm) -> Any:
+    """A GillModel with new parts, or with the published GILL parameters when `checkpoint` is set."""
+    from nmm_memes.gill.convert import load_checkpoint, sizes_from
+    from nmm_memes.gill.parts import build_model, spec_for
+    from nmm_memes.gill.persist import check_spec, load_state
+
+    path = parts.settings.checkpoint
+    if not path:
+        return build_model(parts, lm, spec_for(parts))
+    state = load_checkpoint(path, img_tokens=parts.settings.img_tokens)
+    spec = spec_for(parts, **sizes_from(state, parts.loaded.model.config.word_embed_proj_dim))
+    check_spec(spec, spec_for(parts), f"checkpoint {path}")
+    model = build_model(parts, lm, spec)
+    load_state(model, state, str(path))
+    return model
+
+
+def run_gill_train(cfg, examples: list[Example]) -> Path:
+    """Fine-tune GILL on `examples` (captioning + generation + retrieval losses); the run folder.
+
+    `cfg` is a `MemeTrainConfig`. The adapter folder holds core's LoRA adapter and the parts.
+    """
+    from nmm_core.config import dump_yaml
+    from nmm_core.lora import apply_lora
+    from nmm_core.report import plot_loss
+    from nmm_core.runs import RunDir
+    from nmm_core.train import train
+    from nmm_memes.gill.collate import GillCollator
+    from nmm_memes.gill.parts import load_parts
+    from nmm_memes.gill.persist import save_gill
+    from nmm_memes.task import meme_task
+
+    run = RunDir.open(cfg.resume) if cfg.resume else RunDir.create(cfg.output_dir, "train", cfg.model.model)
+    try:
+        if cfg.resume:
+            run.set_state("running")
+        dump_yaml(cfg, run.file("config.yaml"))
+        parts = load_parts(cfg.model, cfg.gill)
+        peft_lm = apply_lora(parts.loaded, cfg.lora, gradient_checkpointing=cfg.train.gradient_checkpointing)
+        model = fresh_model(parts, peft_lm)
+        spec = model.spec
+        collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd, first_img=spec.first_img,
+                                img_tokens=spec.img_tokens, max_caption_tokens=parts.settings.max_caption_tokens)
+        # GillModel returns its own loss: the plain Trainer path, not the answer-only one.
+        settings = replace(cfg.train, answer_only_logits=False)
+        outcome = train(model, parts.tokenizer, parts.loaded.family, examples, task=meme_task(), settings=settings,
+                        run_dir=run.path, resume=bool(cfg.resume),
+                        bf16=str(parts.loaded.model.dtype) == "torch.bfloat16",
+                        use_cpu=parts.device.type == "cpu", collator=collator)
+        save_gill(model, peft_lm, run.file("adapter"), base_name=parts.settings.lm)
+        plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
+        return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
+                            examples=len(examples), resumed_from=outcome.resumed_from)
+    except BaseException as exc:
+        run.fail(exc)  # a resumed run is already 'complete': a context manager would not mark it
+        raise
