@@ -34,6 +34,9 @@ class Family:
     nested_images: bool = False  # processor wants [[img], [img]] for a batch
     processor_kwargs: dict[str, Any] = field(default_factory=dict)  # extra processor call args
     chat: bool = True  # False: plain "prompt answer</s>" text, no chat template
+    # "module:function" (hub_id, revision) -> local folder: for published checkpoints that only
+    # load into our model class after conversion
+    published_converter: str | None = None
 
     def builder(self):
         """The family's module (twin and full-size builders)."""
@@ -47,6 +50,11 @@ class Family:
         import transformers
 
         return getattr(transformers, self.model_class)
+
+    def local_published(self, hub_id: str, revision: str | None):
+        """The converted local copy of a published checkpoint (downloaded and converted once)."""
+        module, name = self.published_converter.split(":")
+        return getattr(importlib.import_module(module), name)(hub_id, revision)
 
     def lora_target_regex(self, projections: tuple[str, ...] | None = None) -> str:
         """A peft `target_modules` regex matching the language model's projections only."""
@@ -121,6 +129,19 @@ FAMILIES: dict[str, Family] = {
             vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
             projector="model.multi_modal_projector",
             reference_config="tinyllava-phi-2-siglip-3.1b.json",
+        ),
+        Family(
+            name="moondream",
+            model_types=("nmm_moondream",),  # our own config class (published: "moondream1")
+            model_class="nmm_core.families.moondream_model:MoondreamForConditionalGeneration",
+            module="moondream",
+            answer_prefix=" ",
+            end_of_turn="<|endoftext|>",
+            language_prefix="model.language_model",
+            lora_projections=("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
+            vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
+            projector="model.multi_modal_projector",
+            published_converter="nmm_core.families.moondream_convert:prepare_published",
         ),
         Family(
             name="opt_clip",
