@@ -11,15 +11,18 @@ attention + MLP block with rotary embedding on the first half of each head.
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from nmm_core.errors import DataError
-from nmm_core.families.moondream_convert import convert_state_dict, load_converted, map_key
+from nmm_core.families.moondream_convert import convert_folder, convert_state_dict, load_converted, map_key
 from nmm_core.families.moondream_model import MoondreamConfig
 
 D_VIS, HEADS_VIS, LAYERS_VIS, PATCH, CROP = 32, 2, 2, 14, 28
@@ -111,7 +114,7 @@ class RefPhiBlock(nn.Module):
 class Reference(nn.Module):
     """The published module tree (weight names) with the published computation."""
 
-    def __init__(self):
+    def __init__(self, vocab=VOCAB):
         super().__init__()
         self.vision_encoder = nn.Module()
         self.vision_encoder.encoder = nn.Module()
@@ -121,11 +124,11 @@ class Reference(nn.Module):
         self.text_model = nn.Module()
         self.text_model.transformer = nn.Module()
         self.text_model.transformer.embd = nn.Module()
-        self.text_model.transformer.embd.wte = nn.Embedding(VOCAB, D_TXT)
+        self.text_model.transformer.embd.wte = nn.Embedding(vocab, D_TXT)
         self.text_model.transformer.h = nn.ModuleList([RefPhiBlock() for _ in range(LAYERS_TXT)])
         self.text_model.lm_head = nn.Module()
         self.text_model.lm_head.ln = nn.LayerNorm(D_TXT)
-        self.text_model.lm_head.linear = nn.Linear(D_TXT, VOCAB)
+        self.text_model.lm_head.linear = nn.Linear(D_TXT, vocab)
         self.region_model = nn.Linear(2, 2)  # 2024-08-26 ships a detection head: dropped
 
     def image_embeds(self, full, rows, cols):
@@ -143,29 +146,33 @@ class Reference(nn.Module):
             local = F.interpolate(tiled[None], size=(g, g), mode="bilinear")[0].reshape(D_VIS, -1).T
         return self.vision_encoder.projection.mlp(torch.cat([glob, local], -1))
 
-    def forward(self, image, before, after):
+    def forward(self, image, before, after, bos=BOS):
+        """The published input: BOS, text before the image, image embeddings, text after."""
         wte = self.text_model.transformer.embd.wte
-        x = torch.cat([wte(torch.tensor([BOS, *before])), image, wte(torch.tensor(after))])[None]
+        x = torch.cat([wte(torch.tensor([bos, *before])), image, wte(torch.tensor(after))])[None]
         for block in self.text_model.transformer.h:
             x = block(x)
         return self.text_model.lm_head.linear(self.text_model.lm_head.ln(x))
 
 
+def _text(vocab=VOCAB):
+    return dict(vocab_size=vocab, hidden_size=D_TXT, intermediate_size=4 * D_TXT, num_hidden_layers=LAYERS_TXT,
+                num_attention_heads=HEADS_TXT, hidden_act="gelu_new", partial_rotary_factor=ROT, layer_norm_eps=1e-5)
+
+
+VISION = dict(hidden_size=D_VIS, intermediate_size=4 * D_VIS, num_hidden_layers=LAYERS_VIS,
+              num_attention_heads=HEADS_VIS, patch_size=PATCH, image_size=CROP, hidden_act="gelu_pytorch_tanh",
+              layer_norm_eps=1e-5, vision_use_head=False)
+
+
 def _config():
-    return MoondreamConfig(
-        text_config=dict(vocab_size=VOCAB, hidden_size=D_TXT, intermediate_size=4 * D_TXT,
-                         num_hidden_layers=LAYERS_TXT, num_attention_heads=HEADS_TXT, hidden_act="gelu_new",
-                         partial_rotary_factor=ROT, layer_norm_eps=1e-5),
-        vision_config=dict(hidden_size=D_VIS, intermediate_size=4 * D_VIS, num_hidden_layers=LAYERS_VIS,
-                           num_attention_heads=HEADS_VIS, patch_size=PATCH, image_size=CROP,
-                           hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-5, vision_use_head=False),
-        projector_hidden_size=4 * D_TXT, image_token_id=IMAGE_TOKEN,
-    )
+    return MoondreamConfig(text_config=_text(), vision_config=VISION, projector_hidden_size=4 * D_TXT,
+                           image_token_id=IMAGE_TOKEN)
 
 
-def _published(seed=0):
+def _published(seed=0, vocab=VOCAB):
     torch.manual_seed(seed)
-    ref = Reference().eval()
+    ref = Reference(vocab).eval()
     with torch.no_grad():
         for p in ref.parameters():  # LayerNorm weights away from 1 and biases away from 0
             p.add_(torch.randn_like(p) * 0.1)
@@ -211,3 +218,42 @@ def test_converter_splits_fused_weights_and_refuses_unknown_names():
     del state["text_model.lm_head.ln.weight"]
     with pytest.raises(DataError, match="final_layernorm.weight"):
         load_converted(state, _config())
+
+
+def test_a_published_folder_converts_into_a_model_and_processor_core_loads(tmp_path):
+    """The user's path minus the download: safetensors + tokenizer files in, core's model out."""
+    from safetensors.torch import save_file
+
+    from nmm_core.chat import VlmCollator
+    from nmm_core.models import load_model
+    from nmm_core.records import Example
+    from nmm_core.testing.tokenizer import build_bpe_tokenizer
+
+    eot = "<|endoftext|>"
+    tok = build_bpe_tokenizer(special_tokens=(eot,), bos_token=eot, eos_token=eot, unk_token=eot)
+    ref, state = _published(vocab=len(tok) + 8)
+    src = tmp_path / "published"
+    src.mkdir()
+    save_file(state, src / "model.safetensors")
+    tok.save_pretrained(src)
+    hub_config = {"architectures": ["Moondream"], "model_type": "moondream1", "text_config": {"model_type": "phi"}}
+    (src / "config.json").write_text(json.dumps(hub_config))
+    convert_folder(src, tmp_path / "ours", text=_text(len(tok) + 8), vision=VISION,
+                   projector_hidden_size=4 * D_TXT, multi_crop_min_size=38)
+
+    loaded = load_model(str(tmp_path / "ours"))
+    assert loaded.family.name == "moondream"
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8))
+    batch = VlmCollator(loaded.processor, loaded.family, train=False)([Example("a", image, "How many bars?", ("3",))])
+    rows, cols = batch["image_crops"][0].tolist()
+    rows, cols = max(rows, 1), max(cols, 1)
+    # the published preprocessing: bicubic resize to the grid's size, [0, 1], mean = std = 0.5
+    resized = np.asarray(image.resize((cols * CROP, rows * CROP), Image.BICUBIC), dtype=np.float32) / 255
+    full = torch.from_numpy((resized - 0.5) / 0.5).permute(2, 0, 1)
+    after = tok("\n\nQuestion: How many bars?\n\nAnswer:", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        expected = ref(ref.image_embeds(full, rows, cols), [], after, bos=tok.eos_token_id)
+        got = loaded.model(**batch).logits
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()

@@ -141,6 +141,9 @@ FAMILIES: dict[str, Family] = {
             lora_projections=("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
             vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
             projector="model.multi_modal_projector",
+            # ours, from the release's hard-coded dimensions (its config.json holds none); the
+            # token ids are Phi-1.5's tokenizer's, with `<image>` added after its 50,295 tokens
+            reference_config="moondream2-2024.json",
             published_converter="nmm_core.families.moondream_convert:prepare_published",
         ),
         Family(

@@ -9,6 +9,7 @@ published checkpoint is converted into it by `moondream_convert`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 END_OF_TEXT = "<|endoftext|>"
 CHAT_TEMPLATE = (
@@ -39,15 +40,18 @@ PUBLISHED_PROJECTOR_HIDDEN = 8192
 PUBLISHED_MULTI_CROP_MIN_SIZE = 512
 
 
-def published_config(*, image_token_id: int, eos_token_id: int):
-    """Our config for the published 2024 model (image token: an unused row of the 51,200)."""
+def published_config(*, image_token_id: int, eos_token_id: int, text: dict[str, Any] | None = None,
+                     vision: dict[str, Any] | None = None, projector_hidden_size: int = PUBLISHED_PROJECTOR_HIDDEN):
+    """Our config for the published 2024 model (image token: an unused row of the 51,200).
+
+    `text` / `vision` replace the published dimensions (a tiny checkpoint in tests).
+    """
     from nmm_core.families.moondream_model import MoondreamConfig
 
-    text = dict(PUBLISHED_TEXT, bos_token_id=eos_token_id, eos_token_id=eos_token_id,
+    text = dict(text or PUBLISHED_TEXT, bos_token_id=eos_token_id, eos_token_id=eos_token_id,
                 pad_token_id=eos_token_id)
-    return MoondreamConfig(text_config=text, vision_config=dict(PUBLISHED_VISION),
-                           projector_hidden_size=PUBLISHED_PROJECTOR_HIDDEN,
-                           image_token_id=image_token_id)
+    return MoondreamConfig(text_config=text, vision_config=dict(vision or PUBLISHED_VISION),
+                           projector_hidden_size=projector_hidden_size, image_token_id=image_token_id)
 
 
 def make_processor(tokenizer, *, crop_size: int, multi_crop_min_size: int, patch_size: int):

@@ -13,7 +13,7 @@ flattened patches is the same map as SigLIP's 14x14 stride-14 convolution, resha
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,29 +122,29 @@ def read_safetensors(folder: Path) -> dict[str, Any]:
     return state
 
 
-def convert_folder(src: str | Path, out: str | Path, *, tokenizer_loader: Callable[[Path], Any] | None = None):
+def convert_folder(src: str | Path, out: str | Path, *, text: dict[str, Any] | None = None,
+                   vision: dict[str, Any] | None = None, projector_hidden_size: int | None = None,
+                   multi_crop_min_size: int | None = None):
     """Convert a downloaded published snapshot (weights + tokenizer files) into `out`; the model.
 
     The snapshot's `config.json` holds no dimensions (the published code hard-codes them), so
-    the 2024 release's dimensions (`moondream.published_config`) are used and checked against
-    the weights when they are loaded.
+    the 2024 release's dimensions (`moondream.PUBLISHED_*`) are used, and checked against the
+    weights when they are loaded; the keyword arguments replace them (tiny checkpoints in tests).
     """
     from transformers import AutoTokenizer
 
-    from nmm_core.families.moondream import (
-        PUBLISHED_MULTI_CROP_MIN_SIZE,
-        PUBLISHED_VISION,
-        make_processor,
-        published_config,
-    )
+    from nmm_core.families import moondream
     from nmm_core.twins import write_marker
 
     src, out = Path(src), Path(out)
-    tokenizer = (tokenizer_loader or AutoTokenizer.from_pretrained)(src)
-    vision = PUBLISHED_VISION
-    processor = make_processor(tokenizer, crop_size=vision["image_size"], patch_size=vision["patch_size"],
-                               multi_crop_min_size=PUBLISHED_MULTI_CROP_MIN_SIZE)
-    config = published_config(image_token_id=processor.image_token_id, eos_token_id=tokenizer.eos_token_id)
+    vision = vision or moondream.PUBLISHED_VISION
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    processor = moondream.make_processor(
+        tokenizer, crop_size=vision["image_size"], patch_size=vision["patch_size"],
+        multi_crop_min_size=multi_crop_min_size or moondream.PUBLISHED_MULTI_CROP_MIN_SIZE)
+    config = moondream.published_config(
+        image_token_id=processor.image_token_id, eos_token_id=tokenizer.eos_token_id, text=text, vision=vision,
+        projector_hidden_size=projector_hidden_size or moondream.PUBLISHED_PROJECTOR_HIDDEN)
     if processor.image_token_id >= config.text_config.vocab_size:
         raise DataError(f"{src}: the tokenizer has no free embedding row for the image token")
     model = load_converted(read_safetensors(src), config)

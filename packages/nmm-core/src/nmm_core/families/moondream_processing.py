@@ -126,6 +126,8 @@ def register_auto_classes() -> None:
     from nmm_core.families.moondream_model import MODEL_TYPE, MoondreamConfig
 
     AutoConfig.register(MODEL_TYPE, MoondreamConfig, exist_ok=True)
-    AutoImageProcessor.register(MoondreamConfig, slow_image_processor_class=MoondreamImageProcessor,
-                                exist_ok=True)
+    # one implementation (PIL resize, torch crops) serves either backend transformers asks for
+    AutoImageProcessor.register(
+        MoondreamConfig, image_processor_classes={"torchvision": MoondreamImageProcessor,
+                                                  "pil": MoondreamImageProcessor}, exist_ok=True)
     AutoProcessor.register(MoondreamConfig, MoondreamProcessor, exist_ok=True)
