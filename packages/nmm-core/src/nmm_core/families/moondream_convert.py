@@ -101,8 +101,9 @@ def load_converted(state: Mapping[str, Any], config):
     """Our model with the published weights `state`; any weight missing or left over is an error."""
     from nmm_core.families.moondream_model import MoondreamForConditionalGeneration
 
-    model = MoondreamForConditionalGeneration(config)
     converted = convert_state_dict(state, patch_size=config.vision_config.patch_size)
+    # kept in the checkpoint's dtype (the 2024 releases are float16): half the disk of float32
+    model = MoondreamForConditionalGeneration(config).to(next(iter(converted.values())).dtype)
     missing, unexpected = model.load_state_dict(converted, strict=False)
     if missing or unexpected:
         raise DataError(f"converted weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
