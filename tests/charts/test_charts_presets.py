@@ -10,7 +10,7 @@ from nmm_core.presets import all_presets, preset_owner
 
 def test_charts_presets_are_registered_by_this_package_with_pinned_commits():
     presets = all_presets()
-    assert {"qwen2-vl-2b", "smolvlm-instruct", "moondream2"} <= set(presets)
+    assert {"qwen2-vl-2b", "smolvlm", "smolvlm-instruct", "moondream2"} <= set(presets)
     for preset in PRESETS:
         assert preset_owner(preset.name) == "nmm-charts"
         # moondream2 publishes dated release tags; the others are pinned to commits
@@ -19,6 +19,7 @@ def test_charts_presets_are_registered_by_this_package_with_pinned_commits():
     assert presets["qwen2-vl-2b"].hub_id == "Qwen/Qwen2-VL-2B-Instruct"
     assert presets["qwen2-vl-2b"].family == "qwen2_vl"
     assert presets["smolvlm-instruct"].family == "idefics3"
+    assert (presets["smolvlm"].hub_id, presets["smolvlm"].family) == ("HuggingFaceTB/SmolVLM-Base", "idefics3")
     # the last 2024 release, whose SigLIP + MLP + Phi layout core's `moondream` family implements
     assert (presets["moondream2"].hub_id, presets["moondream2"].revision) == ("vikhyatk/moondream2", "2024-08-26")
     assert presets["moondream2"].family == "moondream"
