@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from nmm_charts.presets import PRESETS
 from nmm_core.presets import all_presets, preset_owner
 
@@ -45,3 +47,13 @@ def test_charts_qwen_pixel_budget_is_understood_by_the_real_processor_class():
     assert 256 <= tokens(120, 90) <= 300  # a thumbnail is scaled up to the floor
     assert 600 <= tokens(800, 600) <= 620  # a typical ChartQA chart keeps its resolution
     assert tokens(1800, 1350) <= 1024  # a large one is capped
+
+
+def test_moondream2_offline_fails_with_one_clear_error_and_leaves_no_partial_conversion(tmp_path, monkeypatch):
+    from nmm_core.errors import PresetError
+    from nmm_core.models import load_model
+
+    monkeypatch.setenv("NMM_CACHE", str(tmp_path))
+    with pytest.raises(PresetError, match=r"cannot load 'vikhyatk/moondream2' at revision 2024-08-26 \(HF_HUB_OFFLINE"):
+        load_model("moondream2")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

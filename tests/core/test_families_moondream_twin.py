@@ -100,3 +100,4 @@ def test_generation_with_left_padding_and_a_cache(loaded):
         first = loaded.model(**batch).logits[:, -1].argmax(-1)
     assert out.shape == (2, batch["input_ids"].shape[1] + 3)
     assert torch.equal(out[:, batch["input_ids"].shape[1]], first)
+
