@@ -86,18 +86,6 @@ class MoondreamPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _no_split_modules = ["PhiDecoderLayer", "SiglipEncoderLayer"]
 
-    def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.text_config.initializer_range
-        if isinstance(module, MoondreamProjector):
-            for linear in (module.linear_1, module.linear_2):
-                nn.init.normal_(linear.weight, std=std)
-                nn.init.zeros_(linear.bias)
-        elif isinstance(module, nn.Linear) and module is getattr(self, "lm_head", None):
-            nn.init.normal_(module.weight, std=std)
-            nn.init.zeros_(module.bias)
-        else:
-            super()._init_weights(module)
-
 
 class MoondreamModel(MoondreamPreTrainedModel):
     """Vision tower, projector and Phi decoder (no head)."""
