@@ -9,7 +9,11 @@ published checkpoint is converted into it by `moondream_convert`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nmm_core.families.moondream_model import MoondreamConfig
+    from nmm_core.families.moondream_processing import MoondreamProcessor
 
 END_OF_TEXT = "<|endoftext|>"
 CHAT_TEMPLATE = (
@@ -41,7 +45,8 @@ PUBLISHED_MULTI_CROP_MIN_SIZE = 512
 
 
 def published_config(*, image_token_id: int, eos_token_id: int, text: dict[str, Any] | None = None,
-                     vision: dict[str, Any] | None = None, projector_hidden_size: int = PUBLISHED_PROJECTOR_HIDDEN):
+                     vision: dict[str, Any] | None = None,
+                     projector_hidden_size: int = PUBLISHED_PROJECTOR_HIDDEN) -> MoondreamConfig:
     """Our config for the published 2024 model (image token: an unused row of the 51,200).
 
     `text` / `vision` replace the published dimensions (a tiny checkpoint in tests).
@@ -54,7 +59,8 @@ def published_config(*, image_token_id: int, eos_token_id: int, text: dict[str, 
                            projector_hidden_size=projector_hidden_size, image_token_id=image_token_id)
 
 
-def make_processor(tokenizer, *, crop_size: int, multi_crop_min_size: int, patch_size: int):
+def make_processor(tokenizer: Any, *, crop_size: int, multi_crop_min_size: int,
+                   patch_size: int) -> MoondreamProcessor:
     """Our processor around `tokenizer`, with `<image>` added and the Moondream prompt format."""
     from nmm_core.families.moondream_processing import (
         IMAGE_TOKEN,

@@ -15,9 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nmm_core.errors import DataError
+
+if TYPE_CHECKING:
+    from nmm_core.families.moondream_model import MoondreamConfig, MoondreamForConditionalGeneration
 
 _VIS = "vision_encoder.encoder.model.visual."
 _TXT = "text_model.transformer."
@@ -97,7 +100,7 @@ def convert_state_dict(state: Mapping[str, Any], *, patch_size: int = 14) -> dic
     return out
 
 
-def load_converted(state: Mapping[str, Any], config):
+def load_converted(state: Mapping[str, Any], config: MoondreamConfig) -> MoondreamForConditionalGeneration:
     """Our model with the published weights `state`; any weight missing or left over is an error."""
     from nmm_core.families.moondream_model import MoondreamForConditionalGeneration
 
@@ -125,7 +128,7 @@ def read_safetensors(folder: Path) -> dict[str, Any]:
 
 def convert_folder(src: str | Path, out: str | Path, *, text: dict[str, Any] | None = None,
                    vision: dict[str, Any] | None = None, projector_hidden_size: int | None = None,
-                   multi_crop_min_size: int | None = None):
+                   multi_crop_min_size: int | None = None) -> MoondreamForConditionalGeneration:
     """Convert a downloaded published snapshot (weights + tokenizer files) into `out`; the model.
 
     The snapshot's `config.json` holds no dimensions (the published code hard-codes them), so

@@ -25,7 +25,7 @@ from transformers import (
     SiglipVisionConfig,
     SiglipVisionModel,
 )
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 MODEL_TYPE = "nmm_moondream"
 
@@ -145,7 +145,7 @@ class MoondreamModel(MoondreamPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Any,
-    ):
+    ) -> BaseModelOutputWithPast:
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         if pixel_values is not None:
