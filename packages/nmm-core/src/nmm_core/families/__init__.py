@@ -11,6 +11,7 @@ import importlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import PresetError
@@ -51,7 +52,7 @@ class Family:
 
         return getattr(transformers, self.model_class)
 
-    def local_published(self, hub_id: str, revision: str | None):
+    def local_published(self, hub_id: str, revision: str | None) -> Path:
         """The converted local copy of a published checkpoint (downloaded and converted once)."""
         module, name = self.published_converter.split(":")
         return getattr(importlib.import_module(module), name)(hub_id, revision)
