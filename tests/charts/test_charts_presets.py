@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from nmm_charts.presets import PRESETS
 from nmm_core.presets import all_presets, preset_owner
 
 
 def test_charts_presets_are_registered_by_this_package_with_pinned_commits():
     presets = all_presets()
-    assert {"qwen2-vl-2b", "smolvlm-instruct"} <= set(presets)
+    assert {"qwen2-vl-2b", "smolvlm", "smolvlm-instruct", "moondream2"} <= set(presets)
     for preset in PRESETS:
         assert preset_owner(preset.name) == "nmm-charts"
-        assert re.fullmatch(r"[0-9a-f]{40}", preset.revision), preset
+        # moondream2 publishes dated release tags; the others are pinned to commits
+        pattern = r"\d{4}-\d{2}-\d{2}" if preset.name == "moondream2" else r"[0-9a-f]{40}"
+        assert re.fullmatch(pattern, preset.revision), preset
     assert presets["qwen2-vl-2b"].hub_id == "Qwen/Qwen2-VL-2B-Instruct"
     assert presets["qwen2-vl-2b"].family == "qwen2_vl"
     assert presets["smolvlm-instruct"].family == "idefics3"
+    assert (presets["smolvlm"].hub_id, presets["smolvlm"].family) == ("HuggingFaceTB/SmolVLM-Base", "idefics3")
+    # the last 2024 release, whose SigLIP + MLP + Phi layout core's `moondream` family implements
+    assert (presets["moondream2"].hub_id, presets["moondream2"].revision) == ("vikhyatk/moondream2", "2024-08-26")
+    assert presets["moondream2"].family == "moondream"
 
 
 def test_charts_qwen_pixel_budget_is_understood_by_the_real_processor_class():
@@ -39,3 +47,13 @@ def test_charts_qwen_pixel_budget_is_understood_by_the_real_processor_class():
     assert 256 <= tokens(120, 90) <= 300  # a thumbnail is scaled up to the floor
     assert 600 <= tokens(800, 600) <= 620  # a typical ChartQA chart keeps its resolution
     assert tokens(1800, 1350) <= 1024  # a large one is capped
+
+
+def test_moondream2_offline_fails_with_one_clear_error_and_leaves_no_partial_conversion(tmp_path, monkeypatch):
+    from nmm_core.errors import PresetError
+    from nmm_core.models import load_model
+
+    monkeypatch.setenv("NMM_CACHE", str(tmp_path))
+    with pytest.raises(PresetError, match=r"cannot load 'vikhyatk/moondream2' at revision 2024-08-26 \(HF_HUB_OFFLINE"):
+        load_model("moondream2")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -26,7 +26,7 @@ def _only(folder):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-smolvlm"])
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-smolvlm", "tiny-moondream"])
 def test_charts_train_eval_compare_fine_tuned_beats_base(preset, tmp_path, capsys):
     assert main(["train", "--model", preset, *SYNTH, *TRAIN, "--output-dir", str(tmp_path / "train")]) == 0
     run = _only(tmp_path / "train")

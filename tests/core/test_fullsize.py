@@ -13,6 +13,7 @@ REAL_PARAMETERS = {
     "llava": 7_063_427_072,
     "tinyllava": 3_217_417_280,  # with Phi-2's head bias, as the published model
     "opt_clip": 6_658_473_984,  # the OPT-6.7B language model of GILL
+    "moondream": 1_866_919_792,  # the 2024-05-20 .. 2024-08-26 layout (moondream2.json notes)
 }
 
 

@@ -73,14 +73,23 @@ def _hub_error(source: ModelSource, exc: Exception) -> PresetError:
     )
 
 
+def _load_location(source: ModelSource) -> tuple[str, str | None]:
+    """(folder or hub id, revision) to load from; a converted copy where the family needs one."""
+    if source.family.published_converter and source.preset is not None and not source.preset.tiny:
+        return str(source.family.local_published(source.location, source.revision)), None
+    return source.location, source.revision
+
+
 def load_processor(source: ModelSource, *, padding_side: str = "right"):
     """The source's processor (a tokenizer for plain-text families)."""
     from transformers import AutoProcessor, AutoTokenizer
 
     kwargs = dict(source.preset.processor_kwargs) if source.preset else {}
     loader = AutoProcessor if source.family.chat else AutoTokenizer
+    source.family.model_cls()  # a family of ours registers its config and processor on import
     try:
-        processor = loader.from_pretrained(source.location, revision=source.revision, **kwargs)
+        location, revision = _load_location(source)
+        processor = loader.from_pretrained(location, revision=revision, **kwargs)
     except (OSError, ValueError) as exc:
         raise _hub_error(source, exc) from None
     tokenizer = getattr(processor, "tokenizer", processor)
@@ -132,7 +141,8 @@ def load_model(
     cls = source.family.model_cls()
     processor = load_processor(source, padding_side=padding_side)
     try:
-        model = cls.from_pretrained(source.location, revision=source.revision, **kwargs)
+        location, revision = _load_location(source)
+        model = cls.from_pretrained(location, revision=revision, **kwargs)
     except (OSError, ValueError) as exc:
         raise _hub_error(source, exc) from None
     if not quantization:

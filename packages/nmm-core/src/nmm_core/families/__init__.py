@@ -11,6 +11,7 @@ import importlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import PresetError
@@ -34,6 +35,9 @@ class Family:
     nested_images: bool = False  # processor wants [[img], [img]] for a batch
     processor_kwargs: dict[str, Any] = field(default_factory=dict)  # extra processor call args
     chat: bool = True  # False: plain "prompt answer</s>" text, no chat template
+    # "module:function" (hub_id, revision) -> local folder: for published checkpoints that only
+    # load into our model class after conversion
+    published_converter: str | None = None
 
     def builder(self):
         """The family's module (twin and full-size builders)."""
@@ -47,6 +51,11 @@ class Family:
         import transformers
 
         return getattr(transformers, self.model_class)
+
+    def local_published(self, hub_id: str, revision: str | None) -> Path:
+        """The converted local copy of a published checkpoint (downloaded and converted once)."""
+        module, name = self.published_converter.split(":")
+        return getattr(importlib.import_module(module), name)(hub_id, revision)
 
     def lora_target_regex(self, projections: tuple[str, ...] | None = None) -> str:
         """A peft `target_modules` regex matching the language model's projections only."""
@@ -121,6 +130,22 @@ FAMILIES: dict[str, Family] = {
             vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
             projector="model.multi_modal_projector",
             reference_config="tinyllava-phi-2-siglip-3.1b.json",
+        ),
+        Family(
+            name="moondream",
+            model_types=("nmm_moondream",),  # our own config class (published: "moondream1")
+            model_class="nmm_core.families.moondream_model:MoondreamForConditionalGeneration",
+            module="moondream",
+            answer_prefix=" ",
+            end_of_turn="<|endoftext|>",
+            language_prefix="model.language_model",
+            lora_projections=("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
+            vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
+            projector="model.multi_modal_projector",
+            # ours, from the release's hard-coded dimensions (its config.json holds none); the
+            # token ids are Phi-1.5's tokenizer's, with `<image>` added after its 50,295 tokens
+            reference_config="moondream2-2024.json",
+            published_converter="nmm_core.families.moondream_convert:prepare_published",
         ),
         Family(
             name="opt_clip",

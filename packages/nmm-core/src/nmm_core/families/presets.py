@@ -11,6 +11,8 @@ PRESETS = (
                 description="LLaVA-1.5 twin: CLIP vision + Llama, llava-hf format"),
     ModelPreset("tiny-tinyllava", "tinyllava", tiny=True,
                 description="TinyLLaVA-Phi-2-SigLIP twin as Llava: SigLIP + Phi, phi format"),
+    ModelPreset("tiny-moondream", "moondream", tiny=True,
+                description="Moondream2 (2024) twin: SigLIP-shaped ViT + 2x2 crops + MLP + Phi"),
     ModelPreset("tiny-opt-clip", "opt_clip", tiny=True,
                 description="GILL's parts: tiny OPT causal LM + CLIP vision"),
 )
