@@ -15,6 +15,7 @@ BENCHMARKS = {
     "data-pipeline": "nmm_bench.data_pipeline",
     "qlora": "nmm_bench.qlora",
     "bridge-matching": "nmm_bench.bridge_matching",
+    "profile": "nmm_bench.profile_step",
 }
 
 

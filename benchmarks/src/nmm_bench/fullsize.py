@@ -190,3 +190,10 @@ def reset_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+
+
+def sync_if(cuda: bool) -> None:
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()

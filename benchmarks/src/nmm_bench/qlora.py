@@ -103,7 +103,7 @@ def run(size: str) -> Result:
         row.extra["recipe_minutes"] = EPOCHS * EXAMPLES / row.value / 60
     best = max(rows, key=lambda r: r.value)
     return Result(
-        name="qlora-llava", size=size, reference=rows[0].label,
+        name="qlora", size=size, reference=rows[0].label,
         settings={"model": fs.MODEL_NAMES["llava"] if scale == "full" else fs.TWINS["llava"],
                   "quantization": "nf4, double quant, bf16 compute; vision tower, projector, LM head in bf16",
                   "recipe": f"{EPOCHS} epochs of {EXAMPLES}", "batch": batch},
