@@ -107,3 +107,32 @@ def test_switch_values_are_checked():
         TrainSettings(liger="yes")
     with pytest.raises(ConfigError, match="lora.precision"):
         LoraSettings(precision="fp8")
+
+
+@pytest.mark.slow
+def test_fast_defaults_reach_the_plain_paths_score(tmp_path):
+    """Issue 10: speed that changes the result does not count (here: the CPU-side switches)."""
+    from nmm_core.evaluate import GenerationSettings, evaluate
+
+    task = short_answer_task("shapes-vqa")
+    examples = make_shapes_dataset(700, seed=0)
+    train_set, test_set = examples[:600], examples[600:]
+    paths = {  # peft's defaults and the model's own loss, against every default switch of ours
+        "plain": (LoraSettings(dropout=0.05, precision="fp32"),
+                  dict(answer_only_logits=False, cache_vision_features="off", liger="off")),
+        "fast": (LoraSettings(), {}),
+    }
+    scores = {}
+    for name, (lora, switches) in paths.items():
+        torch.manual_seed(0)
+        loaded = load_model("tiny-qwen2-vl")
+        model = apply_lora(loaded, lora)
+        settings = TrainSettings(epochs=5, batch_size=16, lr=3e-3, logging_steps=50, save_steps=10**9, **switches)
+        train(model, loaded.processor, loaded.family, train_set, task=task, settings=settings,
+              run_dir=tmp_path / name, use_cpu=True)
+        loaded.processor.tokenizer.padding_side = "left"
+        result = evaluate(model, loaded.processor, loaded.family, test_set, task=task,
+                          settings=GenerationSettings(batch_size=32, max_new_tokens=4), name=name, progress=False)
+        scores[name] = result.metrics["exact_match"]
+    assert min(scores.values()) >= 0.25, scores  # both learn (the base scores 0)
+    assert abs(scores["fast"] - scores["plain"]) <= 0.1, scores
