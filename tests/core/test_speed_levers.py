@@ -44,6 +44,19 @@ def test_feature_cache_serves_the_same_features_without_running_the_tower():
     assert "get_image_features" not in cache.owner.__dict__
 
 
+def test_feature_cache_stores_nothing_beyond_its_budget():
+    loaded = load_model("tiny-qwen2-vl")
+    model = apply_lora(loaded, LoraSettings())
+    model.train()
+    ids, batch = _batch(loaded)
+    cache = VisionFeatureCache(model, max_gib=0.0)
+    cache.keys = ids
+    first, _ = answer_only_loss(model, batch)
+    second, _ = answer_only_loss(model, batch)
+    assert not cache.store and cache.stored_bytes == 0 and cache.hits == 0 and cache.misses == 2 * len(ids)
+    torch.testing.assert_close(first, second)
+
+
 def test_feature_cache_refuses_a_trainable_projector():
     loaded = load_model("tiny-qwen2-vl")
     model = apply_lora(loaded, LoraSettings(train_projector=True))

@@ -37,7 +37,7 @@ def _check_frozen(owner) -> None:
 class VisionFeatureCache:
     """Per-example image features, filled on first sight and served while `keys` is set."""
 
-    def __init__(self, model, *, device=None, explicit: bool = True) -> None:
+    def __init__(self, model, *, device=None, explicit: bool = True, max_gib: float = 4.0) -> None:
         self.owner = _feature_owner(model)
         _check_frozen(self.owner)
         self.original = self.owner.get_image_features
@@ -46,6 +46,10 @@ class VisionFeatureCache:
         self.keys: Sequence[str] | None = None
         self.hits = self.misses = 0
         self.explicit = explicit  # asked for by name: a model it cannot serve is an error, not a skip
+        # Beyond the budget new features are not stored (those batches run the tower as before),
+        # so a large training set cannot run the card out of memory.
+        self.budget = int(max_gib * 2**30)
+        self.stored_bytes = 0
         self.disabled = False
         self._kind = "output"  # what the model's method returns: output object, sequence or tensor
         self.owner.get_image_features = self._features
@@ -54,6 +58,7 @@ class VisionFeatureCache:
         """Put the model's own method back and drop the stored features."""
         self.owner.__dict__.pop("get_image_features", None)
         self.store.clear()
+        self.stored_bytes = 0
 
     def _features(self, pixel_values, *args, **kwargs):
         keys = self.keys
@@ -71,7 +76,10 @@ class VisionFeatureCache:
             self.disabled = True  # e.g. several tiles per example: this model runs its tower every step
             return out
         for key, feats in zip(keys, per_image, strict=True):
-            self.store[key] = feats.detach().to(self.device) if self.device else feats.detach()
+            size = feats.numel() * feats.element_size()
+            if key not in self.store and self.stored_bytes + size <= self.budget:
+                self.store[key] = feats.detach().to(self.device) if self.device else feats.detach()
+                self.stored_bytes += size
         self.misses += len(keys)
         return out
 
