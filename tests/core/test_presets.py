@@ -53,3 +53,17 @@ def test_building_a_twin_leaves_the_callers_random_state_alone(tmp_path):
     build_twin("qwen2_vl", tmp_path / "twin")
     assert torch.equal(torch.random.get_rng_state(), before)
     assert (tmp_path / "twin" / "config.json").exists() and (tmp_path / "twin" / "nmm.json").exists()
+
+
+def test_a_revision_pins_a_bare_hub_id_and_is_refused_for_presets(tmp_path):
+    from nmm_core.errors import PresetError
+    from nmm_core.models import resolve_source
+    from nmm_core.workflows import ModelSettings, check_model_source
+
+    commit = "a" * 40
+    source = resolve_source("org/model", family="qwen2_vl", revision=commit)
+    assert (source.location, source.revision) == ("org/model", commit)
+    with pytest.raises(PresetError, match="pinned to its own revision"):
+        check_model_source(ModelSettings(model="tiny-qwen2-vl", revision=commit))
+    with pytest.raises(PresetError, match="a local folder"):
+        resolve_source(str(tmp_path), revision=commit)

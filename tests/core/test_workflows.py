@@ -57,7 +57,7 @@ def test_preset_defaults_fill_unset_quantization_and_answer_length(monkeypatch):
 
     preset = ModelPreset("tiny-4bit", "qwen2_vl", tiny=True, quantization="4bit", max_new_tokens=3)
     source = models.resolve_source("tiny-qwen2-vl")
-    monkeypatch.setattr(models, "resolve_source", lambda name, family=None: models.ModelSource(
+    monkeypatch.setattr(models, "resolve_source", lambda name, family=None, revision=None: models.ModelSource(
         name, source.location, None, source.family, preset))
     seen = {}
     monkeypatch.setattr(models, "quantization_config", lambda fam, q, dtype: seen.setdefault("q", q) and None)

@@ -40,8 +40,11 @@ class LoadedModel:
     quantization: str | None = None
 
 
-def resolve_source(name: str, *, family: str | None = None) -> ModelSource:
-    """Preset name -> preset; existing folder -> local model; 'org/name' -> hub id."""
+def resolve_source(name: str, *, family: str | None = None, revision: str | None = None) -> ModelSource:
+    """Preset name -> preset; existing folder -> local model; 'org/name' -> hub id (at `revision`)."""
+    if revision and (is_preset(name) or Path(name).expanduser().is_dir()):
+        raise PresetError(f"--model-revision applies to a bare hub id; '{name}' is "
+                          + ("a preset, pinned to its own revision" if is_preset(name) else "a local folder"))
     if is_preset(name):
         preset = all_presets()[name]
         location = str(twin_path(preset)) if preset.tiny else preset.hub_id
@@ -55,7 +58,7 @@ def resolve_source(name: str, *, family: str | None = None) -> ModelSource:
         fam = family_for_config(config, hint=family or read_marker(path).get("family"))
         return ModelSource(name, str(path), None, fam, None)
     if name.count("/") == 1 and not name.startswith((".", "/")) and family is not None:
-        return ModelSource(name, name, None, get_family(family), None)
+        return ModelSource(name, name, revision, get_family(family), None)
     raise PresetError(
         f"'{name}' is not a preset, nor a model folder"
         + ("" if family else ", nor (without --family) a hub id")
@@ -123,13 +126,14 @@ def load_model(
     quantization: str | None = None,
     attn_implementation: str = "sdpa",
     padding_side: str = "right",
+    revision: str | None = None,
 ) -> LoadedModel:
     """Load model and processor; `name` is a preset, a local folder, or a hub id (+ family).
 
     `quantization` is None, "4bit", "8bit", or "auto" (the preset's default, e.g. QLoRA for
     LLaVA-1.5; none for local folders and twins).
     """
-    source = resolve_source(name, family=family)
+    source = resolve_source(name, family=family, revision=revision)
     if quantization == "auto":
         quantization = source.preset.quantization if source.preset else None
     torch_device = pick_device(device)

@@ -64,6 +64,8 @@ class ModelSettings:
     model: str = field(default="tiny-qwen2-vl", metadata={"help": "preset name or model folder",
                                                           "aliases": ("--model",)})
     family: str | None = field(default=None, metadata={"help": "family of a bare hub id"})
+    revision: str | None = field(default=None, metadata={"help": "commit of a bare hub id (pin it; presets "
+                                                                 "carry their own)"})
     dtype: str = field(default="auto", metadata={"help": "auto | bfloat16 | float32 | float16"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
     quantization: Literal["auto", "none", "4bit", "8bit"] = field(
@@ -73,7 +75,7 @@ class ModelSettings:
     def load(self, *, padding_side: str = "right") -> LoadedModel:
         return load_model(self.model, family=self.family, dtype=self.dtype, device=self.device,
                           quantization=None if self.quantization == "none" else self.quantization,
-                          padding_side=padding_side)
+                          padding_side=padding_side, revision=self.revision)
 
 
 @dataclass
@@ -246,6 +248,10 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
     name = model.model
     if not Path(name).expanduser().is_dir() and not (model.family and name.count("/") == 1):
         get_preset(name)  # raises, listing the known presets
+    if model.revision:
+        from nmm_core.models import resolve_source
+
+        resolve_source(name, family=model.family, revision=model.revision)  # a revision is for hub ids only
     if adapter is None:
         return
     folder = Path(adapter)
