@@ -179,7 +179,7 @@ def _published(seed=0, vocab=VOCAB):
     return ref, {k: v.clone() for k, v in ref.state_dict().items()}
 
 
-@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (1, 2)])
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (1, 2), (2, 1)])
 def test_converted_model_reproduces_the_published_computation(grid):
     rows, cols = grid
     ref, state = _published()

@@ -101,3 +101,69 @@ def test_generation_with_left_padding_and_a_cache(loaded):
     assert out.shape == (2, batch["input_ids"].shape[1] + 3)
     assert torch.equal(out[:, batch["input_ids"].shape[1]], first)
 
+
+
+def test_a_batch_of_mixed_crop_grids_encodes_each_image_as_it_would_alone(loaded):
+    processor = loaded.processor.image_processor
+    sizes = [(120, 120), (40, 40), (120, 60), (60, 120)]  # 2x2, global only, 1x2, 2x1
+    images = [Image.new("RGB", s, (40 * i, 200 - 40 * i, 90)) for i, s in enumerate(sizes)]
+    for i, image in enumerate(images):  # texture, so that crops and global view differ
+        image.putpixel((i + 3, 5), (255, 255, 255))
+    batch = processor(images)
+    assert batch["image_crops"].tolist() == [[2, 2], [0, 0], [1, 2], [2, 1]]
+    inner = loaded.model.model
+    with torch.no_grad():
+        together = inner.get_image_features(batch["pixel_values"], batch["image_crops"])
+        for row, image in enumerate(images):
+            alone = processor([image])
+            one = inner.get_image_features(alone["pixel_values"], alone["image_crops"])
+            torch.testing.assert_close(together[row], one[0], atol=1e-5, rtol=1e-5)
+    assert together.shape == (4, 9, loaded.model.config.text_config.hidden_size)
+
+
+def test_feature_cache_serves_moondream_per_example_without_running_the_tower():
+    from nmm_core.feature_cache import VisionFeatureCache
+
+    base = load_model(PRESET)
+    model = apply_lora(base, LoraSettings(r=4, alpha=8, dropout=0.0))
+    model.train()
+    examples = _examples()
+    batch = VlmCollator(base.processor, base.family)(examples)
+    cache = VisionFeatureCache(model)
+    assert cache.owner is base.model.model
+    calls = []
+    original = cache.original
+    cache.original = lambda *a, **k: calls.append(1) or original(*a, **k)
+    cache.keys = [ex.id for ex in examples]
+    first, _ = answer_only_loss(model, batch)
+    second, _ = answer_only_loss(model, batch)
+    assert len(calls) == 1, "the second pass must not run the vision tower"
+    assert (cache.hits, cache.misses) == (2, 2)
+    torch.testing.assert_close(first, second)
+    with torch.no_grad():
+        expected = original(batch["pixel_values"], batch["image_crops"])
+    assert set(cache.store) == {"a", "b"}
+    for row, ex in enumerate(examples):  # one (tokens, hidden) entry per example, in batch order
+        torch.testing.assert_close(cache.store[ex.id], expected[row])
+    cache.keys = None
+    answer_only_loss(model, batch)
+    assert len(calls) == 2
+    cache.close()
+    assert "get_image_features" not in cache.owner.__dict__
+
+
+def test_left_padded_batched_generation_equals_each_example_alone_and_cache_free(loaded):
+    collate = VlmCollator(loaded.processor, loaded.family, train=False)
+    examples = _examples()
+    batch = collate(examples)
+    assert (batch["attention_mask"] == 0).any(), "the prompts must differ in length for this check"
+    prompt = batch["input_ids"].shape[1]
+    with torch.no_grad():
+        cached = loaded.model.generate(**batch, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+        uncached = loaded.model.generate(**batch, max_new_tokens=4, min_new_tokens=4, do_sample=False,
+                                         use_cache=False)
+        alone = [loaded.model.generate(**collate([ex]), max_new_tokens=4, min_new_tokens=4, do_sample=False)
+                 for ex in examples]
+    assert torch.equal(cached, uncached)
+    for row, out in enumerate(alone):
+        assert torch.equal(cached[row, prompt:], out[0, -4:]), row
