@@ -220,6 +220,14 @@ def test_converter_splits_fused_weights_and_refuses_unknown_names():
         load_converted(state, _config())
 
 
+def test_weights_of_other_dimensions_than_the_config_are_named():
+    _, state = _published()
+    config = MoondreamConfig(text_config=_text(), vision_config=VISION, projector_hidden_size=2 * D_TXT,
+                             image_token_id=IMAGE_TOKEN)
+    with pytest.raises(DataError, match=r"multi_modal_projector\.linear_1\.weight \(256, 64\) \(config: \(128, 64\)\)"):
+        load_converted(state, config)
+
+
 def test_a_published_folder_converts_into_a_model_and_processor_core_loads(tmp_path):
     """The user's path minus the download: safetensors + tokenizer files in, core's model out."""
     from safetensors.torch import save_file
