@@ -265,3 +265,13 @@ def test_a_published_folder_converts_into_a_model_and_processor_core_loads(tmp_p
         got = loaded.model(**batch).logits
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+
+
+def test_shipped_reference_config_is_what_the_converter_writes_for_phi_tokens():
+    """The full-size builds (`nmm_core.fullsize`) and the converter must describe one model."""
+    from nmm_core.families import get_family
+    from nmm_core.families.moondream import published_config
+
+    shipped = MoondreamConfig.from_dict(get_family("moondream").load_reference_config()).to_dict()
+    # Phi-1.5's tokenizer: <|endoftext|> is 50256, `<image>` is added after its 50,295 tokens
+    assert shipped == published_config(image_token_id=50295, eos_token_id=50256).to_dict()
