@@ -167,3 +167,31 @@ def test_left_padded_batched_generation_equals_each_example_alone_and_cache_free
     assert torch.equal(cached, uncached)
     for row, out in enumerate(alone):
         assert torch.equal(cached[row, prompt:], out[0, -4:]), row
+
+
+@pytest.mark.slow
+def test_training_with_the_feature_cache_on_gives_the_losses_of_training_without(tmp_path, caplog):
+    """Through the trainer: `auto` turns the cache on for moondream and it changes no loss."""
+    import logging
+
+    from nmm_core.runs import read_jsonl
+    from nmm_core.task import short_answer_task
+    from nmm_core.testing.shapes import make_shapes_dataset
+    from nmm_core.train import TrainSettings, train
+
+    examples = make_shapes_dataset(4, seed=2)
+    losses = {}
+    for switch in ("off", "auto"):
+        loaded = load_model(PRESET)
+        torch.manual_seed(0)
+        model = apply_lora(loaded, LoraSettings(r=4))
+        settings = TrainSettings(epochs=2, batch_size=2, lr=5e-3, warmup=0, logging_steps=1,
+                                 save_steps=100, cache_vision_features=switch)
+        with caplog.at_level(logging.INFO, logger="nmm_core.train"):
+            train(model, loaded.processor, loaded.family, examples, task=short_answer_task(), settings=settings,
+                  run_dir=tmp_path / switch, use_cpu=True)
+        losses[switch] = [r["loss"] for r in read_jsonl(tmp_path / switch / "metrics.jsonl") if "loss" in r]
+    # epoch 1 fills the cache, epoch 2 is served from it
+    assert "vision-feature cache: 4 hits, 4 misses" in caplog.text
+    assert len(losses["auto"]) == 4
+    assert losses["auto"] == pytest.approx(losses["off"], rel=1e-5)
