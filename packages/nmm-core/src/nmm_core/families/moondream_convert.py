@@ -106,7 +106,7 @@ def load_converted(state: Mapping[str, Any], config: MoondreamConfig) -> Moondre
 
     converted = convert_state_dict(state, patch_size=config.vision_config.patch_size)
     # kept in the checkpoint's dtype (the 2024 releases are float16): half the disk of float32
-    model = MoondreamForConditionalGeneration(config).to(next(iter(converted.values())).dtype)
+    model = MoondreamForConditionalGeneration._from_config(config, dtype=next(iter(converted.values())).dtype)
     # checked here: load_state_dict's own size check is a RuntimeError listing every tensor
     ours = model.state_dict()
     wrong = [f"{name} {tuple(value.shape)} (config: {tuple(ours[name].shape)})"
