@@ -275,3 +275,12 @@ def test_shipped_reference_config_is_what_the_converter_writes_for_phi_tokens():
     shipped = MoondreamConfig.from_dict(get_family("moondream").load_reference_config()).to_dict()
     # Phi-1.5's tokenizer: <|endoftext|> is 50256, `<image>` is added after its 50,295 tokens
     assert shipped == published_config(image_token_id=50295, eos_token_id=50256).to_dict()
+
+
+def test_a_published_hub_id_without_its_preset_is_refused_before_any_download(monkeypatch):
+    from nmm_core.errors import PresetError
+    from nmm_core.models import load_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PresetError, match=r"'vikhyatk/moondream2': .* only after conversion at a pinned revision; use its preset"):
+        load_model("vikhyatk/moondream2", family="moondream")
