@@ -282,5 +282,6 @@ def test_a_published_hub_id_without_its_preset_is_refused_before_any_download(mo
     from nmm_core.models import load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(PresetError, match=r"'vikhyatk/moondream2': .* only after conversion at a pinned revision; use its preset"):
+    refused = r"'vikhyatk/moondream2': .* only after conversion at a pinned revision; use its preset"
+    with pytest.raises(PresetError, match=refused):
         load_model("vikhyatk/moondream2", family="moondream")
