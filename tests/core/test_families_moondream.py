@@ -179,7 +179,7 @@ def _published(seed=0, vocab=VOCAB):
     return ref, {k: v.clone() for k, v in ref.state_dict().items()}
 
 
-@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (1, 2)])
+@pytest.mark.parametrize("grid", [(1, 1), (2, 2), (1, 2), (2, 1)])
 def test_converted_model_reproduces_the_published_computation(grid):
     rows, cols = grid
     ref, state = _published()
@@ -220,6 +220,14 @@ def test_converter_splits_fused_weights_and_refuses_unknown_names():
         load_converted(state, _config())
 
 
+def test_weights_of_other_dimensions_than_the_config_are_named():
+    _, state = _published()
+    config = MoondreamConfig(text_config=_text(), vision_config=VISION, projector_hidden_size=2 * D_TXT,
+                             image_token_id=IMAGE_TOKEN)
+    with pytest.raises(DataError, match=r"multi_modal_projector\.linear_1\.weight \(256, 64\) \(config: \(128, 64\)\)"):
+        load_converted(state, config)
+
+
 def test_a_published_folder_converts_into_a_model_and_processor_core_loads(tmp_path):
     """The user's path minus the download: safetensors + tokenizer files in, core's model out."""
     from safetensors.torch import save_file
@@ -257,3 +265,23 @@ def test_a_published_folder_converts_into_a_model_and_processor_core_loads(tmp_p
         got = loaded.model(**batch).logits
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+
+
+def test_shipped_reference_config_is_what_the_converter_writes_for_phi_tokens():
+    """The full-size builds (`nmm_core.fullsize`) and the converter must describe one model."""
+    from nmm_core.families import get_family
+    from nmm_core.families.moondream import published_config
+
+    shipped = MoondreamConfig.from_dict(get_family("moondream").load_reference_config()).to_dict()
+    # Phi-1.5's tokenizer: <|endoftext|> is 50256, `<image>` is added after its 50,295 tokens
+    assert shipped == published_config(image_token_id=50295, eos_token_id=50256).to_dict()
+
+
+def test_a_published_hub_id_without_its_preset_is_refused_before_any_download(monkeypatch):
+    from nmm_core.errors import PresetError
+    from nmm_core.models import load_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    refused = r"'vikhyatk/moondream2': .* only after conversion at a pinned revision; use its preset"
+    with pytest.raises(PresetError, match=refused):
+        load_model("vikhyatk/moondream2", family="moondream")

@@ -80,6 +80,12 @@ def _load_location(source: ModelSource) -> tuple[str, str | None]:
     """(folder or hub id, revision) to load from; a converted copy where the family needs one."""
     if source.family.published_converter and source.preset is not None and not source.preset.tiny:
         return str(source.family.local_published(source.location, source.revision)), None
+    if source.family.published_converter and source.preset is None and not Path(source.location).is_dir():
+        presets = [p.name for p in all_presets().values() if p.family == source.family.name and not p.tiny]
+        raise PresetError(
+            f"'{source.location}': a published {source.family.name} checkpoint loads into our model only "
+            f"after conversion at a pinned revision; use its preset ({', '.join(presets) or 'none installed'})"
+        )
     return source.location, source.revision
 
 

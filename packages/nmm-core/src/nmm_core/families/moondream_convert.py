@@ -106,7 +106,13 @@ def load_converted(state: Mapping[str, Any], config: MoondreamConfig) -> Moondre
 
     converted = convert_state_dict(state, patch_size=config.vision_config.patch_size)
     # kept in the checkpoint's dtype (the 2024 releases are float16): half the disk of float32
-    model = MoondreamForConditionalGeneration(config).to(next(iter(converted.values())).dtype)
+    model = MoondreamForConditionalGeneration._from_config(config, dtype=next(iter(converted.values())).dtype)
+    # checked here: load_state_dict's own size check is a RuntimeError listing every tensor
+    ours = model.state_dict()
+    wrong = [f"{name} {tuple(value.shape)} (config: {tuple(ours[name].shape)})"
+             for name, value in converted.items() if name in ours and value.shape != ours[name].shape]
+    if wrong:
+        raise DataError(f"converted weights do not fit the config's dimensions: {', '.join(wrong[:3])}")
     missing, unexpected = model.load_state_dict(converted, strict=False)
     if missing or unexpected:
         raise DataError(f"converted weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")

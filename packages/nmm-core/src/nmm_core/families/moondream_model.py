@@ -103,8 +103,11 @@ class MoondreamModel(MoondreamPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
 
-    def encode_images(self, pixel_values: torch.Tensor, image_crops: torch.Tensor) -> torch.Tensor:
-        """Image embeddings for the language model.
+    def get_image_features(self, pixel_values: torch.Tensor, image_crops: torch.Tensor) -> torch.Tensor:
+        """Image embeddings for the language model, one (tokens, hidden) entry per image.
+
+        The name transformers' VLMs use: core's vision-feature cache (`nmm_core.feature_cache`)
+        wraps this method, so `forward` must reach the tower through it.
 
         pixel_values : shape (batch, 1 + max_crops, 3, S, S): the global view, then the crops
             row by row, zero-padded past `rows * cols`.
@@ -113,10 +116,10 @@ class MoondreamModel(MoondreamPreTrainedModel):
         Returns shape (batch, tokens_per_image, text hidden size).
         """
         tower = self.vision_tower
-        pixel_values = pixel_values.to(tower.dtype)
-        counts = 1 + image_crops.prod(dim=-1)
+        counts = 1 + image_crops.to(pixel_values.device).prod(dim=-1)
         valid = torch.arange(pixel_values.shape[1], device=counts.device)[None, :] < counts[:, None]
-        features = tower(pixel_values=pixel_values[valid]).last_hidden_state  # (n_views, P, D)
+        # only the real views are cast and encoded, not the zero padding
+        features = tower(pixel_values=pixel_values[valid].to(tower.dtype)).last_hidden_state  # (n_views, P, D)
         side = int(features.shape[1] ** 0.5)
         merged = []
         offset = 0
@@ -152,7 +155,9 @@ class MoondreamModel(MoondreamPreTrainedModel):
             if image_crops is None:
                 image_crops = torch.zeros(pixel_values.shape[0], 2, dtype=torch.long,
                                           device=pixel_values.device)
-            images = self.encode_images(pixel_values, image_crops).to(inputs_embeds.dtype)
+            if input_ids is None:
+                raise ValueError("pixel_values need input_ids: the image goes where the image tokens are")
+            images = self.get_image_features(pixel_values, image_crops).to(inputs_embeds.dtype)
             mask = input_ids == self.config.image_token_id
             if int(mask.sum()) != images.shape[0] * images.shape[1]:
                 raise ValueError(
