@@ -1,4 +1,8 @@
-"""GILL training batches: image -> caption (captioning) and caption -> [IMG] tokens + SD target."""
+"""GILL training batches: image -> caption (captioning) and caption -> [IMG] tokens + SD's token ids.
+
+A batch is built on the CPU only (tokenizers, image processor): the data loader's worker
+processes cannot use CUDA, so the SD text encoder's target is computed in `GillModel.forward`.
+"""
 
 from __future__ import annotations
 
@@ -36,9 +40,9 @@ def pad(rows: list[list[int]], value: int) -> tuple[Any, Any]:
 class GillCollator:
     """Examples -> GillModel.forward's keyword arguments."""
 
-    def __init__(self, tokenizer, image_processor, sd, *, first_img: int, img_tokens: int,
+    def __init__(self, tokenizer, image_processor, sd_tokenizer, *, first_img: int, img_tokens: int,
                  max_caption_tokens: int = 32) -> None:
-        self.tokenizer, self.image_processor, self.sd = tokenizer, image_processor, sd
+        self.tokenizer, self.image_processor, self.sd_tokenizer = tokenizer, image_processor, sd_tokenizer
         self.img_ids = list(range(first_img, first_img + img_tokens))
         self.max_tokens = max_caption_tokens
 
@@ -59,6 +63,8 @@ class GillCollator:
         gen_ids, gen_mask = pad([r + self.img_ids for r in ids], tok.pad_token_id)
         is_img = gen_ids >= self.img_ids[0]
         gen_labels = torch.where(is_img & (gen_mask == 1), gen_ids, torch.full_like(gen_ids, IGNORE))
-        target = self.sd.encode_text(captions).float().cpu()
+        sd = self.sd_tokenizer
+        sd_ids = sd(captions, padding="max_length", max_length=sd.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
         return {"pixel_values": pixels, "cap_ids": cap_ids, "cap_mask": cap_mask, "cap_labels": cap_labels,
-                "gen_ids": gen_ids, "gen_mask": gen_mask, "gen_labels": gen_labels, "sd_target": target}
+                "gen_ids": gen_ids, "gen_mask": gen_mask, "gen_labels": gen_labels, "sd_ids": sd_ids}

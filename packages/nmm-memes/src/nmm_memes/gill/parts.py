@@ -128,8 +128,8 @@ def build_model(parts: GillParts, lm, spec) -> Any:
     """GillModel around `lm` (the OPT, LoRA-wrapped or not) on the parts' device; learned parts fp32."""
     from nmm_memes.gill.model import GillModel
 
-    model = GillModel(lm, parts.vision, spec, gen_loss_scale=parts.settings.gen_loss_scale,
-                      ret_loss_scale=parts.settings.ret_loss_scale)
+    model = GillModel(lm, parts.vision, spec, text_encoder=parts.sd.text_encoder if parts.sd is not None else None,
+                      gen_loss_scale=parts.settings.gen_loss_scale, ret_loss_scale=parts.settings.ret_loss_scale)
     for name in ("visual_embeddings", "visual_fc", "ret_fc", "mapper"):
         getattr(model, name).to(parts.device)
     model.img_tokens.data = model.img_tokens.data.to(parts.device)

@@ -53,7 +53,7 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
         peft_lm = apply_lora(parts.loaded, cfg.lora, gradient_checkpointing=cfg.train.gradient_checkpointing)
         model = fresh_model(parts, peft_lm)
         spec = model.spec
-        collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd, first_img=spec.first_img,
+        collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd.tokenizer, first_img=spec.first_img,
                                 img_tokens=spec.img_tokens, max_caption_tokens=parts.settings.max_caption_tokens)
         # GillModel returns its own loss: the plain Trainer path, not the answer-only one.
         settings = replace(cfg.train, answer_only_logits=False)
