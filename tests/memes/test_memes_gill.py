@@ -112,6 +112,9 @@ def test_gill_bad_inputs_give_clear_errors(trained, tmp_path, capsys):
     assert "unknown preset 'no-such-model'" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny-gill", "--output-dir", str(tmp_path)]) == 2
     assert "for GILL use predict" in capsys.readouterr().err
+    data = ["--data-source", str(synth), "--data-images", str(synth / "images")]
+    assert main(["train", *data, *TRAIN, "--train-gradient-checkpointing", "--output-dir", str(tmp_path)]) == 2
+    assert "does not checkpoint" in capsys.readouterr().err  # refused, not silently ignored
 
     other = tmp_path / "other-base"
     shutil.copytree(run / "adapter", other)

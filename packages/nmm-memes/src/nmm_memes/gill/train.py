@@ -35,6 +35,7 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
     `cfg` is a `MemeTrainConfig`. The adapter folder holds core's LoRA adapter and the parts.
     """
     from nmm_core.config import dump_yaml
+    from nmm_core.errors import ConfigError
     from nmm_core.lora import apply_lora
     from nmm_core.report import plot_loss
     from nmm_core.runs import RunDir
@@ -44,13 +45,18 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
     from nmm_memes.gill.persist import save_gill
     from nmm_memes.task import meme_task
 
+    if cfg.train.gradient_checkpointing:
+        # transformers checkpoints a layer only in training mode; GILL keeps the frozen OPT in eval
+        # mode (no dropout), so the flag would be accepted and do nothing.
+        raise ConfigError("GILL keeps the frozen OPT in eval mode, where transformers does not checkpoint "
+                          "gradients: drop --train-gradient-checkpointing (or lower --train-batch-size)")
     run = RunDir.open(cfg.resume) if cfg.resume else RunDir.create(cfg.output_dir, "train", cfg.model.model)
     try:
         if cfg.resume:
             run.set_state("running")
         dump_yaml(cfg, run.file("config.yaml"))
         parts = load_parts(cfg.model, cfg.gill)
-        peft_lm = apply_lora(parts.loaded, cfg.lora, gradient_checkpointing=cfg.train.gradient_checkpointing)
+        peft_lm = apply_lora(parts.loaded, cfg.lora)
         model = fresh_model(parts, peft_lm)
         spec = model.spec
         collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd.tokenizer, first_img=spec.first_img,
