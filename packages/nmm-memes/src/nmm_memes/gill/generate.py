@@ -83,7 +83,9 @@ def load_gill(model: ModelSettings, settings: GillSettings, adapter: str | None,
     else:
         fixed = {} if parts.sd is not None else {"sd_dim": saved.sd_dim, "sd_tokens": saved.sd_tokens}
         check_spec(saved, spec_for(parts, **fixed), f"adapter {adapter}")
-        net = build_model(parts, load_adapter(parts.loaded, adapter, merge=True), saved)
+        # A 4/8-bit base keeps the adapter unmerged (merging would lose its precision), as core's predict.
+        lm = load_adapter(parts.loaded, adapter, merge=not parts.loaded.quantization)
+        net = build_model(parts, lm, saved)
         load_parts_into(net, adapter)
     return Gill(net.eval(), parts)
 
