@@ -86,7 +86,7 @@ def load_parts(model: ModelSettings, settings: GillSettings, *, with_sd: bool = 
     """OPT (core's loader, family opt_clip), CLIP vision + image processor, SD; [IMG] tokens added."""
     from transformers import CLIPImageProcessor, CLIPVisionModel
 
-    from nmm_core.diffusion import load_sd15
+    from nmm_core.diffusion import SD15_REPO, load_sd15
     from nmm_core.models import load_model
 
     settings = resolve_settings(model.model, settings)
@@ -101,10 +101,8 @@ def load_parts(model: ModelSettings, settings: GillSettings, *, with_sd: bool = 
     except (OSError, ValueError) as exc:
         raise PresetError(f"cannot load the CLIP vision model '{settings.vision}': "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    sd = None
-    if with_sd:
-        sd = load_sd15(dtype=model.dtype, device=model.device) if settings.sd == SD15 else \
-            load_sd15(settings.sd, dtype=model.dtype, device=model.device)
+    sd = load_sd15(SD15_REPO if settings.sd == SD15 else settings.sd, dtype=model.dtype,
+                   device=model.device) if with_sd else None
     return GillParts(loaded, vision, image_processor, sd, first_img, settings)
 
 
