@@ -106,11 +106,11 @@ def load_parts(model: ModelSettings, settings: GillSettings, *, with_sd: bool = 
     return GillParts(loaded, vision, image_processor, sd, first_img, settings)
 
 
-def spec_for(parts: GillParts, sizes: GillSettings | None = None, **fixed: int) -> Any:
-    """The GillSpec of these parts with the learned modules' sizes from `sizes` (or `fixed`)."""
+def spec_for(parts: GillParts, **fixed: int) -> Any:
+    """The GillSpec of these parts, the learned modules' sizes from its settings (or `fixed`)."""
     from nmm_memes.gill.model import GillSpec
 
-    s = sizes or parts.settings
+    s = parts.settings
     unet = parts.sd.unet.config if parts.sd is not None else None
     values = dict(
         lm_dim=parts.loaded.model.config.word_embed_proj_dim, vision_dim=parts.vision.config.hidden_size,
