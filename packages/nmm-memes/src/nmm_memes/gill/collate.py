@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from nmm_core.chat import IGNORE_INDEX
 from nmm_core.records import Example, load_image
-
-IGNORE = -100
 
 
 def gill_caption(example: Example) -> str:
@@ -58,11 +57,11 @@ class GillCollator:
         pixels = self.image_processor([load_image(ex) for ex in examples], return_tensors="pt")["pixel_values"]
         ids = self.caption_ids(captions)
         cap_ids, cap_mask = pad([r + [tok.eos_token_id] for r in ids], tok.pad_token_id)
-        cap_labels = cap_ids.masked_fill(cap_mask == 0, IGNORE)
-        cap_labels[:, 0] = IGNORE  # the leading </s> is given, not predicted
+        cap_labels = cap_ids.masked_fill(cap_mask == 0, IGNORE_INDEX)
+        cap_labels[:, 0] = IGNORE_INDEX  # the leading </s> is given, not predicted
         gen_ids, gen_mask = pad([r + self.img_ids for r in ids], tok.pad_token_id)
         is_img = gen_ids >= self.img_ids[0]
-        gen_labels = torch.where(is_img & (gen_mask == 1), gen_ids, torch.full_like(gen_ids, IGNORE))
+        gen_labels = torch.where(is_img & (gen_mask == 1), gen_ids, torch.full_like(gen_ids, IGNORE_INDEX))
         sd = self.sd_tokenizer
         sd_ids = sd(captions, padding="max_length", max_length=sd.model_max_length, truncation=True,
                     return_tensors="pt").input_ids

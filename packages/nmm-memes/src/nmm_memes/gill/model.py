@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nmm_core.chat import IGNORE_INDEX
 from nmm_memes.gill.mapper import GILLMapper
 
-IGNORE = -100
 PARTS = ("visual_embeddings", "visual_fc", "ret_fc", "mapper", "img_tokens", "logit_scale")
 
 
@@ -177,7 +177,7 @@ class GillModel(nn.Module):
     @staticmethod
     def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                               ignore_index=IGNORE)
+                               ignore_index=IGNORE_INDEX)
 
     def forward(self, pixel_values: torch.Tensor, cap_ids: torch.Tensor, cap_mask: torch.Tensor,
                 cap_labels: torch.Tensor, gen_ids: torch.Tensor, gen_mask: torch.Tensor, gen_labels: torch.Tensor,
@@ -193,7 +193,7 @@ class GillModel(nn.Module):
         n = prefix.shape[1]
         embeds = torch.cat([prefix, self.embed(cap_ids)], dim=1)
         mask = torch.cat([cap_mask.new_ones(cap_mask.shape[0], n), cap_mask], dim=1)
-        labels = torch.cat([cap_labels.new_full((cap_labels.shape[0], n), IGNORE), cap_labels], dim=1)
+        labels = torch.cat([cap_labels.new_full((cap_labels.shape[0], n), IGNORE_INDEX), cap_labels], dim=1)
         cap_loss = self.lm_loss(self.logits(self.hidden(embeds, mask)), labels)
 
         hidden = self.hidden(self.embed(gen_ids), gen_mask)
