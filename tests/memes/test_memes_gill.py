@@ -164,3 +164,16 @@ def test_gill_batch_is_cpu_only_and_one_step_reaches_every_trained_part():
     assert any("lora_" in n for n in trained)
     no_grad = [n for n, p in trained.items() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
     assert no_grad and all(".lora_A." in n for n in no_grad), no_grad  # LoRA's B starts at zero: A's grad is 0
+
+
+def test_gill_training_is_reproducible(trained, tmp_path):
+    """The new parts (LoRA, [IMG] rows, mapper) are drawn under the run's seed: equal runs, equal losses."""
+    _, synth = trained
+    data = ["--data-source", str(synth), "--data-images", str(synth / "images")]
+    losses = []
+    for name in ("a", "b"):
+        assert main(["train", *data, *TRAIN, "--train-max-steps", "2", "--output-dir", str(tmp_path / name)]) == 0
+        (run,) = (tmp_path / name).iterdir()
+        losses.append([r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                       if "loss" in r])
+    assert len(losses[0]) == 2 and losses[0] == losses[1]

@@ -34,6 +34,8 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
 
     `cfg` is a `MemeTrainConfig`. The adapter folder holds core's LoRA adapter and the parts.
     """
+    from transformers import set_seed
+
     from nmm_core.config import dump_yaml
     from nmm_core.errors import ConfigError
     from nmm_core.lora import apply_lora
@@ -55,6 +57,8 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
         if cfg.resume:
             run.set_state("running")
         dump_yaml(cfg, run.file("config.yaml"))
+        # The new parts (LoRA, [IMG] rows, mapper) are drawn before the Trainer seeds: seed them too.
+        set_seed(cfg.train.seed)
         parts = load_parts(cfg.model, cfg.gill)
         peft_lm = apply_lora(parts.loaded, cfg.lora)
         model = fresh_model(parts, peft_lm)
