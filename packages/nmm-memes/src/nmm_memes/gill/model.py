@@ -66,7 +66,8 @@ class GillModel(nn.Module):
         self.mapper = GILLMapper(spec.lm_dim, spec.sd_dim, spec.sd_tokens, dim=spec.mapper_dim,
                                  heads=spec.mapper_heads, layers=spec.mapper_layers)
         # Start the [IMG] rows at the scale of the frozen rows, as GILL keeps their norms matched.
-        rows = torch.randn(spec.img_tokens, spec.lm_dim) * embed.detach().float().std()
+        # (A Python float: a 0-dim CUDA tensor times a CPU tensor is a device error.)
+        rows = torch.randn(spec.img_tokens, spec.lm_dim) * float(embed.detach().float().std())
         self.img_tokens = nn.Parameter(rows)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
