@@ -129,6 +129,8 @@ def test_gill_bad_inputs_give_clear_errors(trained, tmp_path, capsys):
     assert "is not a GILL adapter" in capsys.readouterr().err
     assert main(["generate", "--model", "tiny-gill", "--out", str(tmp_path / "x.jpg"), "a cat"]) == 2
     assert "give a .png file name" in capsys.readouterr().err
+    assert main(["retrieve", "--model", "tiny-gill", "a cat", image, str(tmp_path / "none.png")]) == 2
+    assert f"record 'retrieve' field 'image': no such file {tmp_path / 'none.png'}" in capsys.readouterr().err
 
 
 def test_gill_batch_is_cpu_only_and_one_step_reaches_every_trained_part():

@@ -90,18 +90,18 @@ def load_gill(model: ModelSettings, settings: GillSettings, adapter: str | None,
     return Gill(net.eval(), parts)
 
 
-def _image(path: str):
+def _image(path: str, command: str):
     from nmm_core.records import Example, load_image
 
     if not Path(path).is_file():
-        raise DataError(f"record 'predict' field 'image': no such file {path}")
-    return load_image(Example("gill", path, "", ()))
+        raise DataError(f"record '{command}' field 'image': no such file {path}")
+    return load_image(Example(command, path, "", ()))
 
 
 def gill_caption(model: ModelSettings, settings: GillSettings, adapter: str | None, image: str, *,
                  max_new_tokens: int = 32) -> str:
     """GILL's caption for one image (the captioning path: visual prefix, greedy decoding)."""
-    picture = _image(image)
+    picture = _image(image, "predict")
     gill = load_gill(model, settings, adapter, with_sd=False)
     tok = gill.parts.tokenizer
     prompt = tok([""], return_tensors="pt")["input_ids"].to(gill.parts.device)  # OPT's leading </s>
@@ -140,7 +140,7 @@ def run_retrieve(cfg: RetrieveConfig, caption: str, images: list[str]) -> list[t
 
     if not caption.strip():
         raise ConfigError("the caption is empty")
-    pictures = [_image(p) for p in images]
+    pictures = [_image(p, "retrieve") for p in images]
     gill = load_gill(cfg.model, cfg.gill, cfg.adapter, with_sd=False)
     ids, mask = gill.caption_batch([caption.strip()])
     with torch.no_grad():
