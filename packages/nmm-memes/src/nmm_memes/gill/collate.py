@@ -13,7 +13,7 @@ from nmm_core.chat import IGNORE_INDEX
 from nmm_core.records import Example, load_image
 
 
-def gill_caption(example: Example) -> str:
+def training_caption(example: Example) -> str:
     """What the image shows: MemeCap's first literal image caption, else the first meme caption."""
     captions = example.meta.get("img_captions") if example.meta else None
     if isinstance(captions, list):
@@ -53,7 +53,7 @@ class GillCollator:
         import torch
 
         tok = self.tokenizer
-        captions = [gill_caption(ex) for ex in examples]
+        captions = [training_caption(ex) for ex in examples]
         pixels = self.image_processor([load_image(ex) for ex in examples], return_tensors="pt")["pixel_values"]
         ids = self.caption_ids(captions)
         cap_ids, cap_mask = pad([r + [tok.eos_token_id] for r in ids], tok.pad_token_id)

@@ -76,10 +76,6 @@ class GillModel(nn.Module):
         """The OPTForCausalLM (LoRA layers in place when wrapped)."""
         return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
 
-    @property
-    def img_ids(self) -> list[int]:
-        return list(range(self.spec.first_img, self.spec.first_img + self.spec.img_tokens))
-
     def train(self, mode: bool = True):
         # The frozen LM and CLIPs stay in eval mode (no dropout), as GILL keeps them.
         super().train(mode)
