@@ -163,7 +163,7 @@ class GillModel(nn.Module):
         return F.normalize(self.visual_fc(self.image_features(pixel_values)), dim=-1)
 
     def sd_target(self, sd_ids: torch.Tensor) -> torch.Tensor:
-        """SD's text-encoder output for its token ids (bs, sd_tokens), float, no gradient."""
+        """sd_ids (bs, sd_tokens) -> SD's text-encoder output (bs, sd_tokens, sd_dim), float, no gradient."""
         if self.text_encoder is None:
             raise RuntimeError("GillModel was built without SD's text encoder: it cannot train the mapper")
         with torch.no_grad():
