@@ -179,3 +179,15 @@ def test_gill_training_is_reproducible(trained, tmp_path):
         losses.append([r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
                        if "loss" in r])
     assert len(losses[0]) == 2 and losses[0] == losses[1]
+
+
+def test_gill_parts_file_with_a_foreign_spec_is_refused_by_name(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from nmm_core.errors import DataError
+    from nmm_memes.gill.persist import PARTS_FILE, SPEC_KEY, read_spec
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / PARTS_FILE), metadata={SPEC_KEY: json.dumps({"bogus": 1})})
+    with pytest.raises(DataError, match=f"{PARTS_FILE}: metadata '{SPEC_KEY}' is not a GILL spec"):
+        read_spec(tmp_path)

@@ -54,7 +54,10 @@ def read_spec(folder: str | Path) -> Any:
         meta = f.metadata() or {}
     if SPEC_KEY not in meta:
         raise DataError(f"{path}: no '{SPEC_KEY}' metadata (not written by nmm-memes)")
-    return GillSpec(**json.loads(meta[SPEC_KEY]))
+    try:
+        return GillSpec(**json.loads(meta[SPEC_KEY]))
+    except (TypeError, ValueError) as exc:  # fields of another version, or not JSON
+        raise DataError(f"{path}: metadata '{SPEC_KEY}' is not a GILL spec ({exc})") from None
 
 
 def check_spec(saved, current, where: str) -> None:
