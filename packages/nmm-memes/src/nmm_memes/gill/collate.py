@@ -49,6 +49,10 @@ class GillCollator:
         """Tokenized captions (OPT's leading `</s>` included), cut to `max_caption_tokens`."""
         return [ids[: self.max_tokens] for ids in self.tokenizer(list(captions))["input_ids"]]
 
+    def with_img_tokens(self, ids: list[list[int]]) -> tuple[Any, Any]:
+        """Caption ids followed by [IMG0]..[IMGr-1], right-padded: (bs, T) ids and mask."""
+        return pad([r + self.img_ids for r in ids], self.tokenizer.pad_token_id)
+
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
         import torch
 
@@ -59,7 +63,7 @@ class GillCollator:
         cap_ids, cap_mask = pad([r + [tok.eos_token_id] for r in ids], tok.pad_token_id)
         cap_labels = cap_ids.masked_fill(cap_mask == 0, IGNORE_INDEX)
         cap_labels[:, 0] = IGNORE_INDEX  # the leading </s> is given, not predicted
-        gen_ids, gen_mask = pad([r + self.img_ids for r in ids], tok.pad_token_id)
+        gen_ids, gen_mask = self.with_img_tokens(ids)
         is_img = gen_ids >= self.img_ids[0]
         gen_labels = torch.where(is_img & (gen_mask == 1), gen_ids, torch.full_like(gen_ids, IGNORE_INDEX))
         sd = self.sd_tokenizer

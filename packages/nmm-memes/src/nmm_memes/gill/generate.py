@@ -53,13 +53,12 @@ class Gill:
 
     def caption_batch(self, captions: list[str]) -> tuple[Any, Any]:
         """Caption ids ending in the [IMG] tokens, and their mask, on the model's device."""
-        from nmm_memes.gill.collate import GillCollator, pad
+        from nmm_memes.gill.collate import GillCollator
 
         spec = self.model.spec
         collator = GillCollator(self.parts.tokenizer, None, None, first_img=spec.first_img,
                                 img_tokens=spec.img_tokens, max_caption_tokens=self.parts.settings.max_caption_tokens)
-        ids, mask = pad([r + collator.img_ids for r in collator.caption_ids(captions)],
-                        self.parts.tokenizer.pad_token_id)
+        ids, mask = collator.with_img_tokens(collator.caption_ids(captions))
         return ids.to(self.parts.device), mask.to(self.parts.device)
 
     def pixels(self, images: list) -> Any:
