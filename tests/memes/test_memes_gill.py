@@ -112,6 +112,9 @@ def test_gill_bad_inputs_give_clear_errors(trained, tmp_path, capsys):
     assert "unknown preset 'no-such-model'" in capsys.readouterr().err
     assert main(["eval", "--model", "tiny-gill", "--output-dir", str(tmp_path)]) == 2
     assert "for GILL use predict" in capsys.readouterr().err
+    data = ["--data-source", str(synth), "--data-images", str(synth / "images")]
+    assert main(["train", *data, *TRAIN, "--train-gradient-checkpointing", "--output-dir", str(tmp_path)]) == 2
+    assert "does not checkpoint" in capsys.readouterr().err  # refused, not silently ignored
 
     other = tmp_path / "other-base"
     shutil.copytree(run / "adapter", other)
@@ -126,3 +129,65 @@ def test_gill_bad_inputs_give_clear_errors(trained, tmp_path, capsys):
     assert "is not a GILL adapter" in capsys.readouterr().err
     assert main(["generate", "--model", "tiny-gill", "--out", str(tmp_path / "x.jpg"), "a cat"]) == 2
     assert "give a .png file name" in capsys.readouterr().err
+    assert main(["retrieve", "--model", "tiny-gill", "a cat", image, str(tmp_path / "none.png")]) == 2
+    assert f"record 'retrieve' field 'image': no such file {tmp_path / 'none.png'}" in capsys.readouterr().err
+
+
+def test_gill_batch_is_cpu_only_and_one_step_reaches_every_trained_part():
+    """The collator only tokenizes (data-loader workers cannot use CUDA); the model computes SD's
+    target itself, and one backward gives a gradient to LoRA and to each of GILL's parts."""
+    import torch
+
+    from nmm_core.lora import LoraSettings, apply_lora
+    from nmm_core.records import Example
+    from nmm_core.workflows import ModelSettings
+    from nmm_memes.gill.collate import GillCollator
+    from nmm_memes.gill.model import PARTS
+    from nmm_memes.gill.parts import load_parts
+    from nmm_memes.gill.settings import GillSettings
+    from nmm_memes.gill.train import fresh_model
+
+    parts = load_parts(ModelSettings(model="tiny-gill"), GillSettings())
+    model = fresh_model(parts, apply_lora(parts.loaded, LoraSettings(r=4, alpha=8))).train()
+    examples = [Example(f"m{i}", Image.new("RGB", (40, 40), (60 * i, 90, 30)), "", (f"a picture number {i}",))
+                for i in range(3)]
+    collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd.tokenizer,
+                            first_img=model.spec.first_img, img_tokens=model.spec.img_tokens)
+    batch = collator(examples)
+    assert all(v.device.type == "cpu" for v in batch.values())
+    assert batch["sd_ids"].dtype == torch.long and batch["sd_ids"].shape == (3, model.spec.sd_tokens)
+    assert not model.text_encoder.training and not any(p.requires_grad for p in model.text_encoder.parameters())
+
+    out = model(**batch)
+    assert set(out) == {"loss", "cap_loss", "gen_lm_loss", "gen_mse", "ret_loss"}
+    out["loss"].backward()
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert {n.split(".")[0] for n in trained} == {*PARTS, "lm"}
+    assert any("lora_" in n for n in trained)
+    no_grad = [n for n, p in trained.items() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert no_grad and all(".lora_A." in n for n in no_grad), no_grad  # LoRA's B starts at zero: A's grad is 0
+
+
+def test_gill_training_is_reproducible(trained, tmp_path):
+    """The new parts (LoRA, [IMG] rows, mapper) are drawn under the run's seed: equal runs, equal losses."""
+    _, synth = trained
+    data = ["--data-source", str(synth), "--data-images", str(synth / "images")]
+    losses = []
+    for name in ("a", "b"):
+        assert main(["train", *data, *TRAIN, "--train-max-steps", "2", "--output-dir", str(tmp_path / name)]) == 0
+        (run,) = (tmp_path / name).iterdir()
+        losses.append([r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                       if "loss" in r])
+    assert len(losses[0]) == 2 and losses[0] == losses[1]
+
+
+def test_gill_parts_file_with_a_foreign_spec_is_refused_by_name(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from nmm_core.errors import DataError
+    from nmm_memes.gill.persist import PARTS_FILE, SPEC_KEY, read_spec
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / PARTS_FILE), metadata={SPEC_KEY: json.dumps({"bogus": 1})})
+    with pytest.raises(DataError, match=f"{PARTS_FILE}: metadata '{SPEC_KEY}' is not a GILL spec"):
+        read_spec(tmp_path)

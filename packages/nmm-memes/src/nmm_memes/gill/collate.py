@@ -1,16 +1,19 @@
-"""GILL training batches: image -> caption (captioning) and caption -> [IMG] tokens + SD target."""
+"""GILL training batches: image -> caption (captioning) and caption -> [IMG] tokens + SD's token ids.
+
+A batch is built on the CPU only (tokenizers, image processor): the data loader's worker
+processes cannot use CUDA, so the SD text encoder's target is computed in `GillModel.forward`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from nmm_core.chat import IGNORE_INDEX
 from nmm_core.records import Example, load_image
 
-IGNORE = -100
 
-
-def gill_caption(example: Example) -> str:
+def training_caption(example: Example) -> str:
     """What the image shows: MemeCap's first literal image caption, else the first meme caption."""
     captions = example.meta.get("img_captions") if example.meta else None
     if isinstance(captions, list):
@@ -36,9 +39,9 @@ def pad(rows: list[list[int]], value: int) -> tuple[Any, Any]:
 class GillCollator:
     """Examples -> GillModel.forward's keyword arguments."""
 
-    def __init__(self, tokenizer, image_processor, sd, *, first_img: int, img_tokens: int,
+    def __init__(self, tokenizer, image_processor, sd_tokenizer, *, first_img: int, img_tokens: int,
                  max_caption_tokens: int = 32) -> None:
-        self.tokenizer, self.image_processor, self.sd = tokenizer, image_processor, sd
+        self.tokenizer, self.image_processor, self.sd_tokenizer = tokenizer, image_processor, sd_tokenizer
         self.img_ids = list(range(first_img, first_img + img_tokens))
         self.max_tokens = max_caption_tokens
 
@@ -46,19 +49,25 @@ class GillCollator:
         """Tokenized captions (OPT's leading `</s>` included), cut to `max_caption_tokens`."""
         return [ids[: self.max_tokens] for ids in self.tokenizer(list(captions))["input_ids"]]
 
+    def with_img_tokens(self, ids: list[list[int]]) -> tuple[Any, Any]:
+        """Caption ids followed by [IMG0]..[IMGr-1], right-padded: (bs, T) ids and mask."""
+        return pad([r + self.img_ids for r in ids], self.tokenizer.pad_token_id)
+
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
         import torch
 
         tok = self.tokenizer
-        captions = [gill_caption(ex) for ex in examples]
+        captions = [training_caption(ex) for ex in examples]
         pixels = self.image_processor([load_image(ex) for ex in examples], return_tensors="pt")["pixel_values"]
         ids = self.caption_ids(captions)
         cap_ids, cap_mask = pad([r + [tok.eos_token_id] for r in ids], tok.pad_token_id)
-        cap_labels = cap_ids.masked_fill(cap_mask == 0, IGNORE)
-        cap_labels[:, 0] = IGNORE  # the leading </s> is given, not predicted
-        gen_ids, gen_mask = pad([r + self.img_ids for r in ids], tok.pad_token_id)
+        cap_labels = cap_ids.masked_fill(cap_mask == 0, IGNORE_INDEX)
+        cap_labels[:, 0] = IGNORE_INDEX  # the leading </s> is given, not predicted
+        gen_ids, gen_mask = self.with_img_tokens(ids)
         is_img = gen_ids >= self.img_ids[0]
-        gen_labels = torch.where(is_img & (gen_mask == 1), gen_ids, torch.full_like(gen_ids, IGNORE))
-        target = self.sd.encode_text(captions).float().cpu()
+        gen_labels = torch.where(is_img & (gen_mask == 1), gen_ids, torch.full_like(gen_ids, IGNORE_INDEX))
+        sd = self.sd_tokenizer
+        sd_ids = sd(captions, padding="max_length", max_length=sd.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
         return {"pixel_values": pixels, "cap_ids": cap_ids, "cap_mask": cap_mask, "cap_labels": cap_labels,
-                "gen_ids": gen_ids, "gen_mask": gen_mask, "gen_labels": gen_labels, "sd_target": target}
+                "gen_ids": gen_ids, "gen_mask": gen_mask, "gen_labels": gen_labels, "sd_ids": sd_ids}

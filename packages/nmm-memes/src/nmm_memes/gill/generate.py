@@ -53,13 +53,12 @@ class Gill:
 
     def caption_batch(self, captions: list[str]) -> tuple[Any, Any]:
         """Caption ids ending in the [IMG] tokens, and their mask, on the model's device."""
-        from nmm_memes.gill.collate import GillCollator, pad
+        from nmm_memes.gill.collate import GillCollator
 
         spec = self.model.spec
         collator = GillCollator(self.parts.tokenizer, None, None, first_img=spec.first_img,
                                 img_tokens=spec.img_tokens, max_caption_tokens=self.parts.settings.max_caption_tokens)
-        ids, mask = pad([r + collator.img_ids for r in collator.caption_ids(captions)],
-                        self.parts.tokenizer.pad_token_id)
+        ids, mask = collator.with_img_tokens(collator.caption_ids(captions))
         return ids.to(self.parts.device), mask.to(self.parts.device)
 
     def pixels(self, images: list) -> Any:
@@ -83,23 +82,25 @@ def load_gill(model: ModelSettings, settings: GillSettings, adapter: str | None,
     else:
         fixed = {} if parts.sd is not None else {"sd_dim": saved.sd_dim, "sd_tokens": saved.sd_tokens}
         check_spec(saved, spec_for(parts, **fixed), f"adapter {adapter}")
-        net = build_model(parts, load_adapter(parts.loaded, adapter, merge=True), saved)
+        # A 4/8-bit base keeps the adapter unmerged (merging would lose its precision), as core's predict.
+        lm = load_adapter(parts.loaded, adapter, merge=not parts.loaded.quantization)
+        net = build_model(parts, lm, saved)
         load_parts_into(net, adapter)
     return Gill(net.eval(), parts)
 
 
-def _image(path: str):
+def _image(path: str, command: str):
     from nmm_core.records import Example, load_image
 
     if not Path(path).is_file():
-        raise DataError(f"record 'predict' field 'image': no such file {path}")
-    return load_image(Example("gill", path, "", ()))
+        raise DataError(f"record '{command}' field 'image': no such file {path}")
+    return load_image(Example(command, path, "", ()))
 
 
 def gill_caption(model: ModelSettings, settings: GillSettings, adapter: str | None, image: str, *,
                  max_new_tokens: int = 32) -> str:
     """GILL's caption for one image (the captioning path: visual prefix, greedy decoding)."""
-    picture = _image(image)
+    picture = _image(image, "predict")
     gill = load_gill(model, settings, adapter, with_sd=False)
     tok = gill.parts.tokenizer
     prompt = tok([""], return_tensors="pt")["input_ids"].to(gill.parts.device)  # OPT's leading </s>
@@ -138,7 +139,7 @@ def run_retrieve(cfg: RetrieveConfig, caption: str, images: list[str]) -> list[t
 
     if not caption.strip():
         raise ConfigError("the caption is empty")
-    pictures = [_image(p) for p in images]
+    pictures = [_image(p, "retrieve") for p in images]
     gill = load_gill(cfg.model, cfg.gill, cfg.adapter, with_sd=False)
     ids, mask = gill.caption_batch([caption.strip()])
     with torch.no_grad():

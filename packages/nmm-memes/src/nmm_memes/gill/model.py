@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nmm_core.chat import IGNORE_INDEX
 from nmm_memes.gill.mapper import GILLMapper
 
-IGNORE = -100
 PARTS = ("visual_embeddings", "visual_fc", "ret_fc", "mapper", "img_tokens", "logit_scale")
 
 
@@ -49,13 +49,16 @@ class GillSpec:
 class GillModel(nn.Module):
     """GILL around a (LoRA-wrapped) `OPTForCausalLM` and a `CLIPVisionModel`; returns its own loss."""
 
-    def __init__(self, lm, vision, spec: GillSpec, *, gen_loss_scale: float = 1.0,
+    def __init__(self, lm, vision, spec: GillSpec, *, text_encoder=None, gen_loss_scale: float = 1.0,
                  ret_loss_scale: float = 1.0) -> None:
         super().__init__()
         self.lm, self.vision, self.spec = lm, vision, spec
+        # SD's frozen text encoder gives the mapper's training target (only training needs it).
+        self.text_encoder = text_encoder
         self.gen_loss_scale, self.ret_loss_scale = gen_loss_scale, ret_loss_scale
-        for p in vision.parameters():
-            p.requires_grad_(False)
+        for frozen in (vision, text_encoder):
+            for p in frozen.parameters() if frozen is not None else ():
+                p.requires_grad_(False)
         embed = self.opt.get_input_embeddings().weight
         self.visual_embeddings = nn.Linear(spec.vision_dim, spec.visual_tokens * spec.lm_dim)
         self.visual_fc = nn.Linear(spec.vision_dim, spec.ret_dim)
@@ -63,7 +66,8 @@ class GillModel(nn.Module):
         self.mapper = GILLMapper(spec.lm_dim, spec.sd_dim, spec.sd_tokens, dim=spec.mapper_dim,
                                  heads=spec.mapper_heads, layers=spec.mapper_layers)
         # Start the [IMG] rows at the scale of the frozen rows, as GILL keeps their norms matched.
-        rows = torch.randn(spec.img_tokens, spec.lm_dim) * embed.detach().float().std()
+        # (A Python float: a 0-dim CUDA tensor times a CPU tensor is a device error.)
+        rows = torch.randn(spec.img_tokens, spec.lm_dim) * float(embed.detach().float().std())
         self.img_tokens = nn.Parameter(rows)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
@@ -72,15 +76,12 @@ class GillModel(nn.Module):
         """The OPTForCausalLM (LoRA layers in place when wrapped)."""
         return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
 
-    @property
-    def img_ids(self) -> list[int]:
-        return list(range(self.spec.first_img, self.spec.first_img + self.spec.img_tokens))
-
     def train(self, mode: bool = True):
-        # The frozen LM and CLIP stay in eval mode (no dropout), as GILL keeps them.
+        # The frozen LM and CLIPs stay in eval mode (no dropout), as GILL keeps them.
         super().train(mode)
-        self.lm.eval()
-        self.vision.eval()
+        for frozen in (self.lm, self.vision, self.text_encoder):
+            if frozen is not None:
+                frozen.eval()
         return self
 
     def state_dict(self, *args, **kwargs):
@@ -161,32 +162,40 @@ class GillModel(nn.Module):
         """Unit retrieval embeddings of images, (bs, ret_dim)."""
         return F.normalize(self.visual_fc(self.image_features(pixel_values)), dim=-1)
 
+    def sd_target(self, sd_ids: torch.Tensor) -> torch.Tensor:
+        """sd_ids (bs, sd_tokens) -> SD's text-encoder output (bs, sd_tokens, sd_dim), float, no gradient."""
+        if self.text_encoder is None:
+            raise RuntimeError("GillModel was built without SD's text encoder: it cannot train the mapper")
+        with torch.no_grad():
+            return self.text_encoder(sd_ids)[0].float()
+
     # -- training -------------------------------------------------------------------------
 
     @staticmethod
     def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                               ignore_index=IGNORE)
+                               ignore_index=IGNORE_INDEX)
 
     def forward(self, pixel_values: torch.Tensor, cap_ids: torch.Tensor, cap_mask: torch.Tensor,
                 cap_labels: torch.Tensor, gen_ids: torch.Tensor, gen_mask: torch.Tensor, gen_labels: torch.Tensor,
-                sd_target: torch.Tensor) -> dict[str, torch.Tensor]:
+                sd_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Captioning + generation (+ retrieval) losses of one batch; `loss` is their weighted sum.
 
         cap_* : (bs, Tc) image -> caption tokens; gen_* : (bs, Tg) caption + [IMG] tokens, labels
-        on [IMG] only; sd_target : (bs, sd_tokens, sd_dim) SD's text encoder output for the caption.
+        on [IMG] only; sd_ids : (bs, sd_tokens) SD's token ids of the caption (the mapper's target is
+        their text-encoder output).
         """
         features = self.image_features(pixel_values)
         prefix = self.visual_prefix(features)
         n = prefix.shape[1]
         embeds = torch.cat([prefix, self.embed(cap_ids)], dim=1)
         mask = torch.cat([cap_mask.new_ones(cap_mask.shape[0], n), cap_mask], dim=1)
-        labels = torch.cat([cap_labels.new_full((cap_labels.shape[0], n), IGNORE), cap_labels], dim=1)
+        labels = torch.cat([cap_labels.new_full((cap_labels.shape[0], n), IGNORE_INDEX), cap_labels], dim=1)
         cap_loss = self.lm_loss(self.logits(self.hidden(embeds, mask)), labels)
 
         hidden = self.hidden(self.embed(gen_ids), gen_mask)
         gen_lm = self.lm_loss(self.logits(hidden), gen_labels)
-        mse = F.mse_loss(self.conditioning(gen_ids, hidden), sd_target.float())
+        mse = F.mse_loss(self.conditioning(gen_ids, hidden), self.sd_target(sd_ids))
         loss = cap_loss + gen_lm + self.gen_loss_scale * mse
         out = {"cap_loss": cap_loss.detach(), "gen_lm_loss": gen_lm.detach(), "gen_mse": mse.detach()}
         if self.ret_loss_scale > 0 and gen_ids.shape[0] > 1:

@@ -86,7 +86,7 @@ def load_parts(model: ModelSettings, settings: GillSettings, *, with_sd: bool = 
     """OPT (core's loader, family opt_clip), CLIP vision + image processor, SD; [IMG] tokens added."""
     from transformers import CLIPImageProcessor, CLIPVisionModel
 
-    from nmm_core.diffusion import load_sd15
+    from nmm_core.diffusion import SD15_REPO, load_sd15
     from nmm_core.models import load_model
 
     settings = resolve_settings(model.model, settings)
@@ -101,18 +101,16 @@ def load_parts(model: ModelSettings, settings: GillSettings, *, with_sd: bool = 
     except (OSError, ValueError) as exc:
         raise PresetError(f"cannot load the CLIP vision model '{settings.vision}': "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    sd = None
-    if with_sd:
-        sd = load_sd15(dtype=model.dtype, device=model.device) if settings.sd == SD15 else \
-            load_sd15(settings.sd, dtype=model.dtype, device=model.device)
+    sd = load_sd15(SD15_REPO if settings.sd == SD15 else settings.sd, dtype=model.dtype,
+                   device=model.device) if with_sd else None
     return GillParts(loaded, vision, image_processor, sd, first_img, settings)
 
 
-def spec_for(parts: GillParts, sizes: GillSettings | None = None, **fixed: int) -> Any:
-    """The GillSpec of these parts with the learned modules' sizes from `sizes` (or `fixed`)."""
+def spec_for(parts: GillParts, **fixed: int) -> Any:
+    """The GillSpec of these parts, the learned modules' sizes from its settings (or `fixed`)."""
     from nmm_memes.gill.model import GillSpec
 
-    s = sizes or parts.settings
+    s = parts.settings
     unet = parts.sd.unet.config if parts.sd is not None else None
     values = dict(
         lm_dim=parts.loaded.model.config.word_embed_proj_dim, vision_dim=parts.vision.config.hidden_size,
@@ -128,8 +126,8 @@ def build_model(parts: GillParts, lm, spec) -> Any:
     """GillModel around `lm` (the OPT, LoRA-wrapped or not) on the parts' device; learned parts fp32."""
     from nmm_memes.gill.model import GillModel
 
-    model = GillModel(lm, parts.vision, spec, gen_loss_scale=parts.settings.gen_loss_scale,
-                      ret_loss_scale=parts.settings.ret_loss_scale)
+    model = GillModel(lm, parts.vision, spec, text_encoder=parts.sd.text_encoder if parts.sd is not None else None,
+                      gen_loss_scale=parts.settings.gen_loss_scale, ret_loss_scale=parts.settings.ret_loss_scale)
     for name in ("visual_embeddings", "visual_fc", "ret_fc", "mapper"):
         getattr(model, name).to(parts.device)
     model.img_tokens.data = model.img_tokens.data.to(parts.device)

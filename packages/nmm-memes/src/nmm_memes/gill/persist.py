@@ -9,6 +9,7 @@ adapter without its parts never exists.
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,13 @@ def save_gill(model, peft_lm, folder: str | Path, *, base_name: str) -> Path:
     final = Path(folder)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    save_adapter(peft_lm, tmp, base_name=base_name, family="opt_clip")
-    data = save(model.parts_state(), metadata={SPEC_KEY: json.dumps(model.spec.to_dict())})
-    atomic_write_bytes(tmp / PARTS_FILE, data)
-    return atomic_replace_dir(tmp, final)
+    try:
+        save_adapter(peft_lm, tmp, base_name=base_name, family="opt_clip")
+        data = save(model.parts_state(), metadata={SPEC_KEY: json.dumps(model.spec.to_dict())})
+        atomic_write_bytes(tmp / PARTS_FILE, data)
+        return atomic_replace_dir(tmp, final)
+    finally:  # a failed save leaves no half-written folder behind (after the rename `tmp` is gone)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_spec(folder: str | Path) -> Any:
@@ -50,7 +54,10 @@ def read_spec(folder: str | Path) -> Any:
         meta = f.metadata() or {}
     if SPEC_KEY not in meta:
         raise DataError(f"{path}: no '{SPEC_KEY}' metadata (not written by nmm-memes)")
-    return GillSpec(**json.loads(meta[SPEC_KEY]))
+    try:
+        return GillSpec(**json.loads(meta[SPEC_KEY]))
+    except (TypeError, ValueError) as exc:  # fields of another version, or not JSON
+        raise DataError(f"{path}: metadata '{SPEC_KEY}' is not a GILL spec ({exc})") from None
 
 
 def check_spec(saved, current, where: str) -> None:

@@ -34,7 +34,10 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
 
     `cfg` is a `MemeTrainConfig`. The adapter folder holds core's LoRA adapter and the parts.
     """
+    from transformers import set_seed
+
     from nmm_core.config import dump_yaml
+    from nmm_core.errors import ConfigError
     from nmm_core.lora import apply_lora
     from nmm_core.report import plot_loss
     from nmm_core.runs import RunDir
@@ -44,16 +47,23 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
     from nmm_memes.gill.persist import save_gill
     from nmm_memes.task import meme_task
 
+    if cfg.train.gradient_checkpointing:
+        # transformers checkpoints a layer only in training mode; GILL keeps the frozen OPT in eval
+        # mode (no dropout), so the flag would be accepted and do nothing.
+        raise ConfigError("GILL keeps the frozen OPT in eval mode, where transformers does not checkpoint "
+                          "gradients: drop --train-gradient-checkpointing (or lower --train-batch-size)")
     run = RunDir.open(cfg.resume) if cfg.resume else RunDir.create(cfg.output_dir, "train", cfg.model.model)
     try:
         if cfg.resume:
             run.set_state("running")
         dump_yaml(cfg, run.file("config.yaml"))
+        # The new parts (LoRA, [IMG] rows, mapper) are drawn before the Trainer seeds: seed them too.
+        set_seed(cfg.train.seed)
         parts = load_parts(cfg.model, cfg.gill)
-        peft_lm = apply_lora(parts.loaded, cfg.lora, gradient_checkpointing=cfg.train.gradient_checkpointing)
+        peft_lm = apply_lora(parts.loaded, cfg.lora)
         model = fresh_model(parts, peft_lm)
         spec = model.spec
-        collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd, first_img=spec.first_img,
+        collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd.tokenizer, first_img=spec.first_img,
                                 img_tokens=spec.img_tokens, max_caption_tokens=parts.settings.max_caption_tokens)
         # GillModel returns its own loss: the plain Trainer path, not the answer-only one.
         settings = replace(cfg.train, answer_only_logits=False)
