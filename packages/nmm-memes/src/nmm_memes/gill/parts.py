@@ -91,7 +91,8 @@ def load_parts(model: ModelSettings, settings: GillSettings, *, with_sd: bool = 
 
     settings = resolve_settings(model.model, settings)
     loaded = load_model(settings.lm, family="opt_clip", dtype=model.dtype, device=model.device,
-                        quantization=None if model.quantization in ("auto", "none") else model.quantization)
+                        quantization=None if model.quantization in ("auto", "none") else model.quantization,
+                        revision=settings.lm_revision)
     first_img = add_img_tokens(loaded.processor, settings.img_tokens)
     device = next(loaded.model.parameters()).device
     try:

@@ -16,6 +16,7 @@ class GillSettings:
     """GILL's parts and learned-module sizes (defaults: the published GILL's, `model_args.json`)."""
 
     lm: str = field(default=OPT_6_7B, metadata={"help": "OPT causal LM: hub id or local folder"})
+    lm_revision: str | None = field(default=None, metadata={"help": "hub revision of the OPT model (pin it)"})
     vision: str = field(default=CLIP_L14, metadata={"help": "CLIP vision encoder: hub id or local folder"})
     vision_revision: str | None = field(default=None, metadata={"help": "hub revision of the CLIP model (pin it)"})
     sd: str = field(default=SD15, metadata={"help": "Stable Diffusion: 'sd15' (pinned) or a diffusers folder"})
