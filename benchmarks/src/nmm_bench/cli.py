@@ -16,6 +16,7 @@ BENCHMARKS = {
     "qlora": "nmm_bench.qlora",
     "bridge-matching": "nmm_bench.bridge_matching",
     "profile": "nmm_bench.profile_step",
+    "memory": "nmm_bench.memory",
 }
 
 

@@ -171,6 +171,44 @@ def left_pad(prompts: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     return {**padded, **batch}
 
 
+def quantize_nf4(model, skip: tuple[str, ...]) -> None:
+    """Replace `nn.Linear`s outside `skip` by bitsandbytes `Linear4bit` (nf4, double quant), as
+    `from_pretrained` with a `BitsAndBytesConfig` would."""
+    import bitsandbytes as bnb
+    import torch
+
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if type(child) is not torch.nn.Linear or any(s in full for s in skip):
+                continue
+            q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                  compute_dtype=torch.bfloat16, compress_statistics=True, quant_type="nf4",
+                                  device="meta")
+            q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4",
+                                         compress_statistics=True, module=q).to("cuda")
+            if child.bias is not None:
+                q.bias = child.bias
+            setattr(module, child_name, q)
+            del child
+    model.is_loaded_in_4bit = True  # what peft's prepare_model_for_kbit_training looks for
+    torch.cuda.empty_cache()
+
+
+def build_quantized(family: str, scale: str):
+    """The model with its language model in nf4 (vision tower, projector, LM head kept in bf16)."""
+    if scale != "full":
+        from nmm_core.models import load_model
+
+        return load_model(TWINS[family], quantization="4bit").model
+    from nmm_core.families import get_family
+
+    model, _ = build_model(family, scale)
+    skip = tuple(p.split(".")[-1] for p in get_family(family).vision_prefixes) + ("lm_head",)
+    quantize_nf4(model, skip)
+    return model
+
+
 def to_device(batch: dict[str, Any], device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
 

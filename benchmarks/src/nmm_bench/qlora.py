@@ -14,54 +14,22 @@ from nmm_bench import fullsize as fs
 from nmm_bench.harness import Result
 
 EPOCHS, EXAMPLES = 3, 1200
-SKIP = ("vision_tower", "multi_modal_projector", "lm_head")
-
-
-def quantize_nf4(model) -> None:
-    """Replace the language model's `nn.Linear`s by bitsandbytes `Linear4bit` (nf4, double quant)."""
-    import bitsandbytes as bnb
-    import torch
-
-    for name, module in list(model.named_modules()):
-        for child_name, child in list(module.named_children()):
-            full = f"{name}.{child_name}" if name else child_name
-            if type(child) is not torch.nn.Linear or any(s in full for s in SKIP):
-                continue
-            q = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
-                                  compute_dtype=torch.bfloat16, compress_statistics=True, quant_type="nf4",
-                                  device="meta")
-            q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4",
-                                         compress_statistics=True, module=q).to("cuda")
-            if child.bias is not None:
-                q.bias = child.bias
-            setattr(module, child_name, q)
-            del child
-    model.is_loaded_in_4bit = True  # what peft's prepare_model_for_kbit_training looks for
-    torch.cuda.empty_cache()
 
 
 def _model(peft_defaults: bool, scale: str, dropout: float):
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
+    from nmm_bench import train_full as tf
     from nmm_bench.train_full import _lora_config
-    from nmm_core.families import get_family
-    from nmm_core.lora import LoraSettings, apply_lora
-    from nmm_core.models import LoadedModel, ModelSource, load_model
 
+    if not peft_defaults:
+        return tf._ours("llava", scale, dropout=dropout, quantization="4bit", gradient_checkpointing=True)
     torch.manual_seed(0)
-    if scale == "full":
-        model, _ = fs.build_model("llava", "full")
-        quantize_nf4(model)
-    else:
-        model = load_model(fs.TWINS["llava"], quantization="4bit").model
+    model = fs.build_quantized("llava", scale)
     torch.manual_seed(1)
-    if peft_defaults:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-        return get_peft_model(model, _lora_config("llava", dropout))
-    fam = get_family("llava")
-    loaded = LoadedModel(model, None, fam, ModelSource("llava (4bit)", "", None, fam, None), "4bit")
-    return apply_lora(loaded, LoraSettings(r=16, alpha=32, dropout=dropout), gradient_checkpointing=True)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    return get_peft_model(model, _lora_config("llava", dropout))
 
 
 def run(size: str) -> Result:

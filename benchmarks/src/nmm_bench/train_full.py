@@ -46,7 +46,8 @@ def _peft_default(family: str, scale: str, *, dropout: float = 0.05, seed: int =
     return get_peft_model(model, _lora_config(family, dropout))
 
 
-def _ours(family: str, scale: str, *, precision: str = "fp32-master", dropout: float = 0.0, seed: int = 0):
+def _ours(family: str, scale: str, *, precision: str = "fp32-master", dropout: float = 0.0, seed: int = 0,
+          quantization: str | None = None, gradient_checkpointing: bool = False):
     import torch
 
     from nmm_core.families import get_family
@@ -54,11 +55,12 @@ def _ours(family: str, scale: str, *, precision: str = "fp32-master", dropout: f
     from nmm_core.models import LoadedModel, ModelSource
 
     torch.manual_seed(seed)
-    model, _ = fs.build_model(family, scale)
+    model = fs.build_quantized(family, scale) if quantization else fs.build_model(family, scale)[0]
     fam = get_family(family)
-    loaded = LoadedModel(model, None, fam, ModelSource(f"{family} ({scale})", "", None, fam, None))
+    loaded = LoadedModel(model, None, fam, ModelSource(f"{family} ({scale})", "", None, fam, None), quantization)
     torch.manual_seed(seed + 1)
-    return apply_lora(loaded, LoraSettings(r=16, alpha=32, dropout=dropout, precision=precision))
+    return apply_lora(loaded, LoraSettings(r=16, alpha=32, dropout=dropout, precision=precision),
+                      gradient_checkpointing=gradient_checkpointing)
 
 
 def _device(scale: str) -> str:
