@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from nmm_core.config import dump_yaml
 from nmm_core.data import ColumnMap, load_examples
@@ -138,9 +138,38 @@ def _distributed_run_dir(state, create) -> RunDir:
     return RunDir(holder[0]) if not state.is_main_process else RunDir.open(holder[0])
 
 
+@dataclass
+class Trainee:
+    """What `run_train` trains: the adapted model, how it is batched, and how it is saved."""
+
+    model: Any
+    processor: Any
+    family: Any
+    save: Callable[[Path], Any]  # writes the adapter folder (atomically) at the given path
+    device: Any
+    bf16: bool
+    collator: Any = None  # None: the chat collator with answer-only labels
+    settings: TrainSettings | None = None  # None: the config's
+
+
+def lora_trainee(cfg: TrainConfig) -> Trainee:
+    """The preset/folder model with fresh LoRA adapters, saved as a peft adapter."""
+    loaded = cfg.model.load()
+    peft_model = apply_lora(loaded, cfg.lora, gradient_checkpointing=cfg.train.gradient_checkpointing)
+    return Trainee(peft_model, loaded.processor, loaded.family,
+                   save=lambda path: save_adapter(peft_model, path, base_name=cfg.model.model,
+                                                  family=loaded.family.name),
+                   device=next(loaded.model.parameters()).device,
+                   bf16=str(loaded.model.dtype) == "torch.bfloat16")
+
+
 def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None,
-              finish: Finish | None = None) -> Path:
-    """Fine-tune and save the adapter; returns the completed run folder."""
+              finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] = lora_trainee) -> Path:
+    """Fine-tune and save the adapter; returns the completed run folder.
+
+    `trainee` builds what is trained (a model of a domain's own, such as GILL, brings its own
+    collator and save); the run folder, resume, multi-process and reporting stay here.
+    """
     state = _process_state(cfg.model)
     main = state.is_main_process
     if cfg.resume:
@@ -155,19 +184,14 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
         train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run)
-        loaded = cfg.model.load()
-        peft_model = apply_lora(loaded, cfg.lora,
-                                gradient_checkpointing=cfg.train.gradient_checkpointing)
-        device = next(loaded.model.parameters()).device
-        outcome = train(peft_model, loaded.processor, loaded.family, train_set, task=task,
-                        settings=cfg.train, run_dir=run.path, resume=bool(cfg.resume),
-                        bf16=str(loaded.model.dtype) == "torch.bfloat16",
-                        use_cpu=device.type == "cpu")
+        built = trainee(cfg)
+        outcome = train(built.model, built.processor, built.family, train_set, task=task,
+                        settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
+                        bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator)
         state.wait_for_everyone()
         if not main:
             return run.final_path
-        save_adapter(peft_model, run.file("adapter"), base_name=cfg.model.model,
-                     family=loaded.family.name)
+        built.save(run.file("adapter"))
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
         if finish is not None:
             finish(run.path)

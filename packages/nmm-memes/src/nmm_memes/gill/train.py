@@ -32,19 +32,11 @@ def fresh_model(parts, lm) -> Any:
 def run_gill_train(cfg, examples: list[Example]) -> Path:
     """Fine-tune GILL on `examples` (captioning + generation + retrieval losses); the run folder.
 
-    `cfg` is a `MemeTrainConfig`. The adapter folder holds core's LoRA adapter and the parts.
+    `cfg` is a `MemeTrainConfig`. Core's `run_train` runs it (run folder, resume, processes);
+    the adapter folder holds core's LoRA adapter and the GILL parts.
     """
-    from transformers import set_seed
-
-    from nmm_core.config import dump_yaml
     from nmm_core.errors import ConfigError
-    from nmm_core.lora import apply_lora
-    from nmm_core.report import plot_loss
-    from nmm_core.runs import RunDir
-    from nmm_core.train import train
-    from nmm_memes.gill.collate import GillCollator
-    from nmm_memes.gill.parts import load_parts
-    from nmm_memes.gill.persist import save_gill
+    from nmm_core.workflows import run_train
     from nmm_memes.task import meme_task
 
     if cfg.train.gradient_checkpointing:
@@ -52,29 +44,30 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
         # mode (no dropout), so the flag would be accepted and do nothing.
         raise ConfigError("GILL keeps the frozen OPT in eval mode, where transformers does not checkpoint "
                           "gradients: drop --train-gradient-checkpointing (or lower --train-batch-size)")
-    run = RunDir.open(cfg.resume) if cfg.resume else RunDir.create(cfg.output_dir, "train", cfg.model.model)
-    try:
-        if cfg.resume:
-            run.set_state("running")
-        dump_yaml(cfg, run.file("config.yaml"))
-        # The new parts (LoRA, [IMG] rows, mapper) are drawn before the Trainer seeds: seed them too.
-        set_seed(cfg.train.seed)
-        parts = load_parts(cfg.model, cfg.gill)
-        peft_lm = apply_lora(parts.loaded, cfg.lora)
-        model = fresh_model(parts, peft_lm)
-        spec = model.spec
-        collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd.tokenizer, first_img=spec.first_img,
-                                img_tokens=spec.img_tokens, max_caption_tokens=parts.settings.max_caption_tokens)
-        # GillModel returns its own loss: the plain Trainer path, not the answer-only one.
-        settings = replace(cfg.train, answer_only_logits=False)
-        outcome = train(model, parts.tokenizer, parts.loaded.family, examples, task=meme_task(), settings=settings,
-                        run_dir=run.path, resume=bool(cfg.resume),
-                        bf16=str(parts.loaded.model.dtype) == "torch.bfloat16",
-                        use_cpu=parts.device.type == "cpu", collator=collator)
-        save_gill(model, peft_lm, run.file("adapter"), base_name=parts.settings.lm)
-        plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
-        return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
-                            examples=len(examples), resumed_from=outcome.resumed_from)
-    except BaseException as exc:
-        run.fail(exc)  # a resumed run is already 'complete': a context manager would not mark it
-        raise
+    return run_train(cfg, meme_task(), examples=examples, trainee=gill_trainee)
+
+
+def gill_trainee(cfg):
+    """GILL's parts with fresh LoRA on the frozen OPT, its own collator and loss, saved with its parts."""
+    from transformers import set_seed
+
+    from nmm_core.lora import apply_lora
+    from nmm_core.workflows import Trainee
+    from nmm_memes.gill.collate import GillCollator
+    from nmm_memes.gill.parts import load_parts
+    from nmm_memes.gill.persist import save_gill
+
+    # The new parts (LoRA, [IMG] rows, mapper) are drawn before the Trainer seeds: seed them too.
+    set_seed(cfg.train.seed)
+    parts = load_parts(cfg.model, cfg.gill)
+    peft_lm = apply_lora(parts.loaded, cfg.lora)
+    model = fresh_model(parts, peft_lm)
+    spec = model.spec
+    collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd.tokenizer, first_img=spec.first_img,
+                            img_tokens=spec.img_tokens, max_caption_tokens=parts.settings.max_caption_tokens)
+    return Trainee(model, parts.tokenizer, parts.loaded.family,
+                   save=lambda path: save_gill(model, peft_lm, path, base_name=parts.settings.lm),
+                   device=parts.device, bf16=str(parts.loaded.model.dtype) == "torch.bfloat16",
+                   collator=collator,
+                   # GillModel returns its own loss: the plain Trainer path, not the answer-only one
+                   settings=replace(cfg.train, answer_only_logits=False))
