@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import DataError
+from nmm_core.weights import read_weights
 
 # (published prefix, our prefix), most specific first.
 _PREFIXES = (
@@ -44,26 +45,6 @@ def convert_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_checkpoint(folder: Path) -> dict[str, Any]:
-    """All tensors of a folder's `*.safetensors` shards (or `pytorch_model*.bin`)."""
-    from safetensors.torch import load_file
-
-    shards = sorted(folder.glob("*.safetensors"))
-    state: dict[str, Any] = {}
-    if shards:
-        for shard in shards:
-            state.update(load_file(shard))
-        return state
-    import torch
-
-    bins = sorted(folder.glob("pytorch_model*.bin"))
-    if not bins:
-        raise DataError(f"{folder}: no *.safetensors or pytorch_model*.bin weights")
-    for shard in bins:
-        state.update(torch.load(shard, map_location="cpu", weights_only=True))
-    return state
-
-
 def convert_checkpoint(src: str | Path, out: str | Path, *, image_token_id: int):
     """Convert `src` (config.json + weights) into a TinyLlava model saved to `out`; the model."""
     from nmm_core.families.tinyllava import llava_config
@@ -75,7 +56,7 @@ def convert_checkpoint(src: str | Path, out: str | Path, *, image_token_id: int)
     if not config_file.exists():
         raise DataError(f"{src}: no config.json (expected a TinyLLaVA_Factory checkpoint)")
     config = llava_config(json.loads(config_file.read_text()), image_token_id=image_token_id)
-    state = convert_state_dict(read_checkpoint(src))
+    state = convert_state_dict(read_weights(src))
     model = TinyLlavaForConditionalGeneration(config)
     # strict: a weight missing on either side means the mapping (or the file) is wrong
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nmm_core.errors import DataError
+from nmm_core.weights import read_weights
 
 if TYPE_CHECKING:
     from nmm_core.families.moondream_model import MoondreamConfig, MoondreamForConditionalGeneration
@@ -119,19 +120,6 @@ def load_converted(state: Mapping[str, Any], config: MoondreamConfig) -> Moondre
     return model
 
 
-def read_safetensors(folder: Path) -> dict[str, Any]:
-    """All tensors of a folder's `*.safetensors` files."""
-    from safetensors.torch import load_file
-
-    shards = sorted(Path(folder).glob("*.safetensors"))
-    if not shards:
-        raise DataError(f"{folder}: no *.safetensors weights")
-    state: dict[str, Any] = {}
-    for shard in shards:
-        state.update(load_file(shard))
-    return state
-
-
 def convert_folder(src: str | Path, out: str | Path, *, text: dict[str, Any] | None = None,
                    vision: dict[str, Any] | None = None, projector_hidden_size: int | None = None,
                    multi_crop_min_size: int | None = None) -> MoondreamForConditionalGeneration:
@@ -157,7 +145,7 @@ def convert_folder(src: str | Path, out: str | Path, *, text: dict[str, Any] | N
         projector_hidden_size=projector_hidden_size or moondream.PUBLISHED_PROJECTOR_HIDDEN)
     if processor.image_token_id >= config.text_config.vocab_size:
         raise DataError(f"{src}: the tokenizer has no free embedding row for the image token")
-    model = load_converted(read_safetensors(src), config)
+    model = load_converted(read_weights(src), config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
