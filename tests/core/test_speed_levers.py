@@ -22,8 +22,9 @@ def _batch(loaded, n=4, seed=0):
     return [ex.id for ex in examples], VlmCollator(loaded.processor, loaded.family)(examples)
 
 
-def test_feature_cache_serves_the_same_features_without_running_the_tower():
-    loaded = load_model("tiny-qwen2-vl")
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-llava-1.5", "tiny-tinyllava", "tiny-smolvlm"])
+def test_feature_cache_serves_the_same_features_without_running_the_tower(preset):
+    loaded = load_model(preset)
     model = apply_lora(loaded, LoraSettings())
     model.train()
     ids, batch = _batch(loaded)
