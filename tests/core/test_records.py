@@ -223,3 +223,18 @@ def test_problem_is_one_readable_line():
     assert str(Problem("abc", "image", why)) == f"record 'abc' field 'image': {why}"
     empty = ValidationReport(kept=[], problems=[], total=0)
     assert empty.summary() == "kept 0 of 0 records"
+
+
+def test_image_size_reads_headers_of_paths_bytes_and_images(tmp_path):
+    from nmm_core.records import image_size
+
+    image = Image.new("RGB", (30, 20))
+    path = tmp_path / "a.png"
+    image.save(path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    for source in (image, str(path), buffer.getvalue()):
+        assert image_size(Example("r1", source, "q?", ("a",))) == (30, 20)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="record 'r2' field 'image'"):
+        image_size(Example("r2", str(tmp_path / "bad.png"), "q?", ("a",)))

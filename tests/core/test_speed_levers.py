@@ -150,3 +150,39 @@ def test_fast_defaults_reach_the_plain_paths_score(tmp_path):
         scores[name] = result.metrics["exact_match"]
     assert min(scores.values()) >= 0.25, scores  # both learn (the base scores 0)
     assert abs(scores["fast"] - scores["plain"]) <= 0.1, scores
+
+
+def test_grouping_by_length_pads_less_and_still_sees_every_example(tmp_path):
+    import random
+
+    from nmm_core.records import Example
+
+    rng = random.Random(0)
+    filler = "Look at every part of the picture before you answer. "
+    examples = [Example(ex.id, ex.image, filler * rng.randint(0, 6) + ex.prompt, ex.answers, ex.meta)
+                for ex in make_shapes_dataset(64, seed=4)]
+    loaded = load_model("tiny-qwen2-vl")
+    model = apply_lora(loaded, LoraSettings())
+    collate = VlmCollator(loaded.processor, loaded.family)
+    padding, seen = {}, {}
+    for grouped in (False, True):
+        settings = TrainSettings(batch_size=4, group_by_length=grouped, cache_vision_features="off")
+        trainer = make_trainer(model, _Examples(examples), lambda batch: {"ids": [ex.id for ex in batch],
+                                                                           **collate(batch)},
+                               settings=settings, run_dir=tmp_path / str(grouped), use_cpu=True)
+        batches = list(trainer.get_train_dataloader())
+        padding[grouped] = sum(int((b["attention_mask"] == 0).sum()) for b in batches)
+        seen[grouped] = sorted(i for b in batches for i in b["ids"])
+    assert seen[True] == seen[False] == sorted(ex.id for ex in examples)
+    assert padding[True] < 0.5 * padding[False], padding
+
+
+class _Examples:
+    def __init__(self, examples):
+        self.examples = examples
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        return self.examples[i]

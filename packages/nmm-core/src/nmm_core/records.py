@@ -70,6 +70,27 @@ def load_image(example: Example, *, mode: str | None = "RGB") -> PIL.Image.Image
     return image if mode is None else _convert(image, mode)
 
 
+def image_size(example: Example) -> tuple[int, int]:
+    """(width, height) of the example's image from its header, without decoding the pixels."""
+    import io
+
+    from PIL import Image
+
+    source = example.image
+    if isinstance(source, Image.Image):
+        return source.size
+    if source is None:
+        return (0, 0)
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            with Image.open(io.BytesIO(bytes(source))) as im:
+                return im.size
+        with Image.open(os.fspath(source)) as im:
+            return im.size
+    except (OSError, TypeError, ValueError) as exc:
+        raise DataError(f"record {example.id!r} field 'image': cannot read its size ({exc})") from exc
+
+
 def _decode(record_id: str, described: str, read: Callable[[], bytes]) -> PIL.Image.Image:
     """Read and fully decode an image, so truncated files fail here and not mid-training."""
     from PIL import Image

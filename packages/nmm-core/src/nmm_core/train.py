@@ -52,6 +52,8 @@ class TrainSettings:
                                                          "(auto: with CUDA and liger-kernel installed)"})
     compile_layers: bool = field(default=False, metadata={"help": "torch.compile each decoder layer (CUDA; the "
                                                                   "first step pays the compilation)"})
+    group_by_length: bool = field(default=False, metadata={"help": "batches of similar length (text + image "
+                                                                   "size): less padding on variable-length data"})
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
@@ -103,14 +105,26 @@ def _trainer_class():
     class NmmTrainer(Trainer):
         """`Trainer` with answer-only logits and the vision-feature cache as switches."""
 
-        def __init__(self, *args, answer_only: bool = True, feature_cache=None, **kwargs):
+        def __init__(self, *args, answer_only: bool = True, feature_cache=None, lengths=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.answer_only = answer_only
             self.feature_cache = feature_cache
+            self.lengths = lengths
             if answer_only:
                 # Our loss takes num_items_in_batch: Trainer must count answer tokens across the
                 # accumulated micro-batches and must not divide by the accumulation steps again.
                 self.model_accepts_loss_kwargs = True
+
+        def _get_train_sampler(self, *args, **kwargs):
+            if self.lengths is None:
+                return super()._get_train_sampler(*args, **kwargs)
+            import torch
+            from transformers.trainer_pt_utils import LengthGroupedSampler
+
+            # shuffled, then sorted by length within mega-batches of 50 batches (transformers' own)
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=self.lengths,
+                                        generator=torch.Generator().manual_seed(self.args.seed))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             from nmm_core.answer_loss import answer_only_loss
@@ -256,12 +270,26 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         data_collator=collator,
         answer_only=settings.answer_only_logits,
         feature_cache=cache,
+        lengths=approximate_lengths(dataset.examples) if settings.group_by_length else None,
         callbacks=[
             _jsonl_logger(run_dir / "metrics.jsonl"),
             TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
             *callbacks,
         ],
     )
+
+
+def approximate_lengths(examples: Sequence[Example]) -> list[int]:
+    """A sort key per example: text characters / 4 plus image pixels / 28^2 (a Qwen2-VL token's
+    area), read from image headers; only the order matters to the sampler."""
+    from nmm_core.records import image_size
+
+    out = []
+    for ex in examples:
+        width, height = image_size(ex)
+        answer = ex.answers[0] if ex.answers else ""
+        out.append((len(ex.prompt) + len(answer)) // 4 + width * height // 784)
+    return out
 
 
 def _feature_cache(model, dataset, *, explicit: bool):
