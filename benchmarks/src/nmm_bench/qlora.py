@@ -17,19 +17,11 @@ EPOCHS, EXAMPLES = 3, 1200
 
 
 def _model(peft_defaults: bool, scale: str, dropout: float):
-    import torch
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
     from nmm_bench import train_full as tf
-    from nmm_bench.train_full import _lora_config
 
-    if not peft_defaults:
-        return tf._ours("llava", scale, dropout=dropout, quantization="4bit", gradient_checkpointing=True)
-    torch.manual_seed(0)
-    model = fs.build_quantized("llava", scale)
-    torch.manual_seed(1)
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    return get_peft_model(model, _lora_config("llava", dropout))
+    if peft_defaults:
+        return tf._peft_default("llava", scale, dropout=dropout, quantization="4bit")
+    return tf._ours("llava", scale, dropout=dropout, quantization="4bit", gradient_checkpointing=True)
 
 
 def run(size: str) -> Result:

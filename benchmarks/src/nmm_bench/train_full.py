@@ -35,14 +35,17 @@ def _lora_config(family: str, dropout: float):
                       task_type="CAUSAL_LM")
 
 
-def _peft_default(family: str, scale: str, *, dropout: float = 0.05, seed: int = 0):
-    """The model with LoRA as a plain peft user gets it (fp32 adapters on a bf16 base)."""
+def _peft_default(family: str, scale: str, *, dropout: float = 0.05, seed: int = 0, quantization: str | None = None):
+    """The model with LoRA as a plain peft user gets it (fp32 adapters on a bf16 base; with
+    `quantization`, peft's k-bit preparation with gradient checkpointing, the QLoRA recipe)."""
     import torch
-    from peft import get_peft_model
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     torch.manual_seed(seed)
-    model, _ = fs.build_model(family, scale)
+    model = fs.build_quantized(family, scale) if quantization else fs.build_model(family, scale)[0]
     torch.manual_seed(seed + 1)
+    if quantization:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
     return get_peft_model(model, _lora_config(family, dropout))
 
 
