@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ from nmm_core.answer_loss import answer_only_loss
 from nmm_core.chat import VlmCollator
 from nmm_core.errors import ConfigError, DeviceError
 from nmm_core.feature_cache import VisionFeatureCache
-from nmm_core.lora import LoraSettings, apply_lora, set_input_casting
+from nmm_core.lora import LoraSettings, apply_lora, cast_adapter_weights, needs_autocast, set_input_casting
 from nmm_core.models import load_model
 from nmm_core.runs import read_jsonl
 from nmm_core.task import short_answer_task
@@ -43,6 +45,46 @@ def test_feature_cache_serves_the_same_features_without_running_the_tower(preset
     assert len(calls) == 2
     cache.close()
     assert "get_image_features" not in cache.owner.__dict__
+
+
+def _tiled_smolvlm():
+    """The SmolVLM twin splitting images into crops: 5 tiles for a square image, 3 for a wide one."""
+    loaded = load_model("tiny-smolvlm")
+    loaded.processor.image_processor.do_image_splitting = True
+    loaded.processor.image_processor.size = {"longest_edge": 64}
+    examples = make_shapes_dataset(3)
+    wide = examples[1].image.resize((112, 28)) if hasattr(examples[1].image, "resize") else None
+    examples[1] = dataclasses.replace(examples[1], image=wide)
+    return loaded, examples
+
+
+@pytest.mark.parametrize("features_as", ["per example (transformers >= 5.20)", "one tensor of tiles (5.17)"])
+def test_feature_cache_serves_several_tiles_per_example(features_as):
+    loaded, examples = _tiled_smolvlm()
+    batch = VlmCollator(loaded.processor, loaded.family)(examples)
+    assert [n for n in (batch["pixel_values"] != 0).flatten(2).any(-1).sum(1).tolist()] == [5, 3, 5]
+    model = apply_lora(loaded, LoraSettings())
+    model.train()
+    cache = VisionFeatureCache(model)
+    calls = []
+    original = cache.original
+
+    def tower(*args, **kwargs):
+        calls.append(1)
+        out = original(*args, **kwargs)
+        if features_as.startswith("one tensor"):  # all real tiles in one tensor, as transformers 5.17 returns
+            seq = loaded.processor.image_seq_len
+            out.pooler_output = torch.cat([f.reshape(-1, seq, f.shape[-1]) for f in out.pooler_output])
+        return out
+
+    cache.original = tower
+    cache.keys = [ex.id for ex in examples]
+    first, _ = answer_only_loss(model, batch)
+    second, _ = answer_only_loss(model, batch)
+    assert len(calls) == 1 and not cache.disabled
+    per_tile = loaded.processor.image_seq_len * model.config.text_config.hidden_size
+    assert [f.numel() // per_tile for f in cache.store.values()] == [5, 3, 5]
+    torch.testing.assert_close(first, second)
 
 
 def test_feature_cache_stores_nothing_beyond_its_budget():
@@ -82,25 +124,55 @@ def test_training_with_the_cache_gives_the_losses_of_training_without(tmp_path):
     assert losses["on"] == pytest.approx(losses["off"], rel=1e-5)
 
 
-def test_fp32_master_adapters_skip_the_activation_cast_and_keep_fp32_gradients():
+def test_fp32_master_adapters_compute_in_bf16_without_autocast_and_keep_fp32_gradients():
     loaded = load_model("tiny-qwen2-vl", dtype="bfloat16")
     model = apply_lora(loaded, LoraSettings())
     lora_layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
     assert lora_layers and not any(m.cast_input_dtype_enabled for m in lora_layers)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert all(p.dtype == torch.float32 for p in trainable) and not needs_autocast(model)
+    for p in trainable:  # B starts at zero: give the adapters an effect to compare
+        torch.nn.init.normal_(p, std=0.05)
     _, batch = _batch(loaded, n=2)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, _ = answer_only_loss(model, batch)
+    loss, out = answer_only_loss(model, batch)  # no autocast anywhere
     loss.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and g.dtype == torch.float32 for g in grads)
-    set_input_casting(model, enabled=True)  # what train() does at the end: plain eval works again
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in trainable)
+
+    # the same adapter weights held in bf16 compute the same logits, bit for bit
+    twin = apply_lora(load_model("tiny-qwen2-vl", dtype="bfloat16"), LoraSettings(precision="bf16"))
+    twin.load_state_dict({k: v.to(torch.bfloat16) for k, v in model.state_dict().items()})
+    with torch.no_grad():
+        assert torch.equal(twin(**batch).logits, model(**batch).logits)
+
+    set_input_casting(model, enabled=True)  # what train() does at the end: peft's own adapters again
+    assert cast_adapter_weights(model, enabled=False) == 2 * len(lora_layers)
     with torch.no_grad():
         assert model(**batch).logits.dtype == torch.bfloat16
 
 
-def test_fp32_master_adapters_without_autocast_are_refused(tmp_path):
+def _autocast_seen(model) -> list[bool]:
+    seen: list[bool] = []
+    # inside the peft wrapper: accelerate patches the outer forward with its autocast
+    model.get_base_model().register_forward_pre_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+    return seen
+
+
+@pytest.mark.parametrize(("precision", "autocast"), [("fp32-master", False), ("fp32-autocast", True),
+                                                     ("fp32", True), ("bf16", False)])
+def test_the_step_runs_under_autocast_only_where_fp32_weights_need_it(tmp_path, precision, autocast):
     loaded = load_model("tiny-qwen2-vl", dtype="bfloat16")
-    model = apply_lora(loaded, LoraSettings())
+    model = apply_lora(loaded, LoraSettings(precision=precision))
+    seen = _autocast_seen(model)
+    collator = VlmCollator(loaded.processor, loaded.family, prompt_fn=short_answer_task().prompt, train=True)
+    trainer = make_trainer(model, _Examples(make_shapes_dataset(4)), collator, run_dir=tmp_path, bf16=True,
+                           use_cpu=True, settings=TrainSettings(max_steps=1, batch_size=2, num_workers=0))
+    trainer.train()
+    assert seen and set(seen) == {autocast}
+
+
+def test_fp32_autocast_adapters_without_autocast_are_refused(tmp_path):
+    loaded = load_model("tiny-qwen2-vl", dtype="bfloat16")
+    model = apply_lora(loaded, LoraSettings(precision="fp32-autocast"))
     with pytest.raises(ConfigError, match="bf16 autocast"):
         make_trainer(model, make_shapes_dataset(2), lambda x: x, settings=TrainSettings(), run_dir=tmp_path,
                      bf16=False, use_cpu=True)

@@ -3,7 +3,8 @@
 With LoRA on the language model only, the vision tower and projector are frozen and an image's
 features never change, yet a plain step recomputes them every epoch (31% of a Qwen2-VL-2B step).
 The cache wraps the model's own `get_image_features`: a batch whose images are all cached skips
-the tower; any miss runs the real method and stores each image's features by example id.
+the tower; any miss runs the real method and stores each example's features by example id. An
+example may bring several images or tiles (SmolVLM's crops): its features are all its tiles'.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class VisionFeatureCache:
         self.stored_bytes = 0
         self.disabled = False
         self._kind = "output"  # what the model's method returns: output object, sequence or tensor
+        self._join = "tuple"  # how per-example features are put back together: tuple, stack or cat
         self.owner.get_image_features = self._features
 
     def close(self) -> None:
@@ -69,40 +71,56 @@ class VisionFeatureCache:
             return self._output([self.store[k].to(pixel_values.device) for k in keys])
         out = self.original(pixel_values, *args, **kwargs)
         try:
-            per_image = self._split(out, len(keys))
+            per_image = self._split(out, len(keys), pixel_values)
         except ConfigError:
             if self.explicit:
                 raise
-            self.disabled = True  # e.g. several tiles per example: this model runs its tower every step
+            self.disabled = True  # features it cannot split per example: its tower runs every step
             return out
         for key, feats in zip(keys, per_image, strict=True):
             size = feats.numel() * feats.element_size()
             if key not in self.store and self.stored_bytes + size <= self.budget:
-                self.store[key] = feats.detach().to(self.device) if self.device else feats.detach()
+                # a copy: a view would keep the whole batch's features alive past the budget
+                self.store[key] = feats.detach().to(self.device, copy=True) if self.device else feats.detach().clone()
                 self.stored_bytes += size
         self.misses += len(keys)
         return out
 
-    def _split(self, out, n: int) -> list:
+    def _split(self, out, n: int, pixel_values) -> list:
         import torch
 
         feats = getattr(out, "pooler_output", out)
         self._kind = ("tensor" if isinstance(out, torch.Tensor) else
                       "sequence" if isinstance(out, (list, tuple)) else "output")
+        self._join = "tuple"
         if isinstance(feats, (list, tuple)) and len(feats) == n:
             return list(feats)
-        if isinstance(feats, torch.Tensor) and feats.shape[0] == n:
-            return list(feats.unbind(0))
-        raise ConfigError("this model's image features are not one entry per example (several images or "
-                          "tiles per example): turn cache_vision_features off")
+        if isinstance(feats, torch.Tensor):
+            tiles = _tiles_per_example(pixel_values, n)
+            if tiles is not None and sum(tiles) == feats.shape[0]:
+                self._join = "cat"  # each example's real tiles, all in one tensor (Idefics3 on 5.17)
+                return list(feats.split(tiles))
+            if feats.shape[0] == n:  # one row per example (Moondream merges its crops into it)
+                self._join = "stack"
+                return list(feats.unbind(0))
+        raise ConfigError("this model's image features cannot be told apart per example: turn "
+                          "cache_vision_features off")
 
     def _output(self, per_image: list):
-        if self._kind == "tensor":
-            import torch
+        import torch
 
-            return torch.stack(per_image)
-        if self._kind == "sequence":
-            return tuple(per_image)
+        joined = (torch.cat(per_image) if self._join == "cat" else
+                  torch.stack(per_image) if self._join == "stack" else tuple(per_image))
+        if self._kind != "output":
+            return joined
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        return BaseModelOutputWithPooling(pooler_output=tuple(per_image))
+        return BaseModelOutputWithPooling(pooler_output=joined)
+
+
+def _tiles_per_example(pixel_values, n: int) -> list[int] | None:
+    """Real images per example of a (batch, images, channels, height, width) batch: rows padded
+    with all-zero images, the padding the Idefics3 family drops before its tower."""
+    if getattr(pixel_values, "dim", lambda: 0)() != 5 or pixel_values.shape[0] != n:
+        return None
+    return (pixel_values != 0).flatten(2).any(-1).sum(1).tolist() or None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from nmm_core.errors import ConfigError, PresetError
 from nmm_core.models import LoadedModel
 
 ADAPTER_MARKER = "nmm_adapter.json"  # beside peft's files: which base the adapter belongs to
-ADAPTER_PRECISIONS = ("fp32-master", "fp32", "bf16")
+ADAPTER_PRECISIONS = ("fp32-master", "fp32-autocast", "fp32", "bf16")
 
 
 @dataclass
@@ -38,7 +39,8 @@ class LoraSettings:
     )
     precision: str = field(
         default="fp32-master",
-        metadata={"help": "adapter weights: fp32-master (fp32 weights, bf16 compute, no activation casts), "
+        metadata={"help": "adapter weights: fp32-master (fp32 weights cast to bf16 inside each adapter, no "
+                          "autocast), fp32-autocast (fp32 weights, the whole model under bf16 autocast), "
                           "fp32 (peft's default: activations cast to fp32), bf16 (weights in bf16)"},
     )
 
@@ -103,14 +105,19 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     # peft keeps adapters in fp32 on a half-precision base and casts every adapted activation to
-    # fp32 and back. "fp32-master" keeps fp32 weights but skips the activation casts: under the
-    # trainer's bf16 autocast the small adapter weights are cast instead of the large activations.
+    # fp32 and back. Both fp32-* precisions keep fp32 weights but skip those activation casts:
+    # "fp32-master" casts the small adapter weights to the activations' dtype inside each adapter,
+    # so the frozen base runs exactly as a plain bf16 model; "fp32-autocast" leaves that to the
+    # trainer's bf16 autocast, which also runs the base's LayerNorms, pow and softmax in fp32 on
+    # CUDA (slower on Phi-2 and SigLIP, whose LayerNorm outputs are then cast once per projection).
     peft_model = get_peft_model(model, lora_config(loaded, settings),
                                 autocast_adapter_dtype=settings.precision != "bf16")
     if not any(p.requires_grad for p in peft_model.parameters()):
         raise ConfigError("no LoRA target matched this model: check lora.targets")
-    if settings.precision == "fp32-master" and half_precision(peft_model):
+    if settings.precision in ("fp32-master", "fp32-autocast") and half_precision(peft_model):
         set_input_casting(peft_model, enabled=False)
+        if settings.precision == "fp32-master":
+            cast_adapter_weights(peft_model, enabled=True)
     return peft_model
 
 
@@ -125,12 +132,58 @@ def half_precision(model) -> bool:
 def set_input_casting(model, *, enabled: bool) -> None:
     """Turn peft's cast of each adapted layer's input to the adapter dtype on or off.
 
-    Off needs autocast around the forward (the trainer's bf16 mode), which casts the adapter
-    weights to the activations' dtype; `train` turns it back on when training ends.
+    Off needs the adapter weights cast instead: by `cast_adapter_weights`, or by autocast around
+    the forward (the trainer's bf16 mode); `train` turns it back on when training ends.
     """
     for module in model.modules():
         if hasattr(module, "cast_input_dtype_enabled"):
             module.cast_input_dtype_enabled = enabled
+
+
+@functools.cache
+def _weight_cast_linear():
+    """The class, built on first use (this module does not import torch at import time)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class WeightCastLinear(nn.Linear):
+        """nn.Linear that computes in its input's dtype: fp32 master weights, bf16 matmul."""
+
+        def forward(self, x):
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            return F.linear(x, self.weight.to(x.dtype), bias)
+
+    return WeightCastLinear
+
+
+def cast_adapter_weights(model, *, enabled: bool) -> int:
+    """Make every LoRA A/B linear of `model` compute in its input's dtype (or back); returns how many.
+
+    The weights stay fp32 parameters (the optimiser's master copy); the forward uses a bf16 copy
+    and the gradient flows back through the cast, as under autocast, without autocasting the base.
+    """
+    from torch import nn
+
+    cast_class = _weight_cast_linear()
+    count = 0
+    for module in model.modules():
+        if not hasattr(module, "cast_input_dtype_enabled"):
+            continue  # not a peft LoRA layer
+        for linear in [*getattr(module, "lora_A", {}).values(), *getattr(module, "lora_B", {}).values()]:
+            if type(linear) in (nn.Linear, cast_class):
+                linear.__class__ = cast_class if enabled else nn.Linear
+                count += 1
+    return count
+
+
+def needs_autocast(model) -> bool:
+    """True when fp32 weights train without casts of their own (fp32-autocast or peft's default
+    adapters, a domain's fp32 head): the trainer then runs the step under bf16 autocast."""
+    import torch
+
+    cast_class = _weight_cast_linear()
+    cast = {id(p) for m in model.modules() if isinstance(m, cast_class) for p in m.parameters()}
+    return any(p.requires_grad and p.dtype == torch.float32 and id(p) not in cast for p in model.parameters())
 
 
 def save_adapter(peft_model, folder: str | Path, *, base_name: str, family: str) -> Path:

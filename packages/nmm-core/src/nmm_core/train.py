@@ -220,13 +220,14 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
     from transformers.integrations import TensorBoardCallback
 
     from nmm_core.kernels import apply_liger, compile_layers, liger_available
-    from nmm_core.lora import half_precision
+    from nmm_core.lora import half_precision, needs_autocast
 
     workers = _workers(settings.num_workers, use_cpu)
-    if not bf16 and half_precision(model) and not all(
+    autocast = bf16 and needs_autocast(model)
+    if not bf16 and needs_autocast(model) and half_precision(model) and not all(
             getattr(m, "cast_input_dtype_enabled", True) for m in model.modules()):
-        raise ConfigError("fp32-master adapters on a bf16 base train under bf16 autocast: pass bf16=True "
-                          "(or lora precision fp32/bf16)")
+        raise ConfigError("fp32-autocast adapters on a bf16 base train under bf16 autocast: pass bf16=True "
+                          "(or lora precision fp32-master)")
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=settings.epochs,
@@ -245,7 +246,9 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         save_total_limit=settings.save_total_limit,
         seed=settings.seed,
         data_seed=settings.seed,
-        bf16=bf16,
+        # bf16 autocast only where fp32 weights need it: over a bf16 model it can only add casts
+        # (on CUDA it runs LayerNorm, pow, softmax and more in fp32).
+        bf16=autocast,
         use_cpu=use_cpu,
         dataloader_num_workers=workers,
         dataloader_persistent_workers=workers > 0,
@@ -312,10 +315,11 @@ def _feature_cache(model, dataset, *, explicit: bool):
 
 
 def release_speedups(trainer) -> None:
-    """After training: drop cached features, restore peft's input casts for evaluation."""
-    from nmm_core.lora import set_input_casting
+    """After training: drop cached features, restore peft's adapters as they were for evaluation."""
+    from nmm_core.lora import cast_adapter_weights, set_input_casting
 
     if getattr(trainer, "feature_cache", None) is not None:
         log.info("vision-feature cache: %d hits, %d misses", trainer.feature_cache.hits, trainer.feature_cache.misses)
         trainer.feature_cache.close()
     set_input_casting(trainer.model, enabled=True)
+    cast_adapter_weights(trainer.model, enabled=False)
