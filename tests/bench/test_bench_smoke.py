@@ -29,7 +29,15 @@ def test_smoke_benchmarks_write_their_results(tmp_path, capsys):
     assert bridge["versions"]["torchcfm"] != "absent"
     pipeline = json.loads(next(tmp_path.glob("data-pipeline-*.json")).read_text())
     assert [row["extra"]["kept"] for row in pipeline["rows"]] == pipeline["settings"]["sizes"]
-    assert "ratio vs" in capsys.readouterr().out
+    merged = json.loads(next(tmp_path.glob("merged-inference-*.json")).read_text())
+    low, high = merged["checks"]["merged_vs_base_range"]
+    assert low <= merged["checks"]["merged_vs_base_median"] <= high
+    assert merged["checks"]["target_met"] == (merged["checks"]["merged_vs_base_median"] <= 1.02)
+    assert isinstance(merged["checks"]["conclusive"], bool)
+    assert all(len(row["raw_seconds"]) == merged["settings"]["rounds"] for row in merged["rows"])
+    assert merged["checks"]["merged answers equal unmerged answers"] == "32/32"  # fp32 on CPU
+    out = capsys.readouterr().out
+    assert "ratio vs" in out and "check merged_vs_base_median" in out
 
 
 def test_full_size_without_cuda_says_what_to_do(tmp_path, capsys):

@@ -6,6 +6,7 @@ import pytest
 
 from nmm_bench import fullsize as fs
 from nmm_bench import inference_full, train_full
+from nmm_bench.harness import ratio_verdict, round_order, round_rows, time_ratios
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "idefics3", "llava"])
@@ -33,3 +34,38 @@ def test_generation_rows_and_token_agreement():
     result = inference_full.generation("qwen2_vl", "dry")
     assert result.rows[0].label == "one at a time" and all(r.value > 0 for r in result.rows)
     assert result.checks["bf16 greedy tokens equal to one-at-a-time (first prompts)"] == "4/4"  # fp32 here
+
+
+def test_round_order_varies_who_runs_first_and_who_runs_before_whom():
+    orders = [round_order(["a", "b", "c"], r) for r in range(6)]
+    assert orders[:3] == [["a", "b", "c"], ["c", "b", "a"], ["b", "c", "a"]]
+    assert sorted(map(tuple, orders)) == sorted(set(map(tuple, orders)))  # 6 rounds: all 6 orders
+    assert {o[0] for o in orders[:3]} == {"a", "b", "c"}
+    for label in "abc":
+        before = {o[o.index(label) - 1] for o in orders[:5] if o.index(label)}
+        assert len(before) == 2, (label, before)
+
+
+def test_per_round_ratios_median_range_and_verdict_by_hand():
+    # the machine slows down in round 2: both contenders feel it, so the ratio stays near 1
+    seconds = {"base": [1.0, 2.0, 1.0], "merged": [1.01, 2.06, 0.99]}
+    ratios = time_ratios(seconds, "merged", "base")
+    assert ratios == pytest.approx([1.01, 1.03, 0.99])
+    assert ratio_verdict(ratios, 1.02) == {"median": 1.01, "range": [0.99, 1.03], "target_met": True,
+                                           "conclusive": False}  # 1.02 lies inside 0.99-1.03
+    assert ratio_verdict([0.97, 1.0, 1.01], 1.02)["conclusive"] is True
+    slow = ratio_verdict([1.05, 1.1, 1.2], 1.02)
+    assert slow["median"] == 1.1 and not slow["target_met"] and slow["conclusive"]
+    rows = round_rows(seconds, 10, "answers/s", "base")
+    assert rows[0].value == 10.0 and rows[0].extra["min"] == 5.0 and rows[0].extra["max"] == 10.0
+    assert rows[1].extra["time / base time, per round"] == [1.01, 1.03, 0.99]
+
+
+def test_merged_inference_rounds_and_checks():
+    result = inference_full.merged("qwen2_vl", "dry", rounds=2)
+    assert [r.label for r in result.rows] == ["base", "base + unmerged adapter", "merged"]
+    assert all(len(r.raw_seconds) == 2 and r.extra["min"] <= r.value <= r.extra["max"] for r in result.rows)
+    low, high = result.checks["merged_vs_base_range"]
+    assert low <= result.checks["merged_vs_base_median"] <= high
+    assert result.checks["conclusive"] == (high <= 1.02 or low > 1.02)
+    assert result.checks["merged answers equal unmerged answers"] == "4/4"  # fp32 here

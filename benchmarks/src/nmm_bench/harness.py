@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -57,6 +58,46 @@ def timed(fn: Callable[[], Any], *, warmup: int, repeats: int) -> list[float]:
     return times
 
 
+Seconds = dict[str, list[float]]  # contender -> seconds per round
+
+
+def round_order(labels: Sequence[str], r: int) -> list[str]:
+    """Contenders' order in round `r`: rotated every other round, reversed in odd rounds, so no
+    contender always runs first or always right after the same one (3 contenders: all 6 orders)."""
+    k = (r // 2) % len(labels)
+    order = list(labels[k:]) + list(labels[:k])
+    return order[::-1] if r % 2 else order
+
+
+def interleaved(contenders: dict[str, Callable[[], Any]], *, rounds: int) -> tuple[Seconds, dict[str, Any]]:
+    """Seconds per round of each contender, timed in interleaved rounds after one untimed call of
+    each, so a drift of the machine's speed falls on every contender alike; plus each one's last output."""
+    outputs = {label: fn() for label, fn in contenders.items()}
+    seconds: Seconds = {label: [0.0] * rounds for label in contenders}
+    for r in range(rounds):
+        for label in round_order(list(contenders), r):
+            sync()
+            t0 = time.perf_counter()
+            outputs[label] = contenders[label]()
+            sync()
+            seconds[label][r] = time.perf_counter() - t0
+    return seconds, outputs
+
+
+def time_ratios(seconds: Seconds, label: str, reference: str) -> list[float]:
+    """Per round: `label`'s time / `reference`'s time in the same round."""
+    return [t / ref for t, ref in zip(seconds[label], seconds[reference], strict=True)]
+
+
+def ratio_verdict(ratios: Sequence[float], target: float) -> dict[str, Any]:
+    """Median of per-round time ratios, their range, and whether the range clears `target`
+    (conclusive when every round falls on the same side of it)."""
+    low, high = min(ratios), max(ratios)
+    median = statistics.median(ratios)
+    return {"median": round(median, 3), "range": [round(low, 3), round(high, 3)],
+            "target_met": median <= target, "conclusive": high <= target or low > target}
+
+
 @dataclass
 class Row:
     """One contender's measurement; `ratio` is against the benchmark's reference row."""
@@ -67,6 +108,18 @@ class Row:
     raw_seconds: list[float] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     ratio: float | None = None
+
+
+def round_rows(seconds: Seconds, count: int, unit: str, reference: str) -> list[Row]:
+    """One row per contender of `interleaved`: median, min and max of `count` / seconds, and each
+    round's time / the reference's time in that round."""
+    rows = []
+    for label, times in seconds.items():
+        rates = [count / t for t in times]
+        per_round = [round(x, 3) for x in time_ratios(seconds, label, reference)]
+        extra = {"min": min(rates), "max": max(rates), f"time / {reference} time, per round": per_round}
+        rows.append(Row(label, statistics.median(rates), unit, times, extra))
+    return rows
 
 
 @dataclass

@@ -1,16 +1,48 @@
-"""Benchmark 4: time per answer of the base, base + unmerged adapter, and the merged model."""
+"""Benchmark 4: time per answer of the base, base + unmerged adapter, and the merged model.
+
+The three models stay loaded and are timed in interleaved rounds (`harness.interleaved`): a drift
+of the machine's speed during the run then moves every contender, not only the one timed last.
+The verdict is the median of per-round "merged time / base time" ratios, with their range.
+"""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from nmm_bench.common_inputs import require_size, variable_prompts
-from nmm_bench.harness import Result, Row, timed
+from nmm_bench.harness import Result, Seconds, interleaved, ratio_verdict, round_rows, time_ratios
+
+BASE, UNMERGED, MERGED = "base", "base + unmerged adapter", "merged"
+TARGET = 1.02  # merged time / base time, issue #10 item 4
+SMOKE_ROUNDS = 3
 
 
-def run(size: str) -> Result:
+def checks(seconds: Seconds, merged_answers: Sequence[Any], unmerged_answers: Sequence[Any]
+           ) -> dict[str, Any]:
+    """The verdict on merged vs base, the unmerged adapter's cost, and whether merging changed answers."""
+    verdict = ratio_verdict(time_ratios(seconds, MERGED, BASE), TARGET)
+    unmerged = ratio_verdict(time_ratios(seconds, UNMERGED, BASE), TARGET)
+    same = sum(m == u for m, u in zip(merged_answers, unmerged_answers, strict=True))
+    return {"merged_vs_base_median": verdict["median"], "merged_vs_base_range": verdict["range"],
+            "target": f"<= {TARGET}", "target_met": verdict["target_met"], "conclusive": verdict["conclusive"],
+            "unmerged_vs_base_median": unmerged["median"], "unmerged_vs_base_range": unmerged["range"],
+            "merged answers equal unmerged answers": f"{same}/{len(merged_answers)}"}
+
+
+def run(size: str, rounds: int = SMOKE_ROUNDS) -> Result:
     """Merged inference must cost what the base costs (target: <= 1.02x the base time)."""
+    require_size(size)
+    if size == "full":
+        from nmm_bench import inference_full
+
+        return inference_full.merged("qwen2_vl", "full")
+    return _smoke(rounds)
+
+
+def _smoke(rounds: int) -> Result:
     import torch
 
     from nmm_core.evaluate import GenerationSettings, generate
@@ -18,37 +50,34 @@ def run(size: str) -> Result:
     from nmm_core.models import load_model
     from nmm_core.task import Task
 
-    require_size(size)
-    if size == "full":
-        from nmm_bench import inference_full
-
-        return inference_full.merged("qwen2_vl", "full")
     examples, task = variable_prompts(32, seed=1), Task(instruction="")
     # every answer exactly 8 tokens: an adapter that changes when EOS comes must not change the timing
     settings = GenerationSettings(batch_size=16, max_new_tokens=8, min_new_tokens=8)
-    trained = load_model("tiny-qwen2-vl")
-    peft_model = apply_lora(trained, LoraSettings(r=16, dropout=0.0))
+    peft_model = apply_lora(load_model("tiny-qwen2-vl"), LoraSettings(r=16, dropout=0.0))
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)  # a trained adapter is not zero
-    rows = []
+    # Each contender is its own copy loaded from disk the way a user loads it: the base row runs
+    # the plain model's modules, with no LoRA wrapper in the way.
     with tempfile.TemporaryDirectory() as tmp:
         adapter = save_adapter(peft_model, Path(tmp) / "adapter", base_name="tiny-qwen2-vl", family="qwen2_vl")
-        for label, merge in (("base", None), ("base + unmerged adapter", False), ("merged", True)):
+        contenders = {}
+        for label, merge in ((BASE, None), (UNMERGED, False), (MERGED, True)):
             loaded = load_model("tiny-qwen2-vl", padding_side="left")
             model = loaded.model if merge is None else load_adapter(loaded, adapter, merge=merge)
 
-            def answer(model=model, loaded=loaded):
+            def answer(model=model, loaded=loaded) -> list[str]:
                 return generate(model, loaded.processor, loaded.family, examples, task=task,
-                                settings=settings, progress=False)
+                                settings=settings, progress=False)[0]
 
-            times = timed(answer, warmup=1, repeats=3)
-            rows.append(Row(label, len(examples) / min(times), "answers/s", times))
-    merged_cost = rows[0].value / rows[2].value
+            contenders[label] = answer
+    seconds, answers = interleaved(contenders, rounds=rounds)
     return Result(
-        name="merged-inference", size=size, reference="base",
+        name="merged-inference", size="smoke", reference=BASE,
         settings={"model": "tiny-qwen2-vl", "lora_r": 16, "prompts": len(examples), "batch": 16,
-                  "new_tokens": "8, forced", "statistic": "best of 3 after 1 warm-up"},
-        rows=rows, checks={"merged time / base time": round(merged_cost, 3), "target": "<= 1.02"},
+                  "new_tokens": "8, forced", "rounds": rounds,
+                  "statistic": "median of interleaved rounds (order rotates) after 1 warm-up each"},
+        rows=round_rows(seconds, len(examples), "answers/s", BASE),
+        checks=checks(seconds, answers[MERGED], answers[UNMERGED]),
     )
