@@ -35,6 +35,7 @@ def run(size: str) -> Result:
     from nmm_core.answer_loss import answer_only_loss
     from nmm_core.feature_cache import VisionFeatureCache
     from nmm_core.kernels import apply_liger, liger_available
+    from nmm_core.lora import needs_autocast
 
     scale = "full" if size == "full" else "dry"
     if scale == "full":
@@ -72,8 +73,10 @@ def run(size: str) -> Result:
     optim = torch.optim.AdamW([p for p in ours.parameters() if p.requires_grad], lr=2e-4)
     ours.train()
 
+    autocast = cuda and needs_autocast(ours)  # as the trainer decides
+
     def fast_step():
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             loss, _ = answer_only_loss(ours, fs.to_device(host, device))
         loss.backward()
         optim.step()

@@ -101,6 +101,7 @@ def fast_loop(model, items: list[fs.Item], batch: int, device: str, steps: int, 
     from nmm_core.answer_loss import answer_only_loss
     from nmm_core.kernels import apply_liger
     from nmm_core.kernels import compile_layers as compile_each
+    from nmm_core.lora import needs_autocast
 
     if liger:
         apply_liger(model)
@@ -110,8 +111,9 @@ def fast_loop(model, items: list[fs.Item], batch: int, device: str, steps: int, 
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     model.train()
     losses = []
+    autocast = device == "cuda" and needs_autocast(model)  # as the trainer decides
     for step in range(steps):
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):  # as the trainer's bf16
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             loss, _ = answer_only_loss(model, fs.to_device(batches[step % len(batches)], device))
         loss.backward()
         optim.step()
@@ -229,6 +231,7 @@ def contenders(family: str, scale: str, batch: int, big_batch: int) -> list[tupl
         "nmm: bf16 adapters instead": (replace(on, cache_vision_features="on"), "bf16", 0.0, batch),
         "nmm: + liger, no cache (a first epoch)": (replace(on, liger="on"), "fp32-master", 0.0, batch),
         "nmm defaults (+ liger + cache)": (TrainSettings(), "fp32-master", 0.0, batch),
+        "nmm defaults, fp32-autocast adapters (model-wide autocast)": (TrainSettings(), "fp32-autocast", 0.0, batch),
         f"nmm defaults, batch {big_batch}": (TrainSettings(), "fp32-master", 0.0, big_batch),
         "nmm defaults + compile": (TrainSettings(compile_layers=True), "fp32-master", 0.0, batch),
     }
