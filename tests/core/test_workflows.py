@@ -83,9 +83,28 @@ def test_finish_hook_writes_into_the_run_before_it_is_marked_complete(tmp_path):
         seen["state"] = json.loads((run / "status.json").read_text())["state"]
         seen["name"] = run.name
         (run / "extra.txt").write_text("domain output")
+        return {"domain_score": 0.5}
 
     cfg = EvalConfig(data=DataSettings(source=str(data), prompt_column="prompt", answers_column="answers"),
                      output_dir=str(tmp_path / "runs"))
     final = run_eval(cfg, short_answer_task(), finish=finish)
     assert seen == {"state": "running", "name": final.name + ".incomplete"}
     assert (final / "extra.txt").read_text() == "domain output"
+    assert json.loads((final / "status.json").read_text())["summary"]["domain_score"] == 0.5
+
+
+def test_load_hook_reads_a_domain_source_and_lists_its_skips_in_the_run(tmp_path, capsys):
+    from nmm_core.records import Problem, ValidationReport
+    from nmm_core.runs import RunDir
+    from nmm_core.workflows import load_split
+
+    kept = make_shapes_dataset(2, seed=6)
+
+    def load(data, split):
+        return ValidationReport(kept=kept, problems=[Problem("x", "image", "missing", "image missing")],
+                                total=3)
+
+    run = RunDir.create(tmp_path, "eval", "m")
+    assert load_split({"own": "settings"}, "test", run, load=load) == kept
+    assert "[test] kept 2 of 3 records; skipped 1: 1 image missing" in capsys.readouterr().err
+    assert json.loads(run.file("problems-test.jsonl").read_text())["id"] == "x"

@@ -18,6 +18,7 @@ from nmm_memes.data import (
     load_memecap,
     load_memecraft,
     load_memes,
+    load_usable,
     split_caption,
     synthesize,
 )
@@ -70,6 +71,22 @@ def test_memecap_reads_the_zips_memes_folder_and_refuses_bad_fields(tmp_path):
         load_memes(MemeDataSettings(source=str(folder), images=str(images), on_bad_record="stop"), "test")
     with pytest.raises(ConfigError, match="--data-images"):
         load_memecap(folder, split="test", images=None)
+
+
+def test_command_loader_lists_skips_in_the_run_and_refuses_an_empty_split(tmp_path):
+    from nmm_core.runs import RunDir
+    from nmm_core.workflows import load_split
+
+    records, folder, images = _memecap(tmp_path)
+    run = RunDir.create(tmp_path / "runs", "compete", "m")
+    data = MemeDataSettings(source=str(folder), images=str(images))
+    assert len(load_split(data, "test", run, load=load_usable)) == 5
+    assert json.loads(run.file("problems-test.jsonl").read_text())["id"] == "d2rm3s"
+    (tmp_path / "empty").mkdir()
+    _, empty, no_images = _memecap(tmp_path / "empty", missing=[r["img_fname"] for r in records])
+    no_images.mkdir()
+    with pytest.raises(ConfigError, match=r"no usable records \(kept 0 of 6 records; skipped 6: 6 image missing\)"):
+        load_usable(MemeDataSettings(source=str(empty), images=str(no_images)), "test")
 
 
 def test_memecap_validation_split_is_seeded_ten_percent_of_trainval(tmp_path):

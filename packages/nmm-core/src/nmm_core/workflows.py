@@ -20,7 +20,7 @@ from nmm_core.evaluate import EvalResult, GenerationSettings, evaluate, generate
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
-from nmm_core.records import Example, validate
+from nmm_core.records import Example, ValidationReport, validate
 from nmm_core.report import plot_loss, print_table, write_comparison
 from nmm_core.runs import RunDir
 from nmm_core.task import Task
@@ -29,8 +29,13 @@ from nmm_core.train import TrainSettings, train
 log = logging.getLogger(__name__)
 
 # A domain's extra outputs (review files, problem lists, report sections), written into the run
-# folder before it is marked complete, so a finished-looking run never lacks them.
-Finish = Callable[[Path], None]
+# folder before it is marked complete, so a finished-looking run never lacks them. What it
+# returns (if anything) joins the run's completion summary in status.json.
+Finish = Callable[[Path], dict[str, Any] | None]
+
+# How one split of a domain's data settings becomes validated examples: column-mapped sources
+# use `load_columns`; a domain whose files have their own shape passes its own reader.
+Load = Callable[[Any, str], ValidationReport]
 
 
 @dataclass
@@ -102,17 +107,27 @@ class EvalConfig:
     output_dir: str = "runs"
 
 
-def load_split(data: DataSettings, split: str, run: RunDir | None) -> list[Example]:
-    """Load, validate (skip-and-count or stop) and report one split."""
+def load_columns(data: DataSettings, split: str) -> ValidationReport:
+    """One split of a column-mapped source, validated (skip-and-count or stop)."""
     if not data.source:
         raise ConfigError("data.source is empty: give --data-source (a hub id or a local path)")
     examples = load_examples(data.source, split=split, columns=data.columns(),
                              revision=data.revision, image_root=data.image_root, limit=data.limit)
-    report = validate(examples, policy=data.on_bad_record)
+    return validate(examples, policy=data.on_bad_record)
+
+
+def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns) -> list[Example]:
+    """Load one split with `load`, summarise it on stderr and list its skipped records in the run."""
+    report = load(data, split)
     print(f"[{split}] {report.summary()}", file=sys.stderr)
     if report.problems and run is not None:
         report.write_problems(run.file(f"problems-{split}.jsonl"))
     return report.kept
+
+
+def _finished(finish: Finish | None, run: RunDir) -> dict[str, Any]:
+    """Run the domain's `finish` in the still-incomplete run; its extra summary fields, if any."""
+    return (finish(run.path) or {}) if finish is not None else {}
 
 
 def _process_state(model: ModelSettings):
@@ -193,11 +208,9 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
             return run.final_path
         built.save(run.file("adapter"))
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
-        if finish is not None:
-            finish(run.path)
         return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
                             examples=len(train_set), resumed_from=outcome.resumed_from,
-                            world_size=state.num_processes)
+                            world_size=state.num_processes, **_finished(finish, run))
     except BaseException as exc:
         if main:
             run.fail(exc)
@@ -232,34 +245,34 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
         write_comparison([result], run.path, title=f"{task.name}: {cfg.model.model}",
                          primary=task.primary)
         print_table([result], title=f"{task.name} on {len(test)} examples")
-        if finish is not None:
-            finish(run.path)
-        return run.complete(**result.metrics)
+        return run.complete(**result.metrics, **_finished(finish, run))
 
 
 def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
-                finish: Finish | None = None) -> Path:
-    """Base vs base + adapter on the same examples and settings; report with both."""
+                load: Load = load_columns, finish: Finish | None = None, kind: str = "compare",
+                seed: int = 0) -> Path:
+    """Base vs base + adapter on the same examples and settings; report with both, and pairs.jsonl.
+
+    `kind` names the run folder (`<stamp>-<kind>-<model>`); `seed` shuffles the pairs' sides.
+    """
     if not cfg.adapter:
-        raise ConfigError("compare needs --adapter (the fine-tuned LoRA folder)")
-    with RunDir.create(cfg.output_dir, "compare", Path(cfg.model.model).name) as run:
+        raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
+    with RunDir.create(cfg.output_dir, kind, Path(cfg.model.model).name) as run:
         dump_yaml(cfg, run.file("config.yaml"))
-        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run)
+        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load)
         results = [
             evaluate_model(cfg, task, test, adapter=None, name="base",
                            out_file=run.file("predictions-base.jsonl")),
             evaluate_model(cfg, task, test, adapter=cfg.adapter, name="fine-tuned",
                            out_file=run.file("predictions-fine-tuned.jsonl")),
         ]
-        write_pairs(make_pairs(test, *results, folder=run.path, task=task.name),
+        write_pairs(make_pairs(test, *results, folder=run.path, task=task.name, seed=seed),
                     run.file("pairs.jsonl"))
-        write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned",
-                         primary=task.primary, context={"model": cfg.model.model,
-                                                        "adapter": cfg.adapter})
+        write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary,
+                         context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source})
         print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
-        if finish is not None:
-            finish(run.path)
-        return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results})
+        return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
+                            **_finished(finish, run))
 
 
 def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:

@@ -10,8 +10,17 @@ from pathlib import Path
 
 from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
-from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig, check_model_source, predict_one
-from nmm_memes.data import MemeDataSettings, SyntheticSettings, load_memes, resolve_data, synthesize, synthetic_folder
+from nmm_core.records import Example
+from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig, check_model_source, load_split, predict_one
+from nmm_memes.data import (
+    MemeDataSettings,
+    SyntheticSettings,
+    load_memes,
+    load_usable,
+    resolve_data,
+    synthesize,
+    synthetic_folder,
+)
 from nmm_memes.gill import is_gill
 from nmm_memes.gill.settings import GillSettings
 from nmm_memes.task import meme_task
@@ -114,15 +123,9 @@ def run_inspect(cfg: InspectConfig) -> dict[str, dict]:
     return out
 
 
-def examples_for(data: MemeDataSettings, split: str, run_dir: Path | None = None):
-    """Validated examples of one split; the skips are summarised on stderr (and listed in the run)."""
-    report = load_memes(data, split)
-    print(f"[{split}] {report.summary()}", file=sys.stderr)
-    if report.problems and run_dir is not None:
-        report.write_problems(run_dir / f"problems-{split}.jsonl")
-    if not report.kept:
-        raise ConfigError(f"split {split!r} of {data.source} has no usable records")
-    return report.kept
+def examples_for(data: MemeDataSettings, split: str) -> list[Example]:
+    """Validated examples of one split, its skips summarised on stderr."""
+    return load_split(data, split, None, load=load_usable)
 
 
 def refuse_gill(model: ModelSettings, command: str) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from nmm_core.errors import ConfigError
 from nmm_core.workflows import check_model_source
-from nmm_memes.commands import MemeEvalConfig, examples_for, refuse_gill
-from nmm_memes.data import resolve_data
+from nmm_memes.commands import MemeEvalConfig, refuse_gill
+from nmm_memes.data import load_usable, resolve_data
 from nmm_memes.judge import Verdict, judge_pairs, summarise
 from nmm_memes.task import meme_task
 
@@ -46,40 +46,30 @@ class CompeteConfig(MemeEvalConfig):
 
 
 def run_compete(cfg: CompeteConfig) -> Path:
-    """Evaluate both models, write pairs.jsonl, judge them, write the report (md, json, png)."""
-    from nmm_core.config import dump_yaml
-    from nmm_core.pairs import make_pairs, write_pairs
-    from nmm_core.report import print_table, write_comparison
-    from nmm_core.runs import RunDir
-    from nmm_core.workflows import evaluate_model
+    """Core's `run_compare` on the memes (pairs.jsonl, report), then the pairs judged into the same run."""
+    from nmm_core.workflows import run_compare
 
-    if not cfg.adapter:
+    if not cfg.adapter:  # before the synthetic set is built or the model checked
         raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
     refuse_gill(cfg.model, "compete")
     check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     task = meme_task()
-    with RunDir.create(cfg.output_dir, "compete", Path(cfg.model.model).name) as run:
-        dump_yaml(cfg, run.file("config.yaml"))
-        test = examples_for(cfg.data, cfg.data.eval_split, run.path)
-        results = [
-            evaluate_model(cfg, task, test, adapter=None, name=BASE, out_file=run.file("predictions-base.jsonl")),
-            evaluate_model(cfg, task, test, adapter=cfg.adapter, name=TUNED,
-                           out_file=run.file("predictions-fine-tuned.jsonl")),
-        ]
-        pairs = make_pairs(test, *results, folder=run.path, task=task.name, seed=cfg.judge.seed)
-        write_pairs(pairs, run.file("pairs.jsonl"))
-        verdicts = judge_pairs(pairs, metric=task.primary, epsilon=cfg.judge.epsilon)
-        summary = summarise(verdicts, model=TUNED, opponent=BASE, samples=cfg.judge.bootstrap,
-                            level=cfg.judge.level, seed=cfg.judge.seed, prior=cfg.judge.prior)
-        summary.update(metric=task.primary, epsilon=cfg.judge.epsilon)
-        write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary,
-                         context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source})
-        write_competition(run.path, verdicts, summary)
-        print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} memes")
-        print(competition_line(summary))
-        return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
-                            win_rate=summary["win_rate"], ci_low=summary["ci_low"], ci_high=summary["ci_high"])
+    return run_compare(cfg, task, load=load_usable, kind="compete", seed=cfg.judge.seed,
+                       finish=lambda folder: judge_run(folder, cfg.judge, metric=task.primary))
+
+
+def judge_run(folder: Path, settings: JudgeSettings, *, metric: str) -> dict[str, float]:
+    """Judge the run's pairs.jsonl, write the competition outputs; the win rate and its interval."""
+    from nmm_core.pairs import read_pairs
+
+    verdicts = judge_pairs(read_pairs(folder / "pairs.jsonl"), metric=metric, epsilon=settings.epsilon)
+    summary = summarise(verdicts, model=TUNED, opponent=BASE, samples=settings.bootstrap,
+                        level=settings.level, seed=settings.seed, prior=settings.prior)
+    summary.update(metric=metric, epsilon=settings.epsilon)
+    write_competition(folder, verdicts, summary)
+    print(competition_line(summary))
+    return {"win_rate": summary["win_rate"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"]}
 
 
 def competition_line(s: dict) -> str:

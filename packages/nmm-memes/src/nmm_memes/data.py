@@ -139,6 +139,14 @@ def load_memes(data: MemeDataSettings, split: str) -> ValidationReport:
     return ValidationReport(kept=kept, problems=report.problems, total=report.total)
 
 
+def load_usable(data: MemeDataSettings, split: str) -> ValidationReport:
+    """`load_memes` for a command (core's `load_split` hook): a split with nothing usable is an error."""
+    report = load_memes(data, split)
+    if not report.kept:
+        raise ConfigError(f"split {split!r} of {data.source} has no usable records ({report.summary()})")
+    return report
+
+
 # ---------------------------------------------------------------- MemeCap
 
 
