@@ -152,3 +152,40 @@ def test_eight_bit_base_trains_lora_on_cpu():
     model = apply_lora(loaded, LoraSettings(r=8, alpha=16, dropout=0.0))
     losses = _overfit(model, _batch(loaded), steps=12)
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def _qlora_bf16(upcast: bool):
+    loaded = load_model("tiny-llava-1.5", quantization="4bit", device="cpu", dtype="bfloat16")
+    torch.manual_seed(0)
+    model = apply_lora(loaded, LoraSettings(r=8, alpha=16, kbit_upcast=upcast), gradient_checkpointing=True)
+    return loaded, model
+
+
+def test_qlora_keeps_the_unquantised_weights_and_the_residual_stream_in_bf16():
+    pytest.importorskip("bitsandbytes")
+    from nmm_core.answer_loss import answer_only_loss
+    from nmm_core.lora import needs_autocast
+
+    losses, streams = {}, {}
+    for upcast in (True, False):
+        loaded, model = _qlora_bf16(upcast)
+        floats = {p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()}
+        assert floats == ({torch.float32} if upcast else {torch.bfloat16})
+        dtypes = []
+        layer = loaded.model.model.language_model.layers[0]
+        layer.register_forward_hook(lambda _m, _i, out, seen=dtypes: seen.append(
+            out[0].dtype if isinstance(out, tuple) else out.dtype))
+        for p in model.parameters():
+            if p.requires_grad:  # B starts at zero: give the adapters an effect
+                torch.nn.init.normal_(p, std=0.05)
+        model.train()
+        # peft's upcast model mixes fp32 weights with the 4-bit layers' bf16 compute: it trains under
+        # autocast as the trainer would run it; ours needs none (fp32-master adapters cast themselves)
+        assert needs_autocast(model) == upcast
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=upcast):
+            loss, _ = answer_only_loss(model, _batch(loaded))
+        loss.backward()
+        assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+        losses[upcast], streams[upcast] = float(loss), dtypes[0]
+    assert streams == {True: torch.float32, False: torch.bfloat16}
+    assert losses[False] == pytest.approx(losses[True], rel=2e-2), losses  # bf16 rounding, the same loss

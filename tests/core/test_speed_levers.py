@@ -258,3 +258,16 @@ class _Examples:
 
     def __getitem__(self, i):
         return self.examples[i]
+
+
+@pytest.mark.parametrize("preset", ["tiny-smolvlm", "tiny-llava-1.5", "tiny-tinyllava", "tiny-moondream"])
+def test_every_family_trains_bf16_with_self_casting_adapters_and_no_autocast(preset):
+    loaded = load_model(preset, dtype="bfloat16")
+    model = apply_lora(loaded, LoraSettings())
+    assert not needs_autocast(model)
+    model.train()
+    _, batch = _batch(loaded, n=2)
+    loss, _ = answer_only_loss(model, batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)

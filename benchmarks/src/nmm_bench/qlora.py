@@ -16,12 +16,13 @@ from nmm_bench.harness import Result
 EPOCHS, EXAMPLES = 3, 1200
 
 
-def _model(peft_defaults: bool, scale: str, dropout: float):
+def _model(peft_defaults: bool, scale: str, dropout: float, *, kbit_upcast: bool = False):
     from nmm_bench import train_full as tf
 
     if peft_defaults:
         return tf._peft_default("llava", scale, dropout=dropout, quantization="4bit")
-    return tf._ours("llava", scale, dropout=dropout, quantization="4bit", gradient_checkpointing=True)
+    return tf._ours("llava", scale, dropout=dropout, quantization="4bit", gradient_checkpointing=True,
+                    kbit_upcast=kbit_upcast)
 
 
 def run(size: str) -> Result:
@@ -48,12 +49,14 @@ def run(size: str) -> Result:
     times, _ = tf.plain_loop(model, items, batch, device, steps)
     rows.append(tf._row("plain QLoRA loop (peft defaults, checkpointing)", batch, times, {}))
     del model
-    variants = {"nmm QLoRA (checkpointing)": (TrainSettings(gradient_checkpointing=True), batch)}
+    ckpt = TrainSettings(gradient_checkpointing=True)
+    variants = {"nmm QLoRA (checkpointing)": (ckpt, batch, False),
+                "nmm QLoRA, peft's fp32 upcast of the unquantised weights": (ckpt, batch, True)}
     if scale == "full":
-        variants["nmm QLoRA (checkpointing), batch 32"] = (TrainSettings(gradient_checkpointing=True), 32)
-    for label, (settings, b) in variants.items():
+        variants["nmm QLoRA (checkpointing), batch 32"] = (ckpt, 32, False)
+    for label, (settings, b, upcast) in variants.items():
         fs.reset_memory()
-        model = _model(False, scale, 0.0)
+        model = _model(False, scale, 0.0, kbit_upcast=upcast)
         items = fs.make_items("llava", config, scale, b * tf.WARM_STEPS)
         times, total = tf.nmm_trainer(model, items, b, "full" if scale == "full" else "dry", steps,
                                       replace(settings, liger="auto", cache_vision_features="auto"))

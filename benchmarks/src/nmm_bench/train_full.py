@@ -50,7 +50,7 @@ def _peft_default(family: str, scale: str, *, dropout: float = 0.05, seed: int =
 
 
 def _ours(family: str, scale: str, *, precision: str = "fp32-master", dropout: float = 0.0, seed: int = 0,
-          quantization: str | None = None, gradient_checkpointing: bool = False):
+          quantization: str | None = None, gradient_checkpointing: bool = False, kbit_upcast: bool = False):
     import torch
 
     from nmm_core.families import get_family
@@ -62,7 +62,8 @@ def _ours(family: str, scale: str, *, precision: str = "fp32-master", dropout: f
     fam = get_family(family)
     loaded = LoadedModel(model, None, fam, ModelSource(f"{family} ({scale})", "", None, fam, None), quantization)
     torch.manual_seed(seed + 1)
-    return apply_lora(loaded, LoraSettings(r=16, alpha=32, dropout=dropout, precision=precision),
+    return apply_lora(loaded, LoraSettings(r=16, alpha=32, dropout=dropout, precision=precision,
+                                           kbit_upcast=kbit_upcast),
                       gradient_checkpointing=gradient_checkpointing)
 
 

@@ -44,6 +44,13 @@ class LoraSettings:
                           "fp32 (peft's default: activations cast to fp32), bf16 (weights in bf16)"},
     )
 
+    kbit_upcast: bool = field(
+        default=False,
+        metadata={"help": "QLoRA: cast the weights left unquantised (norms, embeddings, vision tower) to fp32, "
+                          "as peft's prepare_model_for_kbit_training does; off keeps them in the compute dtype "
+                          "(a bf16 residual stream: half the activation memory, no casts around each 4-bit layer)"},
+    )
+
     def __post_init__(self) -> None:
         if self.r <= 0:
             raise ConfigError(f"lora.r must be positive, got {self.r}")
@@ -97,11 +104,13 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     model = loaded.model
-    if loaded.quantization:
+    if loaded.quantization and settings.kbit_upcast:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=gradient_checkpointing
         )
-    elif gradient_checkpointing:
+    elif loaded.quantization:
+        model.requires_grad_(False)  # the rest of peft's k-bit preparation; get_peft_model freezes too
+    if gradient_checkpointing and not (loaded.quantization and settings.kbit_upcast):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     # peft keeps adapters in fp32 on a half-precision base and casts every adapted activation to
@@ -122,10 +131,11 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
 
 
 def half_precision(model) -> bool:
-    """True when the frozen weights are bf16/fp16 (not a 4/8-bit or fp32 base)."""
+    """True when the frozen floating-point weights are bf16/fp16 (a 4/8-bit base's packed weights
+    are integers: it counts when what it left unquantised stays in half precision)."""
     import torch
 
-    frozen = [p.dtype for p in model.parameters() if not p.requires_grad]
+    frozen = [p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
     return bool(frozen) and all(d in (torch.bfloat16, torch.float16) for d in frozen)
 
 
