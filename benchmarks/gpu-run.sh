@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Full-size benchmarks on a lent GPU machine that has python3 with torch, transformers, peft and
+# accelerate but no package registry. The rest (bitsandbytes, liger-kernel, trl, datasets, dill,
+# multiprocess) travels as wheels in ./.whl (benchmarks/README.md gives the download line).
+# Each family runs in its own process: Liger patches model classes for the rest of a process.
+#
+#   benchmarks/gpu-run.sh OUT NAME [NAME ...]     e.g. benchmarks/gpu-run.sh "$OUT" train-step
+#   NMM_BENCH_FAMILIES=tinyllava,idefics3 benchmarks/gpu-run.sh "$OUT" train-step
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: benchmarks/gpu-run.sh OUT NAME [NAME ...]}
+shift
+site=${NMM_SITE:-/tmp/nmm-site}
+if compgen -G ".whl/*.whl" >/dev/null && [ ! -f "$site/.installed" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
+    touch "$site/.installed"
+fi
+export PYTHONPATH="$site:packages/nmm-core/src:benchmarks/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+families=${NMM_BENCH_FAMILIES:-qwen2_vl}
+for family in ${families//,/ }; do
+    echo "== $family: $*"
+    NMM_BENCH_FAMILIES=$family python3 -m nmm_bench.cli --size full --out "$out" "$@"
+done
