@@ -7,13 +7,20 @@ token. Only those answer tokens carry loss; prompt, image and padding tokens are
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nmm_core.families import Family
 from nmm_core.records import Example, load_image
 
+if TYPE_CHECKING:
+    import PIL.Image
+
 IGNORE_INDEX = -100
+# Per process (each DataLoader worker holds its own): 128 charts of 504x672 RGB.
+IMAGE_CACHE_MIB = 128.0
 
 PromptFn = Callable[[Example], str]
 
@@ -52,6 +59,50 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+class DecodedImages:
+    """A bounded LRU of decoded images read from files, keyed by path, mtime and size.
+
+    Datasets repeat images (several questions per chart, and every epoch), and decoding a PNG is
+    about a sixth of the collator's time. Images given as bytes or PIL objects pass through.
+    """
+
+    def __init__(self, max_mib: float = IMAGE_CACHE_MIB) -> None:
+        self.max_bytes = int(max_mib * 2**20)
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._images: OrderedDict[tuple[str, int, int], tuple[PIL.Image.Image, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def load(self, example: Example) -> PIL.Image.Image:
+        """`load_image(example)`, decoded once per distinct file while it stays in the cache."""
+        source = example.image
+        if self.max_bytes <= 0 or not isinstance(source, (str, os.PathLike)):
+            return load_image(example)
+        path = os.fspath(source)
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return load_image(example)  # which reports the missing file with the record's id
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        cached = self._images.get(key)
+        if cached is not None:
+            self.hits += 1
+            self._images.move_to_end(key)
+            return cached[0]
+        self.misses += 1
+        image = load_image(example)
+        size = image.width * image.height * len(image.getbands())
+        if size <= self.max_bytes:
+            self._images[key] = (image, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (_, evicted) = self._images.popitem(last=False)
+                self.bytes -= evicted
+        return image
+
+
 class VlmCollator:
     """Turn a list of `Example`s into a model batch; with `train`, add answer-only labels."""
 
@@ -62,6 +113,7 @@ class VlmCollator:
         *,
         prompt_fn: PromptFn | None = None,
         train: bool = True,
+        image_cache_mib: float = IMAGE_CACHE_MIB,
     ) -> None:
         self.processor = processor
         self.family = family
@@ -69,6 +121,7 @@ class VlmCollator:
         self.train = train
         self.tokenizer = _tokenizer(processor)
         self.eot_id = self.tokenizer.convert_tokens_to_ids(family.end_of_turn)
+        self.images = DecodedImages(image_cache_mib)
 
     def prompts(self, examples: Sequence[Example]) -> list[str]:
         """The generation prompts of `examples` (no answer needed)."""
@@ -102,7 +155,7 @@ class VlmCollator:
         if any(has_images):
             if not all(has_images):
                 raise ValueError("a batch mixes examples with and without images")
-            images = [load_image(ex) for ex in examples]
+            images = [self.images.load(ex) for ex in examples]
             kwargs["images"] = [[im] for im in images] if self.family.nested_images else images
         kwargs.update(self.family.processor_kwargs)
         return self.processor(text=texts, padding_side=padding_side, **kwargs)
