@@ -189,3 +189,29 @@ def test_qlora_keeps_the_unquantised_weights_and_the_residual_stream_in_bf16():
         losses[upcast], streams[upcast] = float(loss), dtypes[0]
     assert streams == {True: torch.float32, False: torch.bfloat16}
     assert losses[False] == pytest.approx(losses[True], rel=2e-2), losses  # bf16 rounding, the same loss
+
+
+@pytest.mark.parametrize("quantization", [None, "4bit"])
+def test_a_trained_projector_keeps_fp32_master_weights_on_a_bf16_base(quantization, tmp_path):
+    if quantization:
+        pytest.importorskip("bitsandbytes")
+    from nmm_core.answer_loss import answer_only_loss
+    from nmm_core.lora import needs_autocast
+
+    loaded = load_model("tiny-llava-1.5", quantization=quantization, device="cpu", dtype="bfloat16")
+    model = apply_lora(loaded, LoraSettings(r=8, alpha=16, train_projector=True))
+    projector = {n: p for n, p in model.named_parameters() if p.requires_grad and "multi_modal_projector" in n}
+    # a bf16 projector would take AdamW steps of lr 2e-4 in bf16: most of them round away
+    assert projector and all(p.dtype == torch.float32 for p in projector.values())
+    assert not needs_autocast(model)  # its linears cast themselves, as the adapters do
+    model.train()
+    loss, _ = answer_only_loss(model, _batch(loaded))  # no autocast
+    loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in projector.values())
+    if quantization is None:  # the fp32 projector loads into a plain bf16 base
+        save_adapter(model, tmp_path / "ad", base_name="tiny-llava-1.5", family=loaded.family.name)
+        fresh = load_model("tiny-llava-1.5", device="cpu", dtype="bfloat16")
+        reloaded = load_adapter(fresh, tmp_path / "ad")
+        saved = next(v for k, v in projector.items() if k.endswith("linear_1.weight"))
+        got = next(p for n, p in reloaded.named_parameters() if n.endswith("modules_to_save.default.linear_1.weight"))
+        torch.testing.assert_close(got, saved.detach().to(got.dtype))

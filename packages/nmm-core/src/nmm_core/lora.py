@@ -127,7 +127,38 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
         set_input_casting(peft_model, enabled=False)
         if settings.precision == "fp32-master":
             cast_adapter_weights(peft_model, enabled=True)
+        upcast_saved_modules(peft_model, cast=settings.precision == "fp32-master")
     return peft_model
+
+
+def upcast_saved_modules(model, *, cast: bool) -> int:
+    """Give the fully trained copies of peft's `modules_to_save` (train_projector) fp32 master weights.
+
+    peft copies them in the base's dtype: a bf16 projector would take its AdamW updates in bf16,
+    where most steps of lr 2e-4 round away (prepare_model_for_kbit_training's upcast used to cover
+    QLoRA). With `cast`, their plain linears compute in the input's dtype as the adapters do; what
+    else they hold (a LayerNorm) leaves fp32 weights that `needs_autocast` hands to the trainer.
+    Their linears stay self-casting after training: with fp32 weights they need it in evaluation.
+    Returns how many parameters it upcast.
+    """
+    import torch
+    from torch import nn
+
+    cast_class = _weight_cast_linear()
+    count = 0
+    for wrapper in model.modules():
+        copies = getattr(wrapper, "modules_to_save", None)
+        if not isinstance(copies, nn.ModuleDict):
+            continue
+        for module in copies.values():
+            for p in module.parameters():
+                if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16):
+                    p.data = p.data.float()
+                    count += 1
+            for sub in module.modules():
+                if cast and type(sub) is nn.Linear and sub.weight.dtype == torch.float32:
+                    sub.__class__ = cast_class
+    return count
 
 
 def half_precision(model) -> bool:
