@@ -271,3 +271,11 @@ def test_every_family_trains_bf16_with_self_casting_adapters_and_no_autocast(pre
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+
+
+def test_a_float16_base_is_refused_on_cpu_where_loss_scaling_cannot_run(tmp_path):
+    loaded = load_model("tiny-qwen2-vl", dtype="float16")
+    model = apply_lora(loaded, LoraSettings())
+    with pytest.raises(ConfigError, match="float16 base trains with loss scaling on a GPU only"):
+        make_trainer(model, make_shapes_dataset(2), lambda x: x, settings=TrainSettings(), run_dir=tmp_path,
+                     use_cpu=True)

@@ -224,6 +224,10 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
 
     workers = _workers(settings.num_workers, use_cpu)
     autocast = bf16 and needs_autocast(model)
+    fp16 = _frozen_dtype(model) == "torch.float16"
+    if fp16 and use_cpu:
+        raise ConfigError("a float16 base trains with loss scaling on a GPU only: on CPU load it in float32 "
+                          "(--model-dtype float32)")
     if not bf16 and needs_autocast(model) and half_precision(model) and not all(
             getattr(m, "cast_input_dtype_enabled", True) for m in model.modules()):
         raise ConfigError("fp32-autocast adapters on a bf16 base train under bf16 autocast: pass bf16=True "
@@ -248,7 +252,8 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         data_seed=settings.seed,
         # bf16 autocast only where fp32 weights need it: over a bf16 model it can only add casts
         # (on CUDA it runs LayerNorm, pow, softmax and more in fp32).
-        bf16=autocast,
+        bf16=autocast and not fp16,
+        fp16=fp16,  # fp16 gradients underflow without the loss scaling this brings (with fp32 adapters)
         use_cpu=use_cpu,
         dataloader_num_workers=workers,
         dataloader_persistent_workers=workers > 0,
@@ -280,6 +285,12 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
             *callbacks,
         ],
     )
+
+
+def _frozen_dtype(model) -> str:
+    """The dtype of the frozen floating-point weights (the compute dtype of a LoRA base)."""
+    dtypes = {str(p.dtype) for p in model.parameters() if not p.requires_grad and p.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else "mixed"
 
 
 def approximate_lengths(examples: Sequence[Example]) -> list[int]:
