@@ -6,6 +6,7 @@
 #
 #   benchmarks/gpu-run.sh OUT NAME [NAME ...]     e.g. benchmarks/gpu-run.sh "$OUT" train-step
 #   NMM_BENCH_FAMILIES=tinyllava,idefics3 benchmarks/gpu-run.sh "$OUT" train-step
+#   NMM_BENCH_SIZE=smoke benchmarks/gpu-run.sh /tmp/out generation    (plumbing check on CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: benchmarks/gpu-run.sh OUT NAME [NAME ...]}
@@ -17,9 +18,9 @@ if compgen -G ".whl/*.whl" >/dev/null && [ ! -f "$site/.installed" ]; then
 fi
 export PYTHONPATH="$site:packages/nmm-core/src:benchmarks/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi"
 families=${NMM_BENCH_FAMILIES:-qwen2_vl}
 for family in ${families//,/ }; do
     echo "== $family: $*"
-    NMM_BENCH_FAMILIES=$family python3 -m nmm_bench.cli --size full --out "$out" "$@"
+    NMM_BENCH_FAMILIES=$family python3 -m nmm_bench.cli --size "${NMM_BENCH_SIZE:-full}" --out "$out" "$@"
 done
