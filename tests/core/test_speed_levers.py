@@ -87,6 +87,33 @@ def test_feature_cache_serves_several_tiles_per_example(features_as):
     torch.testing.assert_close(first, second)
 
 
+class _Tower(torch.nn.Module):
+    """A stand-in model whose image features come back in the layout it is told."""
+
+    def __init__(self):
+        super().__init__()
+        self.layout = "rows"
+
+    def get_image_features(self, pixel_values):
+        rows = pixel_values.flatten(1)
+        return rows if self.layout == "rows" else tuple(rows.unbind(0))
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+def test_feature_cache_refuses_features_that_change_layout_between_batches(explicit):
+    tower = _Tower()
+    cache = VisionFeatureCache(tower, explicit=explicit)
+    cache.keys = ["a", "b"]
+    tower.get_image_features(torch.ones(2, 3))
+    tower.layout, cache.keys = "sequence", ["c", "d"]
+    if explicit:
+        with pytest.raises(ConfigError, match="changed layout between batches"):
+            tower.get_image_features(torch.ones(2, 3))
+    else:
+        assert isinstance(tower.get_image_features(torch.ones(2, 3)), tuple)
+        assert cache.disabled and not cache.store and cache.stored_bytes == 0
+
+
 def test_feature_cache_stores_nothing_beyond_its_budget():
     loaded = load_model("tiny-qwen2-vl")
     model = apply_lora(loaded, LoraSettings())

@@ -52,8 +52,9 @@ class VisionFeatureCache:
         self.budget = int(max_gib * 2**30)
         self.stored_bytes = 0
         self.disabled = False
-        self._kind = "output"  # what the model's method returns: output object, sequence or tensor
-        self._join = "tuple"  # how per-example features are put back together: tuple, stack or cat
+        # what the model's method returns (output object, sequence or tensor) and how per-example
+        # features are put back together (tuple, stack or cat): fixed by the first batch stored
+        self._layout: tuple[str, str] | None = None
         self.owner.get_image_features = self._features
 
     def close(self) -> None:
@@ -76,6 +77,8 @@ class VisionFeatureCache:
             if self.explicit:
                 raise
             self.disabled = True  # features it cannot split per example: its tower runs every step
+            self.store.clear()
+            self.stored_bytes = 0
             return out
         for key, feats in zip(keys, per_image, strict=True):
             size = feats.numel() * feats.element_size()
@@ -90,28 +93,34 @@ class VisionFeatureCache:
         import torch
 
         feats = getattr(out, "pooler_output", out)
-        self._kind = ("tensor" if isinstance(out, torch.Tensor) else
-                      "sequence" if isinstance(out, (list, tuple)) else "output")
-        self._join = "tuple"
+        kind = ("tensor" if isinstance(out, torch.Tensor) else
+                "sequence" if isinstance(out, (list, tuple)) else "output")
+        join, parts = None, None
         if isinstance(feats, (list, tuple)) and len(feats) == n:
-            return list(feats)
-        if isinstance(feats, torch.Tensor):
+            join, parts = "tuple", list(feats)
+        elif isinstance(feats, torch.Tensor):
             tiles = _tiles_per_example(pixel_values, n)
             if tiles is not None and sum(tiles) == feats.shape[0]:
-                self._join = "cat"  # each example's real tiles, all in one tensor (Idefics3 on 5.17)
-                return list(feats.split(tiles))
-            if feats.shape[0] == n:  # one row per example (Moondream merges its crops into it)
-                self._join = "stack"
-                return list(feats.unbind(0))
-        raise ConfigError("this model's image features cannot be told apart per example: turn "
-                          "cache_vision_features off")
+                # each example's real tiles, all in one tensor (Idefics3 on transformers 5.17)
+                join, parts = "cat", list(feats.split(tiles))
+            elif feats.shape[0] == n:  # one row per example (Moondream merges its crops into it)
+                join, parts = "stack", list(feats.unbind(0))
+        if parts is None:
+            raise ConfigError("this model's image features cannot be told apart per example: turn "
+                              "cache_vision_features off")
+        if self._layout not in (None, (kind, join)):
+            raise ConfigError(f"this model's image features changed layout between batches ({self._layout} "
+                              f"then {(kind, join)}): turn cache_vision_features off")
+        self._layout = (kind, join)
+        return parts
 
     def _output(self, per_image: list):
         import torch
 
-        joined = (torch.cat(per_image) if self._join == "cat" else
-                  torch.stack(per_image) if self._join == "stack" else tuple(per_image))
-        if self._kind != "output":
+        kind, join = self._layout
+        joined = (torch.cat(per_image) if join == "cat" else
+                  torch.stack(per_image) if join == "stack" else tuple(per_image))
+        if kind != "output":
             return joined
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
