@@ -108,11 +108,11 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=gradient_checkpointing
         )
-    elif loaded.quantization:
-        model.requires_grad_(False)  # the rest of peft's k-bit preparation; get_peft_model freezes too
-    if gradient_checkpointing and not (loaded.quantization and settings.kbit_upcast):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+    else:
+        model.requires_grad_(False)  # all of peft's k-bit preparation but its fp32 upcast
+        if gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
     # peft keeps adapters in fp32 on a half-precision base and casts every adapted activation to
     # fp32 and back. Both fp32-* precisions keep fp32 weights but skip those activation casts:
     # "fp32-master" casts the small adapter weights to the activations' dtype inside each adapter,
