@@ -161,13 +161,18 @@ def upcast_saved_modules(model, *, cast: bool) -> int:
     return count
 
 
+def frozen_dtypes(model) -> set:
+    """The dtypes of the frozen floating-point weights: the compute dtype of a LoRA base (a 4/8-bit
+    base's packed weights are integers: what it left unquantised counts)."""
+    return {p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()}
+
+
 def half_precision(model) -> bool:
-    """True when the frozen floating-point weights are bf16/fp16 (a 4/8-bit base's packed weights
-    are integers: it counts when what it left unquantised stays in half precision)."""
+    """True when the frozen floating-point weights are bf16/fp16 (not an fp32 base)."""
     import torch
 
-    frozen = [p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
-    return bool(frozen) and all(d in (torch.bfloat16, torch.float16) for d in frozen)
+    frozen = frozen_dtypes(model)
+    return bool(frozen) and frozen <= {torch.bfloat16, torch.float16}
 
 
 def set_input_casting(model, *, enabled: bool) -> None:

@@ -220,11 +220,11 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
     from transformers.integrations import TensorBoardCallback
 
     from nmm_core.kernels import apply_liger, compile_layers, liger_available
-    from nmm_core.lora import half_precision, needs_autocast
+    from nmm_core.lora import frozen_dtypes, half_precision, needs_autocast
 
     workers = _workers(settings.num_workers, use_cpu)
     autocast = bf16 and needs_autocast(model)
-    fp16 = _frozen_dtype(model) == "torch.float16"
+    fp16 = {str(d) for d in frozen_dtypes(model)} == {"torch.float16"}
     if fp16 and use_cpu:
         raise ConfigError("a float16 base trains with loss scaling on a GPU only: on CPU load it in float32 "
                           "(--model-dtype float32)")
@@ -285,12 +285,6 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
             *callbacks,
         ],
     )
-
-
-def _frozen_dtype(model) -> str:
-    """The dtype of the frozen floating-point weights (the compute dtype of a LoRA base)."""
-    dtypes = {str(p.dtype) for p in model.parameters() if not p.requires_grad and p.is_floating_point()}
-    return dtypes.pop() if len(dtypes) == 1 else "mixed"
 
 
 def approximate_lengths(examples: Sequence[Example]) -> list[int]:
