@@ -233,6 +233,8 @@ def contenders(family: str, scale: str, batch: int, big_batch: int) -> list[tupl
         "nmm: + liger, no cache (a first epoch)": (replace(on, liger="on"), "fp32-master", 0.0, batch),
         "nmm defaults (+ liger + cache)": (TrainSettings(), "fp32-master", 0.0, batch),
         "nmm defaults, fp32-autocast adapters (model-wide autocast)": (TrainSettings(), "fp32-autocast", 0.0, batch),
+        "nmm defaults, no vision-feature cache (a first epoch)": (TrainSettings(cache_vision_features="off"),
+                                                                  "fp32-master", 0.0, batch),
         f"nmm defaults, batch {big_batch}": (TrainSettings(), "fp32-master", 0.0, big_batch),
         "nmm defaults + compile": (TrainSettings(compile_layers=True), "fp32-master", 0.0, batch),
     }
