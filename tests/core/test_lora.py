@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from nmm_core.chat import VlmCollator
-from nmm_core.errors import PresetError
+from nmm_core.errors import ConfigError, PresetError
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import load_model
 from nmm_core.records import Example
@@ -215,3 +215,8 @@ def test_a_trained_projector_keeps_fp32_master_weights_on_a_bf16_base(quantizati
         saved = next(v for k, v in projector.items() if k.endswith("linear_1.weight"))
         got = next(p for n, p in reloaded.named_parameters() if n.endswith("modules_to_save.default.linear_1.weight"))
         torch.testing.assert_close(got, saved.detach().to(got.dtype))
+
+
+def test_kbit_upcast_without_a_quantised_base_is_refused():
+    with pytest.raises(ConfigError, match="kbit_upcast applies to a 4/8-bit base only"):
+        apply_lora(load_model("tiny-qwen2-vl"), LoraSettings(kbit_upcast=True))

@@ -104,6 +104,9 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     model = loaded.model
+    if settings.kbit_upcast and not loaded.quantization:
+        raise ConfigError("lora.kbit_upcast applies to a 4/8-bit base only: add --model-quantization 4bit, "
+                          "or leave kbit_upcast off")
     if loaded.quantization and settings.kbit_upcast:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=gradient_checkpointing
