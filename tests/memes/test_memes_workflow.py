@@ -56,6 +56,12 @@ def test_memes_every_command_end_to_end(tmp_path, capsys):
     summary = json.loads((ev / "status.json").read_text())["summary"]
     assert {"rouge1", "rouge2", "rougeL", "bleu"} <= set(summary)
     assert summary["rougeL"] == pytest.approx(sum(r["rougeL"] for r in rows) / 8)
+    # the user's set with its missing image: the run evaluates the rest and lists the skip
+    assert main(["eval", "--data-source", str(out), "--data-images", str(out / "images"), *GEN,
+                 "--output-dir", str(tmp_path / "eval-user")]) == 0
+    ev = _only(tmp_path / "eval-user")
+    assert len((ev / "predictions.jsonl").read_text().splitlines()) == 7
+    assert json.loads((ev / "problems-test.jsonl").read_text())["id"] == records[0]["post_id"]
 
     assert main(["compete", *SYNTH, *GEN, "--adapter", str(adapter), "--output-dir", str(tmp_path / "cmp")]) == 0
     cmp_run = _only(tmp_path / "cmp")

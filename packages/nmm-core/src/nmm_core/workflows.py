@@ -179,11 +179,13 @@ def lora_trainee(cfg: TrainConfig) -> Trainee:
 
 
 def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None,
-              finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] = lora_trainee) -> Path:
+              finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] = lora_trainee,
+              load: Load = load_columns) -> Path:
     """Fine-tune and save the adapter; returns the completed run folder.
 
     `trainee` builds what is trained (a model of a domain's own, such as GILL, brings its own
-    collator and save); the run folder, resume, multi-process and reporting stay here.
+    collator and save); `load` reads a domain's own data format (its skips listed in the run
+    folder); the run folder, resume, multi-process and reporting stay here.
     """
     state = _process_state(cfg.model)
     main = state.is_main_process
@@ -198,7 +200,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     try:
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
-        train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run)
+        train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run, load=load)
         built = trainee(cfg)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
@@ -234,11 +236,11 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
 
 
 def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
-             finish: Finish | None = None) -> Path:
+             finish: Finish | None = None, load: Load = load_columns) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder."""
     with RunDir.create(cfg.output_dir, "eval", Path(cfg.model.model).name) as run:
         dump_yaml(cfg, run.file("config.yaml"))
-        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run)
+        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load)
         name = "fine-tuned" if cfg.adapter else "base"
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
                                 out_file=run.file("predictions.jsonl"))

@@ -148,7 +148,7 @@ def run_meme_train(cfg: MemeTrainConfig) -> Path:
         return run_gill_train(cfg, examples_for(cfg.data, cfg.data.split))
     check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
-    return run_train(cfg, meme_task(), examples=examples_for(cfg.data, cfg.data.split))
+    return run_train(cfg, meme_task(), load=load_usable)
 
 
 def run_meme_eval(cfg: MemeEvalConfig) -> Path:
@@ -160,7 +160,7 @@ def run_meme_eval(cfg: MemeEvalConfig) -> Path:
     refuse_gill(cfg.model, "eval")
     check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
-    return run_eval(cfg, meme_task(), examples=examples_for(cfg.data, cfg.data.eval_split))
+    return run_eval(cfg, meme_task(), load=load_usable)
 
 
 def run_predict(cfg: PredictConfig, image: str, title: str) -> str:
