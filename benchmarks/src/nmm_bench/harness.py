@@ -44,20 +44,6 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], Any], *, warmup: int, repeats: int) -> list[float]:
-    """Wall seconds of `repeats` calls of `fn` after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 Seconds = dict[str, list[float]]  # contender -> seconds per round
 
 
