@@ -29,6 +29,8 @@ def test_smoke_benchmarks_write_their_results(tmp_path, capsys):
     assert bridge["versions"]["torchcfm"] != "absent"
     pipeline = json.loads(next(tmp_path.glob("data-pipeline-*.json")).read_text())
     assert [row["extra"]["kept"] for row in pipeline["rows"]] == pipeline["settings"]["sizes"]
+    assert all(row["extra"]["normalised_on_cpu_equals_processor"] for row in pipeline["rows"])
+    assert pipeline["checks"]["uint8 pixels normalised on the device equal the processor's float32 ones"]
     merged = json.loads(next(tmp_path.glob("merged-inference-*.json")).read_text())
     low, high = merged["checks"]["merged_vs_base_range"]
     assert low <= merged["checks"]["merged_vs_base_median"] <= high

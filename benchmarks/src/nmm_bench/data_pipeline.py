@@ -116,13 +116,15 @@ def _children_cpu_seconds() -> float:
 
 
 def measure(folder: str, n: int, processor: str, workers: int, trace_python: bool,
-            window: int | None = None, image_cache_mib: float | None = None) -> dict[str, Any]:
+            window: int | None = None, image_cache_mib: float | None = None,
+            pixels_on_device: bool = True) -> dict[str, Any]:
     """One size: records -> load -> validate (all n) -> batches (all, or the first `window`
     records); seconds, memory and the workers' CPU seconds."""
     import torch
 
     from nmm_core.chat import IMAGE_CACHE_MIB, VlmCollator
     from nmm_core.data import ColumnMap, load_examples
+    from nmm_core.device_pixels import device_pixels_for
     from nmm_core.families import get_family
     from nmm_core.records import validate
 
@@ -134,7 +136,8 @@ def measure(folder: str, n: int, processor: str, workers: int, trace_python: boo
     else:
         processor_, family = qwen2_vl_processor(), get_family("qwen2_vl")
     cache_mib = IMAGE_CACHE_MIB if image_cache_mib is None else image_cache_mib
-    collate = VlmCollator(processor_, family, image_cache_mib=cache_mib)
+    pixels = device_pixels_for(processor_, family, "on" if pixels_on_device else "off")
+    collate = VlmCollator(processor_, family, image_cache_mib=cache_mib, device_pixels=pixels)
     baseline = _rss_mib()
     if trace_python:
         tracemalloc.start()
@@ -173,12 +176,42 @@ def measure(folder: str, n: int, processor: str, workers: int, trace_python: boo
     if trace_python:
         out["peak_python_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
         tracemalloc.stop()
+    out["pixels"] = "uint8, normalised on the model's device" if pixels else "float32, normalised in the workers"
+    out["batch_mib"] = round(sum(v.numel() * v.element_size() for v in batch.values()
+                                 if isinstance(v, torch.Tensor)) / 2**20, 1)
+    if pixels is not None:
+        out.update(_normalise_on_device(pixels, kept[:BATCH], processor_, family))
     out["peak_growth_mib"] = round(out["peak_rss_mib"] - baseline, 1)
     if workers:
         out["examples_per_s_per_worker"] = round(out["collate_examples_per_s"] / workers, 1)
         out["examples_per_worker_cpu_second"] = round(collated / worker_cpu, 1)
         out[f"projected_examples_per_s_{GPU_HOST_WORKERS}_workers"] = round(
             GPU_HOST_WORKERS * collated / worker_cpu, 1)
+    return out
+
+
+def _normalise_on_device(pixels, examples, processor, family) -> dict[str, Any]:
+    """Seconds to normalise one raw batch where the model runs (CPU, and CUDA when present), and
+    whether the result equals the processor's own float32 pixels bit for bit."""
+    import torch
+
+    from nmm_core.chat import VlmCollator
+
+    raw = VlmCollator(processor, family, device_pixels=pixels)(examples)["pixel_values"]
+    reference = VlmCollator(processor, family)(examples)["pixel_values"]
+    out: dict[str, Any] = {}
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        on_device = raw.to(device)
+        pixels.normalize(on_device)  # warm-up (CUDA context, kernels)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        normalised = pixels.normalize(on_device)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        out[f"normalise_batch_seconds_{device}"] = round(time.perf_counter() - t0, 5)
+        out[f"normalised_on_{device}_equals_processor"] = bool(torch.equal(normalised.cpu(), reference))
     return out
 
 
@@ -201,7 +234,9 @@ def run(size: str) -> Result:
 
     full = size == "full"
     sizes = FULL_SIZES if full else SMOKE_SIZES
-    workers = min(2, os.cpu_count() or 1) if full else 0
+    cores = os.cpu_count() or 1
+    # the trainer's rule with CUDA (half the cores, up to 8), and at least 2 where there are 2
+    workers = min(GPU_HOST_WORKERS, max(2, cores // 2), cores) if full else 0
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         pool = Path(tmp) / "pool"
@@ -215,6 +250,8 @@ def run(size: str) -> Result:
             else:
                 results.append(measure(str(folder), n, "tiny", workers, True))
         if full:
+            floats = _in_fresh_process(str(folder), sizes[-1], "qwen2-vl-2b", workers, False, FULL_WINDOW, None,
+                                       False)
             uncached = _in_fresh_process(str(folder), sizes[-1], "qwen2-vl-2b", workers, False, FULL_WINDOW, 0)
     memory_key = "peak_growth_mib" if full else "peak_python_mib"
     rows = []
@@ -230,8 +267,9 @@ def run(size: str) -> Result:
             rows.append(Row(f"{r['records']} records", r["records"] / r["seconds"], "examples/s",
                             [r["seconds"]], r))
     if full:
-        rows.append(Row(f"{uncached['records']} records, image cache off", uncached["collate_examples_per_s"],
-                        "examples/s", [uncached["load_validate_seconds"], uncached["collate_seconds"]], uncached))
+        for label, r in (("float32 pixels (pixels_on_device off)", floats), ("image cache off", uncached)):
+            rows.append(Row(f"{r['records']} records, {label}", r["collate_examples_per_s"], "examples/s",
+                            [r["load_validate_seconds"], r["collate_seconds"]], r))
     load_key = "load_validate_seconds" if full else "seconds"
     per_record_s = [r[load_key] / r["records"] for r in results]
     per_record_mib = [r[memory_key] / r["records"] for r in results]
@@ -239,6 +277,8 @@ def run(size: str) -> Result:
         f"{load_key} per record, smallest vs largest": [round(x, 7) for x in (per_record_s[0], per_record_s[-1])],
         "time grows linearly (per record, largest <= 1.5x smallest)": per_record_s[-1] <= 1.5 * per_record_s[0],
         f"{memory_key} per record, by size": [round(x, 5) for x in per_record_mib],
+        "uint8 pixels normalised on the device equal the processor's float32 ones": all(
+            v for r in results for k, v in r.items() if k.startswith("normalised_on_")),
     }
     if full:
         # at 1k a fixed cost (allocator arenas, the 64 decoded images) dominates the growth, so
@@ -252,7 +292,7 @@ def run(size: str) -> Result:
         checks[f"measured, {workers} workers: target >= {TARGET_MULTIPLE:g}x the step ({target:g} examples/s)"] = \
             largest.value >= target
         projected_key = f"projected_examples_per_s_{GPU_HOST_WORKERS}_workers"
-        for row in (largest, rows[-1]):
+        for row in (largest, *rows[len(sizes):]):
             checks[f"PROJECTED, {GPU_HOST_WORKERS} workers ({row.label}): examples/s / the step's "
                    f"{STEP_EXAMPLES_PER_S:g}"] = round(row.extra[projected_key] / STEP_EXAMPLES_PER_S, 2)
     settings: dict[str, Any] = {
@@ -277,6 +317,9 @@ def run(size: str) -> Result:
             "step_examples_per_s": STEP_EXAMPLES_PER_S,
             "step_examples_per_s_source": "the nmm-defaults LoRA step, Qwen2-VL-2B, batch 16, H100, steady "
                                           "state (train-step table; 36.5 in a first epoch)",
+            "pixels": "uint8 pixels, rescaled and normalised on the model's device (pixels_on_device, the "
+                      "default; normalise_batch_seconds_* times that step apart, on one batch); the row "
+                      "'float32 pixels' normalises in the workers, as the processor does by default",
             "image_cache": "VlmCollator's decoded-image LRU (per worker, nmm_core.chat.IMAGE_CACHE_MIB); the "
                            "last row turns it off",
             "per_worker": "examples_per_s_per_worker = measured rate / workers (cores shared with other "

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from nmm_core.device_pixels import RAW_KWARGS, DevicePixels
 from nmm_core.families import Family
 from nmm_core.records import Example, load_image
 
@@ -104,7 +105,11 @@ class DecodedImages:
 
 
 class VlmCollator:
-    """Turn a list of `Example`s into a model batch; with `train`, add answer-only labels."""
+    """Turn a list of `Example`s into a model batch; with `train`, add answer-only labels.
+
+    With `device_pixels` (`device_pixels_for`) images stay uint8; the trainer and the evaluator
+    normalise them on the model's device (`finish_pixels`).
+    """
 
     def __init__(
         self,
@@ -114,6 +119,7 @@ class VlmCollator:
         prompt_fn: PromptFn | None = None,
         train: bool = True,
         image_cache_mib: float = IMAGE_CACHE_MIB,
+        device_pixels: DevicePixels | None = None,
     ) -> None:
         self.processor = processor
         self.family = family
@@ -122,6 +128,7 @@ class VlmCollator:
         self.tokenizer = _tokenizer(processor)
         self.eot_id = self.tokenizer.convert_tokens_to_ids(family.end_of_turn)
         self.images = DecodedImages(image_cache_mib)
+        self.device_pixels = device_pixels
 
     def prompts(self, examples: Sequence[Example]) -> list[str]:
         """The generation prompts of `examples` (no answer needed)."""
@@ -158,6 +165,8 @@ class VlmCollator:
             images = [self.images.load(ex) for ex in examples]
             kwargs["images"] = [[im] for im in images] if self.family.nested_images else images
         kwargs.update(self.family.processor_kwargs)
+        if self.device_pixels is not None and any(has_images):
+            kwargs.update(RAW_KWARGS)
         return self.processor(text=texts, padding_side=padding_side, **kwargs)
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:

@@ -18,6 +18,15 @@ from nmm_core.runs import atomic_write_text
 
 T = TypeVar("T")
 
+SWITCH = ("auto", "on", "off")  # a speed lever's setting: "auto" where it applies
+
+
+def check_switch(name: str, value: str) -> None:
+    """A ConfigError naming `name` unless `value` is one of SWITCH."""
+    if value not in SWITCH:
+        raise ConfigError(f"{name} must be one of {', '.join(SWITCH)}, got {value!r}")
+
+
 _NONE_WORDS = {"none", "null", "~"}
 _TRUE_WORDS = {"true", "yes", "on", "1"}
 _FALSE_WORDS = {"false", "no", "off", "0"}

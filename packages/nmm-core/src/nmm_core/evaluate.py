@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.chat import VlmCollator
+from nmm_core.config import check_switch
+from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
 from nmm_core.records import Example
 from nmm_core.runs import atomic_write_text
@@ -28,10 +30,12 @@ class GenerationSettings:
     min_new_tokens: int = field(
         default=0, metadata={"help": "force at least this many tokens (timing runs: equal lengths)"}
     )
+    pixels_on_device: str = field(default="auto", metadata={"help": PIXELS_HELP})
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1):
             raise ConfigError("batch_size and max_new_tokens must be at least 1")
+        check_switch("pixels_on_device", self.pixels_on_device)
 
 
 @dataclass
@@ -55,7 +59,8 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
     import torch
     from tqdm.auto import tqdm
 
-    collate = VlmCollator(processor, family, prompt_fn=task.prompt, train=False)
+    pixels = device_pixels_for(processor, family, settings.pixels_on_device)
+    collate = VlmCollator(processor, family, prompt_fn=task.prompt, train=False, device_pixels=pixels)
     tokenizer = collate.tokenizer
     # Similar prompt lengths in one batch waste less on left padding.
     order = sorted(range(len(examples)), key=lambda i: len(task.prompt(examples[i])))
@@ -67,7 +72,7 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
     for start in range(0, len(order), settings.batch_size):
         idx = order[start : start + settings.batch_size]
         batch = collate([examples[i] for i in idx])
-        batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+        batch = finish_pixels({k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}, pixels)
         t0 = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(

@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.chat import VlmCollator
+from nmm_core.config import check_switch
+from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
 from nmm_core.records import Example
 from nmm_core.runs import append_jsonl
 from nmm_core.task import Task
 
 log = logging.getLogger(__name__)
+
 
 
 @dataclass
@@ -54,6 +57,7 @@ class TrainSettings:
                                                                   "first step pays the compilation)"})
     group_by_length: bool = field(default=False, metadata={"help": "batches of similar length (text + image "
                                                                    "size): less padding on variable-length data"})
+    pixels_on_device: str = field(default="auto", metadata={"help": PIXELS_HELP})
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
@@ -63,12 +67,8 @@ class TrainSettings:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ConfigError("give epochs > 0 or max_steps > 0")
-        for name in ("cache_vision_features", "liger"):
-            if getattr(self, name) not in SWITCH:
-                raise ConfigError(f"{name} must be one of {', '.join(SWITCH)}, got {getattr(self, name)!r}")
-
-
-SWITCH = ("auto", "on", "off")
+        for name in ("cache_vision_features", "liger", "pixels_on_device"):
+            check_switch(name, getattr(self, name))
 
 
 class _ExampleDataset:
@@ -105,9 +105,11 @@ def _trainer_class():
     class NmmTrainer(Trainer):
         """`Trainer` with answer-only logits and the vision-feature cache as switches."""
 
-        def __init__(self, *args, answer_only: bool = True, feature_cache=None, lengths=None, **kwargs):
+        def __init__(self, *args, answer_only: bool = True, feature_cache=None, lengths=None,
+                     device_pixels=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.answer_only = answer_only
+            self.device_pixels = device_pixels
             self.feature_cache = feature_cache
             self.lengths = lengths
             if answer_only:
@@ -129,7 +131,7 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             from nmm_core.answer_loss import answer_only_loss
 
-            inputs = dict(inputs)
+            inputs = finish_pixels(dict(inputs), self.device_pixels)
             ids = inputs.pop(EXAMPLE_IDS, None)
             if self.feature_cache is not None:
                 self.feature_cache.keys = ids
@@ -197,9 +199,11 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
     last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
     if resume and last is None:
         log.warning("no checkpoint in %s: starting from step 0", checkpoints)
-    trainer = make_trainer(model, _ExampleDataset(examples),
-                           collator or VlmCollator(processor, family, prompt_fn=task.prompt, train=True),
-                           settings=settings, run_dir=run_dir, bf16=bf16, use_cpu=use_cpu, callbacks=callbacks)
+    if collator is None:
+        pixels = device_pixels_for(processor, family, settings.pixels_on_device)
+        collator = VlmCollator(processor, family, prompt_fn=task.prompt, train=True, device_pixels=pixels)
+    trainer = make_trainer(model, _ExampleDataset(examples), collator, settings=settings, run_dir=run_dir,
+                           bf16=bf16, use_cpu=use_cpu, callbacks=callbacks)
     try:
         result = trainer.train(resume_from_checkpoint=last)
     finally:
@@ -266,6 +270,8 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         apply_liger(model)
     if settings.compile_layers:
         compile_layers(model)
+    # the collator that hands over raw pixels says how they are normalised
+    pixels = getattr(collator, "device_pixels", None)
     cache = None
     if settings.cache_vision_features != "off":
         cache = _feature_cache(model, dataset, explicit=settings.cache_vision_features == "on")
@@ -278,6 +284,7 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         data_collator=collator,
         answer_only=settings.answer_only_logits,
         feature_cache=cache,
+        device_pixels=pixels,
         lengths=approximate_lengths(dataset.examples) if settings.group_by_length else None,
         callbacks=[
             _jsonl_logger(run_dir / "metrics.jsonl"),

@@ -34,6 +34,9 @@ class Family:
     reference_config: str | None = None  # the real model's config.json, shipped in ./configs
     nested_images: bool = False  # processor wants [[img], [img]] for a batch
     processor_kwargs: dict[str, Any] = field(default_factory=dict)  # extra processor call args
+    # where the processor's pixel_values keep their channels (`nmm_core.device_pixels`); None:
+    # they are normalised in the data loader, as the processor does by default
+    pixel_layout: str | None = None
     chat: bool = True  # False: plain "prompt answer</s>" text, no chat template
     # "module:function" (hub_id, revision) -> local folder: for published checkpoints that only
     # load into our model class after conversion
@@ -90,6 +93,7 @@ FAMILIES: dict[str, Family] = {
             reference_config="qwen2-vl-2b-instruct.json",
             # transformers >= 5.17: M-RoPE positions need the image-token mask
             processor_kwargs={"return_mm_token_type_ids": True},
+            pixel_layout="patch-rows",
         ),
         Family(
             name="idefics3",
@@ -104,6 +108,8 @@ FAMILIES: dict[str, Family] = {
             projector="model.connector",
             reference_config="smolvlm-base.json",
             nested_images=True,
+            # no pixel_layout: the processor pads tiles into a float32 tensor even when asked for
+            # raw pixels, and the model finds padding tiles by their being zeros after normalisation
         ),
         Family(
             name="llava",
@@ -117,6 +123,7 @@ FAMILIES: dict[str, Family] = {
             vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
             projector="model.multi_modal_projector",
             reference_config="llava-1.5-7b-hf.json",
+            pixel_layout="channels",
         ),
         Family(
             name="tinyllava",
@@ -130,6 +137,7 @@ FAMILIES: dict[str, Family] = {
             vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
             projector="model.multi_modal_projector",
             reference_config="tinyllava-phi-2-siglip-3.1b.json",
+            pixel_layout="channels",
         ),
         Family(
             name="moondream",
