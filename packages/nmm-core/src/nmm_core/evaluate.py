@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,13 @@ from typing import Any
 from nmm_core.chat import VlmCollator
 from nmm_core.config import check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
-from nmm_core.errors import ConfigError
+from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example
-from nmm_core.runs import atomic_write_text
+from nmm_core.runs import append_jsonl, atomic_write_text, read_jsonl
 from nmm_core.task import Task
+
+log = logging.getLogger(__name__)
+OnBatch = Callable[[list[int], list[str], float], None]
 
 
 @dataclass
@@ -54,8 +58,13 @@ class EvalResult:
 
 
 def generate(model, processor, family, examples: Sequence[Example], *, task: Task,
-             settings: GenerationSettings, progress: bool = True) -> tuple[list[str], float]:
-    """Greedy answers for `examples` in their order, and the seconds spent generating."""
+             settings: GenerationSettings, progress: bool = True, skip: Collection[int] = (),
+             on_batch: OnBatch | None = None) -> tuple[list[str], float]:
+    """Greedy answers for `examples` in their order, and the seconds spent generating.
+
+    Indices in `skip` are not generated (their answers stay ""); `on_batch(indices, answers,
+    seconds)` sees each batch as soon as it is decoded.
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -63,12 +72,16 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
     collate = VlmCollator(processor, family, prompt_fn=task.prompt, train=False, device_pixels=pixels)
     tokenizer = collate.tokenizer
     # Similar prompt lengths in one batch waste less on left padding.
-    order = sorted(range(len(examples)), key=lambda i: len(task.prompt(examples[i])))
+    skipped = set(skip)
+    order = sorted((i for i in range(len(examples)) if i not in skipped), key=lambda i: len(task.prompt(examples[i])))
     answers: list[str] = [""] * len(examples)
+    if not order:
+        return answers, 0.0
     device = next(model.parameters()).device
     model.eval()
     elapsed = 0.0
-    bar = tqdm(total=len(examples), desc="generating", unit="ex", disable=not progress)
+    bar = tqdm(total=len(examples), initial=len(examples) - len(order), desc="generating", unit="ex",
+               disable=not progress)
     for start in range(0, len(order), settings.batch_size):
         idx = order[start : start + settings.batch_size]
         batch = collate([examples[i] for i in idx])
@@ -84,31 +97,91 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
             )
         if device.type == "cuda":
             torch.cuda.synchronize()
-        elapsed += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        elapsed += seconds
         new_tokens = out[:, batch["input_ids"].shape[1] :]
-        for i, text in zip(idx, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=False):
-            answers[i] = text.strip()
+        texts = [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        for i, text in zip(idx, texts, strict=True):
+            answers[i] = text
+        if on_batch is not None:
+            on_batch(idx, texts, seconds)
         bar.update(len(idx))
     bar.close()
     return answers, elapsed
 
 
+def answers_log(out_file: Path) -> Path:
+    """Where `evaluate` records answers batch by batch while it writes `out_file`."""
+    return out_file.with_name(out_file.stem + ".partial.jsonl")
+
+
+def previous_answers(out_file: Path, examples: Sequence[Example]) -> dict[int, tuple[str, float]]:
+    """Answers an interrupted evaluation already gave, by example index: (raw answer, seconds).
+
+    From `out_file` when it was written in full, else from its answers log. A row whose example
+    is not the one at its index means the evaluation set changed: an error, not a guess.
+    """
+    if out_file.is_file():
+        rows = [dict(r, index=n) for n, r in enumerate(read_jsonl(out_file))]
+        source = out_file
+    elif answers_log(out_file).is_file():
+        rows, source = read_jsonl(answers_log(out_file)), answers_log(out_file)
+    else:
+        return {}
+    done = {}
+    for row in rows:
+        i = row.get("index")
+        if not isinstance(i, int) or not 0 <= i < len(examples) or examples[i].id != row.get("id"):
+            raise DataError(f"{source}: the answer to example {row.get('id')!r} (position {i}) does not match "
+                            "this evaluation set, which changed since the run started: start a new run")
+        done[i] = (row["raw_prediction"], float(row.get("seconds", 0.0)))
+    return done
+
+
 def evaluate(model, processor, family, examples: Sequence[Example], *, task: Task,
              settings: GenerationSettings, name: str, out_file: Path | None = None,
-             progress: bool = True) -> EvalResult:
-    """Generate, score with `task`, and write predictions JSONL to `out_file` (atomically)."""
+             progress: bool = True, resume: bool = False) -> EvalResult:
+    """Generate, score with `task`, and write predictions JSONL to `out_file` (atomically).
+
+    While it runs, each batch's answers are appended to `answers_log(out_file)`; with `resume`,
+    the answers found there (or in a finished `out_file`) are kept and only the rest generated.
+    """
     if not examples:
         raise ConfigError("nothing to evaluate: the evaluation set is empty")
-    raw, seconds = generate(model, processor, family, examples, task=task, settings=settings,
-                            progress=progress)
+    done = previous_answers(out_file, examples) if resume and out_file is not None else {}
+    log_file = answers_log(out_file) if out_file is not None else None
+    if log_file is not None and not done:
+        log_file.unlink(missing_ok=True)
+
+    def record(indices: list[int], texts: list[str], seconds: float) -> None:
+        for i, text in zip(indices, texts, strict=True):
+            done[i] = (text, seconds / len(indices))
+            if log_file is not None:
+                append_jsonl(log_file, {"index": i, "id": examples[i].id, "raw_prediction": text,
+                                        "seconds": seconds / len(indices)})
+
+    if len(done) < len(examples):
+        if done:
+            log.info("%s: %d of %d answers kept from the interrupted run", name, len(done), len(examples))
+        generate(model, processor, family, examples, task=task, settings=settings, progress=progress,
+                 skip=set(done), on_batch=record)
+    result = scored(examples, done, task=task, name=name)
+    if out_file is not None:
+        atomic_write_text(out_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.predictions))
+        log_file.unlink(missing_ok=True)
+    return result
+
+
+def scored(examples: Sequence[Example], answers: dict[int, tuple[str, float]], *, task: Task,
+           name: str) -> EvalResult:
+    """Score raw answers (by example index, with their seconds) into an `EvalResult`."""
+    raw = [answers[i][0] for i in range(len(examples))]
+    seconds = [answers[i][1] for i in range(len(examples))]
     normalised = [task.normalise(r) for r in raw]
-    references = [list(ex.answers) for ex in examples]
-    scores = task.score(normalised, references)
+    scores = task.score(normalised, [list(ex.answers) for ex in examples])
     rows = [
         {"id": ex.id, "prompt": task.prompt(ex), "prediction": norm, "raw_prediction": r,
-         "references": list(ex.answers), "model": name, **task.score_one(norm, ex.answers)}
-        for ex, r, norm in zip(examples, raw, normalised, strict=False)
+         "references": list(ex.answers), "model": name, "seconds": s, **task.score_one(norm, ex.answers)}
+        for ex, r, norm, s in zip(examples, raw, normalised, seconds, strict=True)
     ]
-    if out_file is not None:
-        atomic_write_text(out_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return EvalResult(name, scores, seconds / len(examples), rows)
+    return EvalResult(name, scores, sum(seconds) / len(examples), rows)

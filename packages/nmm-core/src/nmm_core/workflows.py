@@ -5,6 +5,7 @@ Domain CLIs call these with their own `Task` and defaults; nothing here knows a 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -13,16 +14,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from nmm_core.config import dump_yaml
+import yaml
+
+from nmm_core.config import config_to_dict, dump_yaml
 from nmm_core.data import ColumnMap, load_examples
 from nmm_core.errors import ConfigError, PresetError
-from nmm_core.evaluate import EvalResult, GenerationSettings, evaluate, generate
+from nmm_core.evaluate import EvalResult, GenerationSettings, evaluate, generate, previous_answers, scored
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ValidationReport, validate
 from nmm_core.report import plot_loss, print_table, write_comparison
-from nmm_core.runs import RunDir
+from nmm_core.runs import RunDir, atomic_write_text
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
 
@@ -105,6 +108,8 @@ class EvalConfig:
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
     merge: bool = field(default=True, metadata={"help": "merge the adapter for inference"})
     output_dir: str = "runs"
+    resume: str | None = field(default=None, metadata={"help": "run folder of an interrupted eval/compare: "
+                                                                  "keep its answers, generate the rest"})
 
 
 def load_columns(data: DataSettings, split: str) -> ValidationReport:
@@ -221,7 +226,17 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
 
 def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adapter: str | None,
                    name: str, out_file: Path | None) -> EvalResult:
-    """Load the model (plus merged adapter) and evaluate it on `examples`."""
+    """Load the model (plus merged adapter) and evaluate it on `examples`; with `cfg.resume`, keep
+    the answers `out_file` or its log already hold (no model is loaded if they are all there)."""
+    resume = bool(cfg.resume) and out_file is not None
+    if resume:
+        done = previous_answers(out_file, examples)
+        if len(done) == len(examples):
+            log.info("%s: all %d answers are in %s", name, len(done), out_file.name)
+            result = scored(examples, done, task=task, name=name)
+            atomic_write_text(out_file, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                                for r in result.predictions))
+            return result
     loaded = cfg.model.load(padding_side="left")
     model = loaded.model
     if adapter:
@@ -232,14 +247,56 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
     if settings.max_new_tokens is None and loaded.source.preset is not None:
         settings = replace(settings, max_new_tokens=loaded.source.preset.max_new_tokens)
     return evaluate(model, loaded.processor, loaded.family, examples, task=task,
-                    settings=settings, name=name, out_file=out_file)
+                    settings=settings, name=name, out_file=out_file, resume=resume)
+
+
+def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
+    """A new run folder, or with `cfg.resume` the interrupted one, if it ran with these settings."""
+    if not cfg.resume:
+        run = RunDir.create(cfg.output_dir, kind, Path(cfg.model.model).name)
+        dump_yaml(cfg, run.file("config.yaml"))
+        return run
+    run = RunDir.open(cfg.resume)
+    saved_file = run.file("config.yaml")
+    if not saved_file.is_file():
+        raise ConfigError(f"--resume {cfg.resume}: it holds no config.yaml, so its answers cannot be checked")
+    saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
+    current = yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))
+    for settings in (saved, current):
+        for key in RESUME_MAY_CHANGE:
+            *parents, leaf = key.split(".")
+            node = settings
+            for parent in parents:
+                node = node.get(parent) or {}
+            node.pop(leaf, None)
+    changed = _first_difference(saved, current)
+    if changed is not None:
+        key, before, now = changed
+        raise ConfigError(f"--resume {cfg.resume}: it ran with {key}={before!r}, now {now!r}; its answers "
+                          "would not be this run's: resume with the same settings, or start a new run")
+    run.set_state("running")
+    return run
+
+
+# what may differ on resume: it changes where the run is written and how fast, not the answers
+RESUME_MAY_CHANGE = ("resume", "output_dir", "generation.batch_size")
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
+    """(dotted key, a's value, b's value) of the first setting that differs, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (prefix.rstrip("."), a, b)
 
 
 def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
              finish: Finish | None = None, load: Load = load_columns) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder."""
-    with RunDir.create(cfg.output_dir, "eval", Path(cfg.model.model).name) as run:
-        dump_yaml(cfg, run.file("config.yaml"))
+    with _eval_run(cfg, "eval") as run:
         test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load)
         name = "fine-tuned" if cfg.adapter else "base"
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
@@ -259,8 +316,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
     """
     if not cfg.adapter:
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
-    with RunDir.create(cfg.output_dir, kind, Path(cfg.model.model).name) as run:
-        dump_yaml(cfg, run.file("config.yaml"))
+    with _eval_run(cfg, kind) as run:
         test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load)
         results = [
             evaluate_model(cfg, task, test, adapter=None, name="base",
