@@ -19,10 +19,13 @@ TRAIN = ["--model", "tiny-gill", "--train-epochs", "5", "--train-batch-size", "4
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One short GILL training run on 8 synthetic memes: (run folder, synthetic folder)."""
+    """One short GILL training run on 8 synthetic memes, one of them without its image (skipped and
+    listed in the run): (run folder, synthetic folder)."""
     root = tmp_path_factory.mktemp("gill")
     synth = root / "synth"
     assert main(["data", "synthesize", *SYNTH, "--out", str(synth), "--no-progress"]) == 0
+    first = json.loads((synth / "memes-trainval.json").read_text())[0]
+    (synth / "images" / first["img_fname"]).unlink()
     data = ["--data-source", str(synth), "--data-images", str(synth / "images")]
     assert main(["train", *data, *TRAIN, "--output-dir", str(root / "runs")]) == 0
     (run,) = (root / "runs").iterdir()
@@ -32,7 +35,9 @@ def trained(tmp_path_factory):
 def test_gill_train_writes_adapter_with_parts_and_loss_goes_down(trained):
     run, _ = trained
     status = json.loads((run / "status.json").read_text())
-    assert status["state"] == "complete" and status["summary"]["examples"] == 8
+    assert status["state"] == "complete" and status["summary"]["examples"] == 7
+    skipped = [json.loads(line) for line in (run / "problems-train.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in skipped] == ["syntr3x00000"]
     adapter = run / "adapter"
     for name in ("adapter_config.json", "adapter_model.safetensors", "nmm_adapter.json", "gill_parts.safetensors"):
         assert (adapter / name).is_file(), name

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
-from nmm_core.records import Example
-from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig, check_model_source, load_split, predict_one
+from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig, check_model_source, predict_one
 from nmm_memes.data import (
     MemeDataSettings,
     SyntheticSettings,
@@ -123,11 +122,6 @@ def run_inspect(cfg: InspectConfig) -> dict[str, dict]:
     return out
 
 
-def examples_for(data: MemeDataSettings, split: str) -> list[Example]:
-    """Validated examples of one split, its skips summarised on stderr."""
-    return load_split(data, split, None, load=load_usable)
-
-
 def refuse_gill(model: ModelSettings, command: str) -> None:
     """`eval`/`compete` score meme meanings (the TinyLLaVA path); GILL has its own commands."""
     if is_gill(model.model):
@@ -144,8 +138,7 @@ def run_meme_train(cfg: MemeTrainConfig) -> Path:
     if is_gill(cfg.model.model):
         from nmm_memes.gill.train import run_gill_train
 
-        cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
-        return run_gill_train(cfg, examples_for(cfg.data, cfg.data.split))
+        return run_gill_train(replace(cfg, data=resolve_data(cfg.data, cfg.synthetic)))
     check_model_source(cfg.model)
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     return run_train(cfg, meme_task(), load=load_usable)

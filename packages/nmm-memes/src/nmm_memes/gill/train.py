@@ -7,8 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nmm_core.records import Example
-
 log = logging.getLogger(__name__)
 
 
@@ -29,14 +27,17 @@ def fresh_model(parts, lm) -> Any:
     return model
 
 
-def run_gill_train(cfg, examples: list[Example]) -> Path:
-    """Fine-tune GILL on `examples` (captioning + generation + retrieval losses); the run folder.
+def run_gill_train(cfg) -> Path:
+    """Fine-tune GILL on the configured split (captioning + generation + retrieval losses); the
+    run folder.
 
-    `cfg` is a `MemeTrainConfig`. Core's `run_train` runs it (run folder, resume, processes);
-    the adapter folder holds core's LoRA adapter and the GILL parts.
+    `cfg` is a `MemeTrainConfig`. Core's `run_train` runs it (run folder, resume, processes, the
+    split read with memes' loader and its skips listed in the run); the adapter folder holds
+    core's LoRA adapter and the GILL parts.
     """
     from nmm_core.errors import ConfigError
     from nmm_core.workflows import run_train
+    from nmm_memes.data import load_usable
     from nmm_memes.task import meme_task
 
     if cfg.train.gradient_checkpointing:
@@ -44,7 +45,7 @@ def run_gill_train(cfg, examples: list[Example]) -> Path:
         # mode (no dropout), so the flag would be accepted and do nothing.
         raise ConfigError("GILL keeps the frozen OPT in eval mode, where transformers does not checkpoint "
                           "gradients: drop --train-gradient-checkpointing (or lower --train-batch-size)")
-    return run_train(cfg, meme_task(), examples=examples, trainee=gill_trainee)
+    return run_train(cfg, meme_task(), trainee=gill_trainee, load=load_usable)
 
 
 def gill_trainee(cfg):
