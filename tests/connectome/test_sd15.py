@@ -65,3 +65,37 @@ def test_sd15_tiny_twin_trains_predicts_and_is_evaluated(cohort_dir, mode, capsy
     [pred] = sorted(Path(cohort_dir / f"pred-{mode}").glob("*/predictions.npz"))
     with np.load(pred) as z:
         assert z["task_pred"].shape == (8, 16, 16)
+
+
+def test_sd15_training_is_core_trainers_lowers_the_loss_and_resumes_after_an_interruption(cohort_dir, monkeypatch):
+    from nmm_connectome import sd15
+
+    runs = cohort_dir / "runs-resume"
+    args = ["train", "--data", str(cohort_dir / "cohort"), "--method", "sd15", "--sd15-steps", "16",
+            "--sd15-batch-size", "8", "--sd15-lr", "1e-3", "--sd15-save-steps", "4", "--sd15-inference-steps", "2",
+            "--sd15-device", "cpu", "--output-dir", str(runs)]
+    real = sd15.NoisePrediction.forward
+    calls = []
+
+    def killed_at_step_10(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt  # as Ctrl-C would, mid-run
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(sd15.NoisePrediction, "forward", killed_at_step_10)
+    assert main(args) == 130
+    [run] = list(runs.iterdir())
+    assert json.loads((run / "status.json").read_text())["state"] == "failed"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-4", "checkpoint-8"]
+
+    monkeypatch.setattr(sd15.NoisePrediction, "forward", real)
+    assert main([*args, "--resume", str(run)]) == 0
+    [done] = list(runs.iterdir())
+    summary = json.loads((done / "status.json").read_text())["summary"]
+    assert summary["global_step"] == 16 and summary["resumed_from"].endswith("checkpoint-8")
+    losses = [r["loss"] for r in map(json.loads, (done / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert losses[-1] < 0.8 * losses[0]  # the noise is learnt: from ~1.2 (random UNet) down
+    assert (done / "model" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+    assert main(["train", "--data", str(cohort_dir / "cohort"), "--method", "ridge", "--resume", str(done)]) == 2

@@ -121,6 +121,51 @@ def test_answers_that_do_not_match_the_evaluation_set_are_refused(tmp_path):
 def test_resume_needs_a_run_that_recorded_its_settings(tmp_path):
     run = tmp_path / "20260101-000000-eval-x.incomplete"
     run.mkdir()
-    (run / "status.json").write_text(json.dumps({"state": "failed"}))
+    (run / "status.json").write_text(json.dumps({"state": "failed", "command": "eval"}))
     with pytest.raises(ConfigError, match="no config.yaml"):
         run_eval(replace(_cfg(tmp_path), resume=str(run)), short_answer_task())
+
+
+def test_a_run_killed_after_its_last_answer_finishes_without_the_model_and_leaves_no_log(tmp_path, monkeypatch):
+    """Killed while scoring: every answer is in the log, no predictions file. Resuming scores them
+    (no model loaded), writes predictions.jsonl and drops the log; resuming the finished run again
+    is harmless; the other command cannot take the run over."""
+    import nmm_core.evaluate as evaluate_module
+
+    task = short_answer_task()
+    cfg = _cfg(tmp_path)
+    real_scored = evaluate_module.scored
+    monkeypatch.setattr(evaluate_module, "scored", lambda *a, **k: (_ for _ in ()).throw(Killed("while scoring")))
+    with pytest.raises(Killed):
+        run_eval(cfg, task)
+    monkeypatch.setattr(evaluate_module, "scored", real_scored)
+    (run,) = (tmp_path / "runs").iterdir()
+    assert len(read_jsonl(answers_log(run / "predictions.jsonl"))) == N
+    assert not (run / "predictions.jsonl").exists()
+
+    loads = []
+    real_load = ModelSettings.load
+    monkeypatch.setattr(ModelSettings, "load", lambda self, **kw: loads.append(1) or real_load(self, **kw))
+    final = run_eval(replace(cfg, resume=str(run)), task)
+    assert not loads
+    assert sorted(p.name for p in final.glob("*predictions*")) == ["predictions.jsonl"]
+    assert len(read_jsonl(final / "predictions.jsonl")) == N
+
+    again = run_eval(replace(cfg, resume=str(final)), task)  # a finished run: scored again, still complete
+    assert again == final and json.loads((final / "status.json").read_text())["state"] == "complete"
+    with pytest.raises(ConfigError, match="made by 'eval', and this command is 'compare'"):
+        run_compare(replace(cfg, resume=str(final), adapter=str(tmp_path)), task)
+
+
+def test_a_setting_added_after_the_run_started_does_not_block_its_resume(tmp_path, generate_calls):
+    cfg = _cfg(tmp_path)
+    generate_calls["kill_at"] = 2
+    with pytest.raises(Killed):
+        run_eval(cfg, short_answer_task())
+    (run,) = (tmp_path / "runs").iterdir()
+    # the run's config.yaml as an older version wrote it: without `generation.min_new_tokens`
+    text = (run / "config.yaml").read_text()
+    assert "  min_new_tokens: 0\n" in text
+    (run / "config.yaml").write_text(text.replace("  min_new_tokens: 0\n", ""))
+    generate_calls.update(calls=0, kill_at=None)
+    assert run_eval(replace(cfg, resume=str(run)), short_answer_task()).is_dir()

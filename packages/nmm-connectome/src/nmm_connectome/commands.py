@@ -95,6 +95,8 @@ class TrainConfig:
     sd15: Sd15Settings = field(default_factory=Sd15Settings)
     output_dir: str = "runs"
     name: str = field(default="", metadata={"help": "run name (default: the method)"})
+    resume: str | None = field(default=None, metadata={"help": "an interrupted sd15 run folder: continue from "
+                                                                  "its last checkpoint"})
 
 
 @dataclass
@@ -223,7 +225,13 @@ def run_train(cfg: TrainConfig) -> Path:
     cohort = load_data(cfg.data, cfg.split.on_bad)
     train_ids, test_ids = split_subjects(cohort.subjects, cfg.split)
     train = cohort.subset(train_ids)
-    with RunDir.create(cfg.output_dir, "train", cfg.name or cfg.method) as run:
+    if cfg.resume and cfg.method != "sd15":
+        raise ConfigError(f"--resume continues an sd15 run from its checkpoints; {cfg.method} trains in "
+                          "seconds and keeps none: start it again")
+    run = RunDir.open(cfg.resume) if cfg.resume else RunDir.create(cfg.output_dir, "train", cfg.name or cfg.method)
+    if cfg.resume:
+        run.reopen()
+    with run:
         dump_yaml(cfg, run.file("config.yaml"))
         atomic_write_json(run.file("split.json"), {
             "data": str(Path(cfg.data).resolve()), "regions": cohort.regions, "kind": cohort.kind,
@@ -254,7 +262,7 @@ def run_train(cfg: TrainConfig) -> Path:
         else:
             from nmm_connectome.sd15 import train_sd15
 
-            summary.update(train_sd15(train, cfg.sd15, run))
+            summary.update(train_sd15(train, cfg.sd15, run, resume=bool(cfg.resume)))
         summary["seconds"] = round(time.perf_counter() - start, 2)
         test = cohort.subset(test_ids)
         pred = predict_edges(run.path, to_edges(test.rest))

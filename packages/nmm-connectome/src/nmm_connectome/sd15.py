@@ -2,14 +2,14 @@
 InstructPix2Pix-style conditioned UNet (the rest image's latent as 4 extra input channels).
 
 The SD pieces (loading at a pinned revision, the tiny twin, latents, widening the UNet's first
-convolution) are `nmm_core.diffusion`'s; this module adds only what is FC-specific. The loop
-is the standard noise-prediction one (DDPM noise, MSE on the noise) written once, here.
+convolution) are `nmm_core.diffusion`'s; this module adds only what is FC-specific. The
+objective is the standard noise-prediction one (DDPM noise, MSE on the noise); core's trainer
+runs it, with its checkpoints, resume, progress and logs.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from nmm_connectome.data import Cohort
 from nmm_connectome.evaluate import from_edges, pearson_rows, to_edges
 from nmm_connectome.settings import Sd15Settings
 from nmm_core.errors import DataError
-from nmm_core.runs import RunDir, append_jsonl, atomic_write_json
+from nmm_core.runs import RunDir, atomic_write_json
 
 
 class MatrixCodec:
@@ -74,12 +74,48 @@ def load_parts(settings: Sd15Settings):
     return load_sd15(settings.model, revision=settings.revision, dtype=settings.dtype, device=settings.device)
 
 
-def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir) -> dict:
-    """Fine-tune the widened UNet on the training subjects; save it under `run/model/`."""
+class NoisePrediction(torch.nn.Module):
+    """The widened UNet and its training objective as one model that core's trainer drives: a
+    batch of (task, rest) latents in, the MSE of the predicted DDPM noise out."""
+
+    def __init__(self, unet, scheduler, text: torch.Tensor) -> None:
+        super().__init__()
+        self.unet = unet
+        self.scheduler = scheduler
+        self.register_buffer("text", text, persistent=False)
+
+    def forward(self, task: torch.Tensor, rest: torch.Tensor) -> dict[str, torch.Tensor]:
+        noise = torch.randn_like(task)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(task),), device=task.device)
+        noisy = self.scheduler.add_noise(task, noise, t)
+        dtype = self.unet.dtype
+        pred = self.unet(torch.cat([noisy, rest], dim=1).to(dtype), t,
+                         encoder_hidden_states=self.text.expand(len(task), -1, -1).to(dtype)).sample
+        return {"loss": torch.nn.functional.mse_loss(pred.float(), noise)}
+
+
+class _LatentPairs(torch.utils.data.Dataset):
+    def __init__(self, task: torch.Tensor, rest: torch.Tensor) -> None:
+        self.task, self.rest = task, rest
+
+    def __len__(self) -> int:
+        return len(self.task)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"task": self.task[i], "rest": self.rest[i]}
+
+
+def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bool = False) -> dict:
+    """Fine-tune the widened UNet on the training subjects with core's trainer (checkpoints in
+    `run/checkpoints`, resumable; bf16 autocast over fp32 weights on a GPU); save it under `run/model/`."""
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
     from nmm_core.devices import pick_device
     from nmm_core.diffusion import encode_latents, expand_unet_inputs, noise_scheduler
+    from nmm_core.train import TrainSettings, make_trainer, release_speedups
 
-    torch.manual_seed(settings.seed)
+    set_seed(settings.seed)  # the widened input channels and LoRA are drawn before the trainer seeds
     device = pick_device(settings.device)
     parts = load_parts(settings).to(device=device)
     codec = _codec(train, settings)
@@ -93,31 +129,25 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir) -> dict:
         unet.add_adapter(LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_r, init_lora_weights="gaussian",
                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
         unet.conv_in.requires_grad_(True)  # the new input channels must learn
-    params = [p for p in unet.parameters() if p.requires_grad]
     with torch.no_grad():
         rest_lat = _latents(parts, codec, train.rest, encode_latents)
         task_lat = _latents(parts, codec, train.task, encode_latents)
-        text = parts.encode_text([""])
-    sched = noise_scheduler(parts)
-    opt = torch.optim.AdamW(params, lr=settings.lr)
-    gen = torch.Generator().manual_seed(settings.seed)
-    start, unet_dtype = time.perf_counter(), next(unet.parameters()).dtype
-    unet.train()
-    for step in range(1, settings.steps + 1):
-        idx = torch.randint(len(train), (settings.batch_size,), generator=gen)
-        x1, cond = task_lat[idx].to(device), rest_lat[idx].to(device)
-        noise = torch.randn(x1.shape, generator=gen).to(device)
-        t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=gen).to(device)
-        noisy = sched.add_noise(x1, noise, t)
-        pred = unet(torch.cat([noisy, cond], dim=1).to(unet_dtype), t,
-                    encoder_hidden_states=text.expand(len(idx), -1, -1).to(unet_dtype)).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 20 == 0 or step == settings.steps:
-            append_jsonl(run.file("metrics.jsonl"), {"step": step, "loss": loss.item(),
-                                                     "seconds": round(time.perf_counter() - start, 2)})
+        text = parts.encode_text([""]).float()
+    model = NoisePrediction(unet, noise_scheduler(parts), text)
+    checkpoints = run.file("checkpoints")
+    last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    trainer = make_trainer(
+        model, _LatentPairs(task_lat, rest_lat), torch.utils.data.default_collate,
+        # the loop it replaces: constant learning rate, no warm-up, batches drawn at random
+        settings=TrainSettings(max_steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
+                               warmup=0, scheduler="constant", logging_steps=min(20, settings.steps),
+                               save_steps=settings.save_steps, seed=settings.seed, num_workers=0,
+                               answer_only_logits=False, cache_vision_features="off", liger="off"),
+        run_dir=run.path, bf16=device.type == "cuda", use_cpu=device.type == "cpu")
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        release_speedups(trainer)
     model_dir = run.subdir("model")
     if settings.train_unet == "lora":
         unet.fuse_lora()  # fold the adapters into the weights: the saved UNet is a plain one
@@ -125,7 +155,9 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir) -> dict:
     unet.save_pretrained(model_dir / "unet", safe_serialization=True)
     atomic_write_json(model_dir / "sd15.json", {"settings": asdict(settings), "n_regions": train.n_regions,
                                                 "kind": train.kind, "round_trip": round_trip})
-    return {"round_trip": round_trip, "final_loss": loss.item()}
+    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    return {"round_trip": round_trip, "final_loss": losses[-1] if losses else float(result.training_loss),
+            "global_step": result.global_step, "resumed_from": last}
 
 
 def _codec(cohort: Cohort, s: Sd15Settings) -> MatrixCodec:

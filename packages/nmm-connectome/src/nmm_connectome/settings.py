@@ -74,6 +74,8 @@ class Sd15Settings:
     steps: int = 200
     batch_size: int = 8
     lr: float = 1e-4
+    save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (train --resume continues "
+                                                           "from the last one)"})
     inference_steps: int = 20
     seed: int = 0
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
@@ -84,7 +86,7 @@ class Sd15Settings:
             raise ValueError(f"sd15.train_unet must be full or lora, got {self.train_unet!r}")
         if self.image_size % 8 or self.image_size < 16:
             raise ValueError(f"sd15.image_size must be a multiple of 8 and >= 16, got {self.image_size}")
-        for name in ("steps", "batch_size", "inference_steps", "lora_r"):
+        for name in ("steps", "batch_size", "inference_steps", "lora_r", "save_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"sd15.{name} must be >= 1")
         if self.value_range <= 0:

@@ -72,7 +72,7 @@ def run_cli(fn: Callable[[], object]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: the run folder keeps its last checkpoint (resume with --resume)",
+        print("interrupted: the run folder keeps its checkpoints and answers so far (continue with --resume)",
               file=sys.stderr)
         return 130
     return 0

@@ -111,8 +111,15 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
 
 
 def answers_log(out_file: Path) -> Path:
-    """Where `evaluate` records answers batch by batch while it writes `out_file`."""
-    return out_file.with_name(out_file.stem + ".partial.jsonl")
+    """Where `evaluate` records answers batch by batch until `out_file` is written (a hidden name,
+    so readers of `predictions*.jsonl` never take it for predictions)."""
+    return out_file.with_name(f".{out_file.stem}.answers.jsonl")
+
+
+def write_predictions(result: EvalResult, out_file: Path) -> None:
+    """`out_file` with one row per prediction (atomically); its answers log is then dropped."""
+    atomic_write_text(out_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.predictions))
+    answers_log(out_file).unlink(missing_ok=True)
 
 
 def previous_answers(out_file: Path, examples: Sequence[Example]) -> dict[int, tuple[str, float]]:
@@ -167,8 +174,7 @@ def evaluate(model, processor, family, examples: Sequence[Example], *, task: Tas
                  skip=set(done), on_batch=record)
     result = scored(examples, done, task=task, name=name)
     if out_file is not None:
-        atomic_write_text(out_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.predictions))
-        log_file.unlink(missing_ok=True)
+        write_predictions(result, out_file)
     return result
 
 

@@ -245,6 +245,11 @@ class RunDir:
         status.update(state=state, updated=_now_iso(), pid=os.getpid())
         atomic_write_json(self.file(STATUS_FILE), status)
 
+    def reopen(self) -> None:
+        """Mark a run that is being continued (`--resume`) running again, a completed one too."""
+        self._completed = False
+        self.set_state("running")
+
     def complete(self, **summary: Any) -> Path:
         """Mark the run complete and rename `X.incomplete` to `X`; returns the new path."""
         final = self.final_path

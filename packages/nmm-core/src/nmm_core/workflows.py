@@ -5,7 +5,6 @@ Domain CLIs call these with their own `Task` and defaults; nothing here knows a 
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -14,18 +13,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from nmm_core.config import config_to_dict, dump_yaml
+from nmm_core.config import config_to_dict, dump_yaml, load_yaml_config
 from nmm_core.data import ColumnMap, load_examples
 from nmm_core.errors import ConfigError, PresetError
-from nmm_core.evaluate import EvalResult, GenerationSettings, evaluate, generate, previous_answers, scored
+from nmm_core.evaluate import (
+    EvalResult,
+    GenerationSettings,
+    evaluate,
+    generate,
+    previous_answers,
+    scored,
+    write_predictions,
+)
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ValidationReport, validate
 from nmm_core.report import plot_loss, print_table, write_comparison
-from nmm_core.runs import RunDir, atomic_write_text
+from nmm_core.runs import RunDir
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
 
@@ -197,7 +202,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     if cfg.resume:
         run = RunDir.open(cfg.resume)
         if main:
-            run.set_state("running")
+            run.reopen()
     else:
         run = _distributed_run_dir(
             state, lambda: RunDir.create(cfg.output_dir, "train", Path(cfg.model.model).name)
@@ -234,8 +239,7 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
         if len(done) == len(examples):
             log.info("%s: all %d answers are in %s", name, len(done), out_file.name)
             result = scored(examples, done, task=task, name=name)
-            atomic_write_text(out_file, "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                                for r in result.predictions))
+            write_predictions(result, out_file)
             return result
     loaded = cfg.model.load(padding_side="left")
     model = loaded.model
@@ -251,17 +255,21 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
 
 
 def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
-    """A new run folder, or with `cfg.resume` the interrupted one, if it ran with these settings."""
+    """A new run folder, or with `cfg.resume` the interrupted one, if `kind` made it with these settings."""
     if not cfg.resume:
         run = RunDir.create(cfg.output_dir, kind, Path(cfg.model.model).name)
         dump_yaml(cfg, run.file("config.yaml"))
         return run
     run = RunDir.open(cfg.resume)
+    made_by = run.status.get("command")
+    if made_by != kind:
+        raise ConfigError(f"--resume {cfg.resume}: that run was made by {made_by!r}, and this command is {kind!r}")
     saved_file = run.file("config.yaml")
     if not saved_file.is_file():
         raise ConfigError(f"--resume {cfg.resume}: it holds no config.yaml, so its answers cannot be checked")
-    saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
-    current = yaml.safe_load(yaml.safe_dump(config_to_dict(cfg)))
+    # both read over today's defaults: a setting added since the run started is not a difference
+    saved = config_to_dict(load_yaml_config(type(cfg), saved_file))
+    current = config_to_dict(cfg)
     for settings in (saved, current):
         for key in RESUME_MAY_CHANGE:
             *parents, leaf = key.split(".")
@@ -274,12 +282,12 @@ def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
         key, before, now = changed
         raise ConfigError(f"--resume {cfg.resume}: it ran with {key}={before!r}, now {now!r}; its answers "
                           "would not be this run's: resume with the same settings, or start a new run")
-    run.set_state("running")
+    run.reopen()
     return run
 
 
 # what may differ on resume: it changes where the run is written and how fast, not the answers
-RESUME_MAY_CHANGE = ("resume", "output_dir", "generation.batch_size")
+RESUME_MAY_CHANGE = ("resume", "output_dir", "generation.batch_size", "generation.pixels_on_device")
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:

@@ -40,7 +40,7 @@ def write_review(predictions_file: Path, examples: Sequence[Example], task: Path
     counts = {"rows": 0, "disagreements": 0, "closed": 0, "open": 0, "rescued_by_normalisation": 0}
     for row in read_jsonl(predictions_file):
         counts["rows"] += 1
-        raw = row.get("raw_prediction", row["prediction"])
+        raw = row["raw_prediction"] if "raw_prediction" in row else row["prediction"]
         scores = task.score_one(raw, row["references"])
         if scores["exact_match_strict"] == 1.0:
             continue
