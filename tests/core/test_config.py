@@ -21,6 +21,7 @@ from nmm_core.config import (
     parse_config,
 )
 from nmm_core.errors import ConfigError
+from nmm_core.train import TrainSettings
 
 
 @dataclass
@@ -292,3 +293,17 @@ def test_alias_flags_set_the_nested_field():
     assert cfg.model.model == "tiny-smolvlm" and cfg.data.source == "some/folder"
     ns = parser.parse_args(["--model-model", "tiny-llava-1.5"])
     assert config_from_parsed(TrainConfig, ns).model.model == "tiny-llava-1.5"
+
+
+@dataclass
+class WithTrainSettings:
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+
+def test_switches_take_unquoted_on_and_off_from_yaml_and_flags(tmp_path):
+    """YAML 1.1 reads `liger: off` as False: a switch takes it as "off", as a user means it."""
+    cfg = load_yaml_config(WithTrainSettings, _yaml(tmp_path, "train:\n  liger: off\n  pixels_on_device: on\n"))
+    assert (cfg.train.liger, cfg.train.pixels_on_device, cfg.train.cache_vision_features) == ("off", "on", "auto")
+    assert parse_config(WithTrainSettings, argv=["--train-liger", "on"]).train.liger == "on"
+    with pytest.raises(ConfigError, match="train.liger.*expected one of 'auto', 'on', 'off', got 'yes please'"):
+        load_yaml_config(WithTrainSettings, _yaml(tmp_path, "train:\n  liger: yes please\n"))

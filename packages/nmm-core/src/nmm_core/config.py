@@ -19,6 +19,7 @@ from nmm_core.runs import atomic_write_text
 T = TypeVar("T")
 
 SWITCH = ("auto", "on", "off")  # a speed lever's setting: "auto" where it applies
+Switch = Literal["auto", "on", "off"]
 
 
 def check_switch(name: str, value: str) -> None:
@@ -122,6 +123,8 @@ def _convert(value: Any, tp: Any) -> Any:
                     pass
         raise _Mismatch
     if origin is Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(args):
+            return "on" if value else "off"  # YAML 1.1 reads an unquoted on/off as a bool
         for choice in args:
             # Flags arrive as strings, so Literal[1, 2] must also accept "1".
             if type(value) is type(choice) and value == choice or (

@@ -61,6 +61,8 @@ def _unsupported(processor, family: Family) -> str | None:
         return f"{type(ip).__name__} is not a torchvision image processor (install torchvision)"
     if not (getattr(ip, "do_rescale", False) and getattr(ip, "do_normalize", False)):
         return f"{type(ip).__name__} does not both rescale and normalise"
+    if not all(isinstance(getattr(ip, k, None), (list, tuple)) for k in ("image_mean", "image_std")):
+        return f"{type(ip).__name__} has no per-channel image_mean and image_std"
     # The processor's own answer on a blank image: some backends convert to float regardless.
     probe = ip(images=[Image.new("RGB", (56, 56))], return_tensors="pt", **RAW_KWARGS)["pixel_values"]
     if probe.dtype != torch.uint8:

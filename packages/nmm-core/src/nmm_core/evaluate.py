@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.chat import VlmCollator
-from nmm_core.config import check_switch
+from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example
@@ -34,7 +34,7 @@ class GenerationSettings:
     min_new_tokens: int = field(
         default=0, metadata={"help": "force at least this many tokens (timing runs: equal lengths)"}
     )
-    pixels_on_device: str = field(default="auto", metadata={"help": PIXELS_HELP})
+    pixels_on_device: Switch = field(default="auto", metadata={"help": PIXELS_HELP})
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1):

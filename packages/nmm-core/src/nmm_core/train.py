@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.chat import VlmCollator
-from nmm_core.config import check_switch
+from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
 from nmm_core.records import Example
@@ -48,16 +48,16 @@ class TrainSettings:
     answer_only_logits: bool = field(
         default=True, metadata={"help": "run the LM head at answer positions only (same loss, less memory)"}
     )
-    cache_vision_features: str = field(
+    cache_vision_features: Switch = field(
         default="auto", metadata={"help": "auto|on|off: compute each image's frozen vision features once and "
                                           "reuse them on later epochs (auto: when tower and projector are frozen)"})
-    liger: str = field(default="auto", metadata={"help": "auto|on|off: Liger's fused RMSNorm/SwiGLU/RoPE kernels "
+    liger: Switch = field(default="auto", metadata={"help": "auto|on|off: Liger's fused RMSNorm/SwiGLU/RoPE kernels "
                                                          "(auto: with CUDA and liger-kernel installed)"})
     compile_layers: bool = field(default=False, metadata={"help": "torch.compile each decoder layer (CUDA; the "
                                                                   "first step pays the compilation)"})
     group_by_length: bool = field(default=False, metadata={"help": "batches of similar length (text + image "
                                                                    "size): less padding on variable-length data"})
-    pixels_on_device: str = field(default="auto", metadata={"help": PIXELS_HELP})
+    pixels_on_device: Switch = field(default="auto", metadata={"help": PIXELS_HELP})
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
