@@ -197,6 +197,23 @@ def test_the_step_runs_under_autocast_only_where_fp32_weights_need_it(tmp_path, 
     assert seen and set(seen) == {autocast}
 
 
+@pytest.mark.parametrize(("dtype", "applied"), [("bfloat16", "no"), ("float32", "bf16")])
+def test_accelerates_bf16_from_the_environment_is_dropped_only_where_it_would_add_casts(
+        tmp_path, monkeypatch, dtype, applied):
+    """`accelerate launch --mixed_precision bf16` exports ACCELERATE_MIXED_PRECISION=bf16: over a bf16
+    base it would only wrap self-casting adapters in autocast; an fp32 base gets what was asked."""
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    loaded = load_model("tiny-qwen2-vl", dtype=dtype)
+    model = apply_lora(loaded, LoraSettings())
+    seen = _autocast_seen(model)
+    collator = VlmCollator(loaded.processor, loaded.family, prompt_fn=short_answer_task().prompt, train=True)
+    trainer = make_trainer(model, _Examples(make_shapes_dataset(4)), collator, run_dir=tmp_path, bf16=True,
+                           use_cpu=True, settings=TrainSettings(max_steps=1, batch_size=2, num_workers=0))
+    assert trainer.args.mixed_precision == trainer.accelerator.mixed_precision == applied
+    trainer.train()
+    assert set(seen) == {applied == "bf16"}
+
+
 def test_fp32_autocast_adapters_without_autocast_are_refused(tmp_path):
     loaded = load_model("tiny-qwen2-vl", dtype="bfloat16")
     model = apply_lora(loaded, LoraSettings(precision="fp32-autocast"))

@@ -266,6 +266,12 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         report_to="none",
         ddp_find_unused_parameters=False,
     )
+    if args.mixed_precision == "bf16" and not args.bf16 and half_precision(model):
+        # `accelerate launch --mixed_precision bf16` (or an accelerate config saying bf16) puts it in
+        # the environment; over a bf16 model with self-casting adapters autocast only adds casts
+        log.info("ACCELERATE_MIXED_PRECISION=bf16 not applied: the model already computes in bf16 and "
+                 "needs no autocast (lora precision fp32-autocast asks for it)")
+        args.mixed_precision = "no"
     if settings.liger == "on" or (settings.liger == "auto" and liger_available()):
         apply_liger(model)
     if settings.compile_layers:
