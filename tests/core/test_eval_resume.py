@@ -169,3 +169,38 @@ def test_a_setting_added_after_the_run_started_does_not_block_its_resume(tmp_pat
     (run / "config.yaml").write_text(text.replace("  min_new_tokens: 0\n", ""))
     generate_calls.update(calls=0, kill_at=None)
     assert run_eval(replace(cfg, resume=str(run)), short_answer_task()).is_dir()
+
+
+def test_generation_halves_its_batch_when_the_card_runs_out_of_memory(monkeypatch, caplog):
+    import torch
+
+    from nmm_core.errors import DeviceError
+    from nmm_core.evaluate import generate
+
+    loaded = load_model("tiny-qwen2-vl")
+    examples = make_shapes_dataset(7, seed=2)
+    task = short_answer_task()
+    settings = GenerationSettings(batch_size=2, max_new_tokens=3)
+    expected, _ = generate(loaded.model, loaded.processor, loaded.family, examples, task=task,
+                           settings=settings, progress=False)
+    real = Qwen2VLForConditionalGeneration.generate
+    sizes = []
+
+    def small_card(self, *args, **kwargs):
+        sizes.append(len(kwargs["input_ids"]))
+        if sizes[-1] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Qwen2VLForConditionalGeneration, "generate", small_card)
+    answers, _ = generate(loaded.model, loaded.processor, loaded.family, examples, task=task, progress=False,
+                          settings=replace(settings, batch_size=5))
+    assert answers == expected
+    assert sizes == [5, 2, 2, 2, 1]  # 5 fails; the rest at 2 (the last batch holds what is left)
+    assert "out of memory at batch 5: continuing at batch 2" in caplog.text
+
+    monkeypatch.setattr(Qwen2VLForConditionalGeneration, "generate",
+                        lambda self, *a, **k: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("CUDA OOM")))
+    with pytest.raises(DeviceError, match="out of memory generating one answer at a time"):
+        generate(loaded.model, loaded.processor, loaded.family, examples, task=task, progress=False,
+                 settings=settings)

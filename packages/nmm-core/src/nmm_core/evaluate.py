@@ -13,7 +13,7 @@ from typing import Any
 from nmm_core.chat import VlmCollator
 from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
-from nmm_core.errors import ConfigError, DataError
+from nmm_core.errors import ConfigError, DataError, DeviceError
 from nmm_core.records import Example
 from nmm_core.runs import append_jsonl, atomic_write_text, read_jsonl
 from nmm_core.task import Task
@@ -70,7 +70,6 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
 
     pixels = device_pixels_for(processor, family, settings.pixels_on_device)
     collate = VlmCollator(processor, family, prompt_fn=task.prompt, train=False, device_pixels=pixels)
-    tokenizer = collate.tokenizer
     # Similar prompt lengths in one batch waste less on left padding.
     skipped = set(skip)
     order = sorted((i for i in range(len(examples)) if i not in skipped), key=lambda i: len(task.prompt(examples[i])))
@@ -82,32 +81,52 @@ def generate(model, processor, family, examples: Sequence[Example], *, task: Tas
     elapsed = 0.0
     bar = tqdm(total=len(examples), initial=len(examples) - len(order), desc="generating", unit="ex",
                disable=not progress)
-    for start in range(0, len(order), settings.batch_size):
-        idx = order[start : start + settings.batch_size]
-        batch = collate([examples[i] for i in idx])
-        batch = finish_pixels({k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}, pixels)
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = model.generate(
-                **batch,
-                max_new_tokens=settings.max_new_tokens or 16,
-                min_new_tokens=settings.min_new_tokens or None,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
+    size, start = settings.batch_size, 0
+    while start < len(order):
+        idx = order[start : start + size]
+        try:
+            texts, seconds = _generate_batch(model, collate, [examples[i] for i in idx], settings, device, pixels)
+        except torch.cuda.OutOfMemoryError:
+            if len(idx) == 1:
+                raise DeviceError("out of memory generating one answer at a time: use a shorter "
+                                  "--generation-max-new-tokens, smaller images, or a 4-bit model") from None
+            size = max(1, len(idx) // 2)
+            # half the batch for the rest of the set; an interrupted run resumes at any batch size
+            log.warning("out of memory at batch %d: continuing at batch %d", len(idx), size)
+            torch.cuda.empty_cache()
+            continue
         elapsed += seconds
-        new_tokens = out[:, batch["input_ids"].shape[1] :]
-        texts = [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
         for i, text in zip(idx, texts, strict=True):
             answers[i] = text
         if on_batch is not None:
             on_batch(idx, texts, seconds)
         bar.update(len(idx))
+        start += len(idx)
     bar.close()
     return answers, elapsed
+
+
+def _generate_batch(model, collate: VlmCollator, examples: Sequence[Example], settings: GenerationSettings,
+                    device, pixels) -> tuple[list[str], float]:
+    """One batch's greedy answers and the seconds `generate` took."""
+    import torch
+
+    batch = collate(examples)
+    batch = finish_pixels({k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}, pixels)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(
+            **batch,
+            max_new_tokens=settings.max_new_tokens or 16,
+            min_new_tokens=settings.min_new_tokens or None,
+            do_sample=False,
+            pad_token_id=collate.tokenizer.pad_token_id,
+        )
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    new_tokens = out[:, batch["input_ids"].shape[1] :]
+    return [t.strip() for t in collate.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)], seconds
 
 
 def answers_log(out_file: Path) -> Path:
