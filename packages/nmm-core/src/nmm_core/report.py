@@ -92,17 +92,52 @@ def print_table(results: Sequence[EvalResult], *, title: str) -> None:
     Console(width=max(100, Console().width)).print(table)
 
 
+def paired_interval(first: EvalResult, other: EvalResult, metric: str) -> tuple[float, float] | None:
+    """95% paired-bootstrap interval of `other`'s mean per-example `metric` minus `first`'s, over the
+    examples both answered (matched by id); None when the metric is not scored per example (BLEU)."""
+    from nmm_core.ratings import bootstrap_interval
+
+    scores = {row["id"]: row.get(metric) for row in first.predictions}
+    pairs = [(scores[row["id"]], row.get(metric)) for row in other.predictions if row["id"] in scores]
+    if not pairs or len(pairs) != len(other.predictions) or any(
+            not isinstance(v, (int, float)) for pair in pairs for v in pair):
+        return None
+    return bootstrap_interval([b - a for a, b in pairs])
+
+
+def delta_lines(results: Sequence[EvalResult], primary: str,
+                intervals: dict[str, tuple[float, float] | None] | None = None) -> list[str]:
+    """One line per model after the first: its `primary` difference and, where the metric is
+    scored per example, the 95% paired-bootstrap interval and what it says."""
+    base, *others = results
+    if intervals is None:
+        intervals = {o.name: paired_interval(base, o, primary) for o in others}
+    lines = []
+    for other in others:
+        line = f"{other.name} {other.metrics[primary] - base.metrics[primary]:+.4f} vs {base.name}"
+        if intervals[other.name] is not None:
+            low, high = intervals[other.name]
+            verdict = "a difference" if low > 0 or high < 0 else "no clear difference: the interval holds 0"
+            line += (f" (95% interval {low:+.4f} to {high:+.4f}, paired bootstrap over "
+                     f"{len(other.predictions)} examples: {verdict})")
+        lines.append(line)
+    return lines
+
+
 def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
                      primary: str, context: dict[str, Any] | None = None,
                      breakdown: dict[str, dict[str, float]] | None = None) -> dict[str, Path]:
     """report.json, report.md and metrics.png comparing `results` (same examples, same settings)."""
     base, *others = results
     delta = {o.name: o.metrics[primary] - base.metrics[primary] for o in others}
+    intervals = {o.name: paired_interval(base, o, primary) for o in others}
     payload = {
         "title": title,
         "primary_metric": primary,
         "results": [r.summary() for r in results],
         "delta_vs_first": delta,
+        # how sure the delta is: it resamples the examples, so a small set shows a wide interval
+        "delta_ci95_vs_first": {name: list(ci) for name, ci in intervals.items() if ci is not None},
         "breakdown": breakdown or {},
         "context": context or {},
     }
@@ -110,8 +145,7 @@ def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
     atomic_write_json(files["json"], payload)
     plot_metrics(results, files["png"], title=title)
     lines = [f"# {title}", "", markdown_table(results), ""]
-    for name, d in delta.items():
-        lines.append(f"- **{primary}**: {name} {'+' if d >= 0 else ''}{d:.4f} vs {base.name}")
+    lines += [f"- **{primary}**: {line}" for line in delta_lines(results, primary, intervals)]
     if breakdown:
         lines += ["", f"## {primary} by example kind", "",
                   "| kind | " + " | ".join(breakdown) + " |", "|---|" + "---|" * len(breakdown)]

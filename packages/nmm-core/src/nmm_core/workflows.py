@@ -29,7 +29,7 @@ from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ValidationReport, validate
-from nmm_core.report import plot_loss, print_table, write_comparison
+from nmm_core.report import delta_lines, plot_loss, print_table, write_comparison
 from nmm_core.runs import RunDir
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
@@ -337,6 +337,8 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
         write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary,
                          context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source})
         print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
+        for line in delta_lines(results, task.primary):
+            print(f"{task.primary}: {line}")
         return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
                             **_finished(finish, run))
 

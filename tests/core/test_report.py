@@ -1,0 +1,67 @@
+"""The comparison report says how sure a difference is: a paired bootstrap over the examples."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nmm_core.evaluate import EvalResult
+from nmm_core.ratings import bootstrap_interval
+from nmm_core.report import delta_lines, paired_interval, write_comparison
+
+
+def _result(name: str, scores: list[float], *, bleu: float = 30.0) -> EvalResult:
+    rows = [{"id": f"q{i}", "prediction": "x", "exact_match": s} for i, s in enumerate(scores)]
+    return EvalResult(name, {"exact_match": sum(scores) / len(scores), "bleu": bleu}, 0.01, rows)
+
+
+def test_the_interval_is_the_bootstrap_of_the_per_example_differences():
+    base = _result("base", [0, 0, 1, 1, 0, 1, 0, 0])
+    tuned = _result("fine-tuned", [1, 1, 1, 1, 0, 1, 1, 0])
+    assert paired_interval(base, tuned, "exact_match") == bootstrap_interval([1, 1, 0, 0, 0, 0, 1, 0])
+    # rows matched by id, not position
+    shuffled = EvalResult("fine-tuned", tuned.metrics, 0.01, tuned.predictions[::-1])
+    assert paired_interval(base, shuffled, "exact_match") == paired_interval(base, tuned, "exact_match")
+
+
+def test_a_sure_gain_and_a_tie_are_told_apart(tmp_path):
+    base = _result("base", [0] * 40)
+    sure = _result("fine-tuned", [1] * 30 + [0] * 10)
+    some = _result("other", [1, 0] * 10 + [0] * 20)  # 10 of 40 better, none worse
+    noisy = EvalResult("noisy", {"exact_match": 0.0, "bleu": 1.0}, 0.01,  # as often better as worse
+                       [{"id": f"q{i}", "exact_match": s} for i, s in enumerate([1, -1] * 20)])
+    lines = delta_lines([base, sure, some, noisy], "exact_match")
+    assert lines[0].startswith("fine-tuned +0.7500 vs base (95% interval +0.") and lines[0].endswith(
+        "paired bootstrap over 40 examples: a difference)")
+    assert "a difference" in lines[1]
+    assert lines[2].endswith("no clear difference: the interval holds 0)")
+
+    write_comparison([base, sure], tmp_path, title="t", primary="exact_match")
+    report = json.loads((tmp_path / "report.json").read_text())
+    low, high = report["delta_ci95_vs_first"]["fine-tuned"]
+    assert 0.5 < low <= 0.75 <= high < 0.9
+    assert "95% interval" in (tmp_path / "report.md").read_text()
+
+
+def test_a_metric_scored_only_over_the_corpus_gets_no_interval(tmp_path):
+    base, tuned = _result("base", [0, 1], bleu=10.0), _result("fine-tuned", [1, 1], bleu=20.0)
+    assert paired_interval(base, tuned, "bleu") is None
+    assert delta_lines([base, tuned], "bleu") == ["fine-tuned +10.0000 vs base"]
+    write_comparison([base, tuned], tmp_path, title="t", primary="bleu")
+    assert json.loads((tmp_path / "report.json").read_text())["delta_ci95_vs_first"] == {}
+
+
+def test_models_answering_different_examples_get_no_interval():
+    base = _result("base", [0, 1, 1])
+    other = EvalResult("other", {"exact_match": 1.0, "bleu": 1.0}, 0.01, [{"id": "elsewhere", "exact_match": 1}])
+    assert paired_interval(base, other, "exact_match") is None
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_the_interval_narrows_with_more_examples(n):
+    base = _result("base", [0, 1] * (n // 2))
+    tuned = _result("fine-tuned", [1, 1] * (n // 2))
+    low, high = paired_interval(base, tuned, "exact_match")
+    assert low <= 0.5 <= high
+    assert (high - low < 0.1) == (n == 1000)
