@@ -307,3 +307,18 @@ def test_switches_take_unquoted_on_and_off_from_yaml_and_flags(tmp_path):
     assert parse_config(WithTrainSettings, argv=["--train-liger", "on"]).train.liger == "on"
     with pytest.raises(ConfigError, match="train.liger.*expected one of 'auto', 'on', 'off', got 'yes please'"):
         load_yaml_config(WithTrainSettings, _yaml(tmp_path, "train:\n  liger: yes please\n"))
+
+
+@dataclass
+class DomainCommand:
+    """A domain's command: its group defaults differ from the group class's own."""
+
+    train: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=3.0))
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(r=4))
+
+
+def test_help_shows_the_defaults_a_command_really_starts_with():
+    text = build_parser(DomainCommand).format_help()
+    assert "passes over the training set (default: 3.0)" in text
+    assert "LoRA rank (default: 4)" in text
+    assert parse_config(DomainCommand, argv=[]).train.epochs == 3.0

@@ -56,6 +56,8 @@ def test_models_answering_different_examples_get_no_interval():
     base = _result("base", [0, 1, 1])
     other = EvalResult("other", {"exact_match": 1.0, "bleu": 1.0}, 0.01, [{"id": "elsewhere", "exact_match": 1}])
     assert paired_interval(base, other, "exact_match") is None
+    unnamed = EvalResult("detector", {"exact_match": 1.0}, 0.01, [{"exact_match": 1}] * 3)  # rows without ids
+    assert paired_interval(base, unnamed, "exact_match") is None
 
 
 @pytest.mark.parametrize("n", [10, 1000])

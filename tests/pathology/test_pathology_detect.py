@@ -125,11 +125,12 @@ def no_network(monkeypatch):
 
 
 @pytest.mark.slow
-def test_pathology_yolo_trains_offline_to_a_useful_map(tmp_path, no_network, capsys):
+def test_pathology_yolo_trains_offline_to_a_useful_map(tmp_path, no_network, capsys, monkeypatch):
     data = write_synthetic_mri(SyntheticMriConfig(output=str(tmp_path / "mri"), train_size=64, val_size=16))
     runs = tmp_path / "runs"
+    monkeypatch.chdir(tmp_path)  # the default --output-dir is relative: "runs"
     assert main(["detect", "train", "--data", str(data), "--epochs", "10", "--detector-batch", "4", "--lr0", "0.005",
-                 "--output-dir", str(runs)]) == 0
+                 "--output-dir", "runs"]) == 0
     [run] = runs.glob("*-detect-train-yolov8n")
     report = json.loads((run / "report.json").read_text())
     [result] = report["results"]

@@ -228,9 +228,12 @@ def run_train(cfg: TrainConfig) -> Path:
     if cfg.resume and cfg.method != "sd15":
         raise ConfigError(f"--resume continues an sd15 run from its checkpoints; {cfg.method} trains in "
                           "seconds and keeps none: start it again")
-    run = RunDir.open(cfg.resume) if cfg.resume else RunDir.create(cfg.output_dir, "train", cfg.name or cfg.method)
     if cfg.resume:
-        run.reopen()
+        from nmm_core.resume import open_resumed
+
+        run = open_resumed(cfg, cfg.resume, "train", may_change=("sd15.save_steps", "sd15.device"))
+    else:
+        run = RunDir.create(cfg.output_dir, "train", cfg.name or cfg.method)
     with run:
         dump_yaml(cfg, run.file("config.yaml"))
         atomic_write_json(run.file("split.json"), {
@@ -277,8 +280,9 @@ def run_train(cfg: TrainConfig) -> Path:
 
 def run_config(run_dir: str | Path) -> TrainConfig:
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file() or not (run / "split.json").is_file():
-        raise ConfigError(f"{run}: not a train run folder (no config.yaml / split.json)")
+    missing = [name for name in ("config.yaml", "split.json") if not (run / name).is_file()]
+    if missing:
+        raise ConfigError(f"{run}: not a connectome train run (it has no {' or '.join(missing)})")
     return load_yaml_config(TrainConfig, run / "config.yaml")
 
 

@@ -113,7 +113,7 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
 
     from nmm_core.devices import pick_device
     from nmm_core.diffusion import encode_latents, expand_unet_inputs, noise_scheduler
-    from nmm_core.train import TrainSettings, make_trainer, release_speedups
+    from nmm_core.train import TrainSettings, make_trainer, release_speedups, run_trainer
 
     set_seed(settings.seed)  # the widened input channels and LoRA are drawn before the trainer seeds
     device = pick_device(settings.device)
@@ -145,7 +145,7 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
                                answer_only_logits=False, cache_vision_features="off", liger="off"),
         run_dir=run.path, bf16=device.type == "cuda", use_cpu=device.type == "cpu")
     try:
-        result = trainer.train(resume_from_checkpoint=last)
+        global_step, train_loss = run_trainer(trainer, last)
     finally:
         release_speedups(trainer)
     model_dir = run.subdir("model")
@@ -156,8 +156,8 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
     atomic_write_json(model_dir / "sd15.json", {"settings": asdict(settings), "n_regions": train.n_regions,
                                                 "kind": train.kind, "round_trip": round_trip})
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
-    return {"round_trip": round_trip, "final_loss": losses[-1] if losses else float(result.training_loss),
-            "global_step": result.global_step, "resumed_from": last}
+    return {"round_trip": round_trip, "final_loss": losses[-1] if losses else train_loss,
+            "global_step": global_step, "resumed_from": last}
 
 
 def _codec(cohort: Cohort, s: Sd15Settings) -> MatrixCodec:

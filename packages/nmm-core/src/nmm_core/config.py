@@ -193,8 +193,21 @@ def _default_of(f: dataclasses.Field) -> Any:
     return f.default  # dataclasses.MISSING for a required field
 
 
-def _help(f: dataclasses.Field) -> str:
-    default = _default_of(f)
+def _leaf_defaults(cls: type, instance: Any = None, prefix: str = "") -> dict[str, Any]:
+    """The default of every leaf setting as the command really starts: a nested group's values
+    come from its parent's default instance (a domain's `ModelSettings(model=...)`), not its class."""
+    out: dict[str, Any] = {}
+    for f, tp in _fields(cls):
+        value = getattr(instance, f.name) if instance is not None else _default_of(f)
+        if _is_dataclass_type(tp):
+            nested = value if dataclasses.is_dataclass(value) and not isinstance(value, type) else None
+            out.update(_leaf_defaults(tp, nested, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = value
+    return out
+
+
+def _help(f: dataclasses.Field, default: Any) -> str:
     if isinstance(default, (list, tuple)):
         default = ",".join(str(v) for v in default) or "(empty)"
     shown = "required" if default is dataclasses.MISSING else f"default: {default}"
@@ -224,6 +237,7 @@ def add_dataclass_arguments(
     if not _is_dataclass_type(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     group = parser.add_argument_group(f"{cls.__name__} settings")
+    defaults = _leaf_defaults(cls)
     for key, f, tp in _leaves(cls):
         dest = _dest_prefix(prefix) + key
         kwargs = _flag_kwargs(tp)
@@ -233,7 +247,7 @@ def add_dataclass_arguments(
             aliases = () if prefix else tuple(f.metadata.get("aliases", ()))
             # SUPPRESS: a flag absent from argv leaves no attribute, so YAML values survive.
             group.add_argument(
-                _flag(dest), *aliases, dest=dest, default=argparse.SUPPRESS, help=_help(f), **kwargs
+                _flag(dest), *aliases, dest=dest, default=argparse.SUPPRESS, help=_help(f, defaults[key]), **kwargs
             )
     return parser
 

@@ -97,6 +97,8 @@ def paired_interval(first: EvalResult, other: EvalResult, metric: str) -> tuple[
     examples both answered (matched by id); None when the metric is not scored per example (BLEU)."""
     from nmm_core.ratings import bootstrap_interval
 
+    if any("id" not in row for row in (*first.predictions, *other.predictions)):
+        return None
     scores = {row["id"]: row.get(metric) for row in first.predictions}
     pairs = [(scores[row["id"]], row.get(metric)) for row in other.predictions if row["id"] in scores]
     if not pairs or len(pairs) != len(other.predictions) or any(

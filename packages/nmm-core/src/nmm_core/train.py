@@ -205,15 +205,35 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
     trainer = make_trainer(model, _ExampleDataset(examples), collator, settings=settings, run_dir=run_dir,
                            bf16=bf16, use_cpu=use_cpu, callbacks=callbacks)
     try:
-        result = trainer.train(resume_from_checkpoint=last)
+        global_step, train_loss = run_trainer(trainer, last)
     finally:
         release_speedups(trainer)
     return TrainOutcome(
-        global_step=result.global_step,
-        train_loss=float(result.training_loss),
+        global_step=global_step,
+        train_loss=train_loss,
         log_history=list(trainer.state.log_history),
         resumed_from=last,
     )
+
+
+def run_trainer(trainer, checkpoint: str | None) -> tuple[int, float]:
+    """`trainer.train(resume_from_checkpoint=checkpoint)`: (optimiser steps, mean training loss).
+
+    A checkpoint that already holds every step (the process stopped after saving it) is loaded,
+    not trained on: transformers would take one more step from a final checkpoint saved mid-epoch.
+    """
+    from transformers.trainer_callback import TrainerState
+
+    if checkpoint is not None:
+        state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+        if state.max_steps and state.global_step >= state.max_steps:
+            log.info("%s holds all %d steps: nothing left to train", checkpoint, state.global_step)
+            trainer._load_from_checkpoint(checkpoint)
+            trainer.state = state
+            losses = [row["loss"] for row in state.log_history if "loss" in row]
+            return state.global_step, sum(losses) / len(losses) if losses else float("nan")
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    return result.global_step, float(result.training_loss)
 
 
 def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, bf16: bool = False,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from nmm_core.config import config_to_dict, dump_yaml, load_yaml_config
+from nmm_core.config import dump_yaml
 from nmm_core.data import ColumnMap, load_examples
 from nmm_core.errors import ConfigError, PresetError
 from nmm_core.evaluate import (
@@ -30,6 +30,7 @@ from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ValidationReport, validate
 from nmm_core.report import delta_lines, plot_loss, print_table, write_comparison
+from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
@@ -200,9 +201,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     state = _process_state(cfg.model)
     main = state.is_main_process
     if cfg.resume:
-        run = RunDir.open(cfg.resume)
-        if main:
-            run.reopen()
+        run = open_resumed(cfg, cfg.resume, "train", may_change=TRAIN_MAY_CHANGE, reopen=main)
     else:
         run = _distributed_run_dir(
             state, lambda: RunDir.create(cfg.output_dir, "train", Path(cfg.model.model).name)
@@ -256,49 +255,17 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
 
 def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
     """A new run folder, or with `cfg.resume` the interrupted one, if `kind` made it with these settings."""
-    if not cfg.resume:
-        run = RunDir.create(cfg.output_dir, kind, Path(cfg.model.model).name)
-        dump_yaml(cfg, run.file("config.yaml"))
-        return run
-    run = RunDir.open(cfg.resume)
-    made_by = run.status.get("command")
-    if made_by != kind:
-        raise ConfigError(f"--resume {cfg.resume}: that run was made by {made_by!r}, and this command is {kind!r}")
-    saved_file = run.file("config.yaml")
-    if not saved_file.is_file():
-        raise ConfigError(f"--resume {cfg.resume}: it holds no config.yaml, so its answers cannot be checked")
-    # both read over today's defaults: a setting added since the run started is not a difference
-    saved = config_to_dict(load_yaml_config(type(cfg), saved_file))
-    current = config_to_dict(cfg)
-    for settings in (saved, current):
-        for key in RESUME_MAY_CHANGE:
-            *parents, leaf = key.split(".")
-            node = settings
-            for parent in parents:
-                node = node.get(parent) or {}
-            node.pop(leaf, None)
-    changed = _first_difference(saved, current)
-    if changed is not None:
-        key, before, now = changed
-        raise ConfigError(f"--resume {cfg.resume}: it ran with {key}={before!r}, now {now!r}; its answers "
-                          "would not be this run's: resume with the same settings, or start a new run")
-    run.reopen()
+    if cfg.resume:
+        return open_resumed(cfg, cfg.resume, kind, may_change=EVAL_MAY_CHANGE)
+    run = RunDir.create(cfg.output_dir, kind, Path(cfg.model.model).name)
+    dump_yaml(cfg, run.file("config.yaml"))
     return run
 
 
-# what may differ on resume: it changes where the run is written and how fast, not the answers
-RESUME_MAY_CHANGE = ("resume", "output_dir", "generation.batch_size", "generation.pixels_on_device")
-
-
-def _first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
-    """(dotted key, a's value, b's value) of the first setting that differs, or None."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-            if found is not None:
-                return found
-        return None
-    return None if a == b else (prefix.rstrip("."), a, b)
+# what an eval/compare may change on resume: how fast it goes, not its answers
+EVAL_MAY_CHANGE = ("generation.batch_size", "generation.pixels_on_device")
+# ... and a train run: how often it logs and saves and how it loads data, not what it learns
+TRAIN_MAY_CHANGE = ("train.num_workers", "train.logging_steps", "train.save_steps", "train.save_total_limit")
 
 
 def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,

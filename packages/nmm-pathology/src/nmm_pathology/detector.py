@@ -183,7 +183,8 @@ def check_yolo_dataset(data_yaml: Path) -> dict[str, int]:
 
 def _run_kwargs(settings: DetectSettings, run: RunDir) -> dict[str, Any]:
     return dict(imgsz=settings.imgsz, device=settings.device, batch=settings.batch, workers=0, plots=False,
-                amp=settings.device != "cpu", project=str(run.path), name="ultralytics", exist_ok=True,
+                # absolute: ultralytics puts a relative project under its own runs folder
+                amp=settings.device != "cpu", project=str(run.path.resolve()), name="ultralytics", exist_ok=True,
                 verbose=False)
 
 
@@ -293,5 +294,6 @@ def detect_predict(cfg: DetectPredictConfig) -> Path:
         atomic_write_json(run.file("predictions.json"), {
             "weights": cfg.detector.model, "conf": cfg.conf, "seconds_per_image": per_image,
             "images": [{"image": p, "boxes": b} for p, b in zip(images, boxes, strict=True)]})
-        print(f"{sum(map(len, boxes))} boxes in {len(images)} images -> {run.file('predictions.json')}")
-        return run.complete(images=len(images), boxes=sum(map(len, boxes)))
+        path = run.complete(images=len(images), boxes=sum(map(len, boxes)))
+        print(f"{sum(map(len, boxes))} boxes in {len(images)} images -> {path / 'predictions.json'}")
+        return path
