@@ -10,7 +10,7 @@ from nmm_demo.cli import DemoConfig, run_demo
 
 
 @pytest.mark.slow
-def test_demo_fine_tuned_beats_base(tmp_path):
+def test_demo_fine_tuned_beats_base(tmp_path, capsys):
     cfg = DemoConfig(train_size=600, test_size=48, epochs=4, output_dir=str(tmp_path),
                      progress=False)
     run = run_demo(cfg)
@@ -24,3 +24,6 @@ def test_demo_fine_tuned_beats_base(tmp_path):
     # the random base answers nothing right; after LoRA colours are read off the image
     assert tuned >= base + 0.25, (base, tuned)
     assert report["breakdown"]["fine-tuned"]["colour"] > 0.5
+    low, _ = report["delta_ci95_vs_first"]["fine-tuned"]
+    assert low > 0  # a gain the 48 examples can tell from noise
+    assert "exact_match: fine-tuned +" in capsys.readouterr().out

@@ -42,7 +42,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     from nmm_core.evaluate import GenerationSettings, evaluate
     from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
     from nmm_core.models import load_model
-    from nmm_core.report import breakdown_by, plot_loss, print_table, write_comparison
+    from nmm_core.report import breakdown_by, delta_lines, plot_loss, print_table, write_comparison
     from nmm_core.runs import RunDir
     from nmm_core.task import short_answer_task
     from nmm_core.testing.shapes import make_shapes_dataset
@@ -91,6 +91,8 @@ def run_demo(cfg: DemoConfig) -> Path:
                      "optimiser_steps": outcome.global_step, "lora_r": cfg.lora_r},
         )
         print_table(results, title=f"Shapes VQA, {len(test_set)} held-out examples")
+        for line in delta_lines(results, task.primary):
+            print(f"{task.primary}: {line}")
         final = run.complete(base=before.metrics[task.primary], fine_tuned=after.metrics[task.primary])
     print(f"report: {final / 'report.md'}")
     return final
