@@ -67,7 +67,8 @@ def test_sd15_tiny_twin_trains_predicts_and_is_evaluated(cohort_dir, mode, capsy
         assert z["task_pred"].shape == (8, 16, 16)
 
 
-def test_sd15_training_is_core_trainers_lowers_the_loss_and_resumes_after_an_interruption(cohort_dir, monkeypatch):
+def test_sd15_training_is_core_trainers_lowers_the_loss_and_resumes_after_an_interruption(cohort_dir, monkeypatch,
+                                                                                           capsys):
     from nmm_connectome import sd15
 
     runs = cohort_dir / "runs-resume"
@@ -96,6 +97,18 @@ def test_sd15_training_is_core_trainers_lowers_the_loss_and_resumes_after_an_int
     assert summary["global_step"] == 16 and summary["resumed_from"].endswith("checkpoint-8")
     losses = [r["loss"] for r in map(json.loads, (done / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
     assert losses[-1] < 0.8 * losses[0]  # the noise is learnt: from ~1.2 (random UNet) down
-    assert (done / "model" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    # the resumed run ends where an uninterrupted one does, weight for weight
+    from safetensors.torch import load_file
+
+    assert main([*args[:-1], str(cohort_dir / "runs-straight")]) == 0
+    [straight] = list((cohort_dir / "runs-straight").iterdir())
+    resumed, uninterrupted = (load_file(r / "model" / "unet" / "diffusion_pytorch_model.safetensors")
+                              for r in (done, straight))
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(resumed[k].equal(uninterrupted[k]) for k in resumed)
+
+    capsys.readouterr()
+    assert main([*args[:-1], str(cohort_dir / "runs-fp16"), "--sd15-dtype", "float16"]) == 2
+    assert "drop --sd15-dtype float16" in capsys.readouterr().err
 
     assert main(["train", "--data", str(cohort_dir / "cohort"), "--method", "ridge", "--resume", str(done)]) == 2

@@ -58,6 +58,12 @@ def test_models_answering_different_examples_get_no_interval():
     assert paired_interval(base, other, "exact_match") is None
     unnamed = EvalResult("detector", {"exact_match": 1.0}, 0.01, [{"exact_match": 1}] * 3)  # rows without ids
     assert paired_interval(base, unnamed, "exact_match") is None
+    fewer = _result("fewer", [1, 1])  # q0, q1 of base's q0-q2: the delta of the means is not theirs
+    assert paired_interval(base, fewer, "exact_match") is None
+    repeated = EvalResult("rep", base.metrics, 0.01, [dict(r, id="q0") for r in base.predictions])
+    assert paired_interval(repeated, repeated, "exact_match") is None
+    nan = _result("nan", [float("nan"), 1, 1])
+    assert paired_interval(base, nan, "exact_match") is None
 
 
 @pytest.mark.parametrize("n", [10, 1000])

@@ -74,3 +74,16 @@ def test_a_train_run_stopped_after_its_last_checkpoint_takes_no_extra_step(tmp_p
     saved = load_file(final / "adapter" / "adapter_model.safetensors")
     checkpoint = load_file(final / "checkpoints" / "checkpoint-6" / "adapter_model.safetensors")
     assert saved.keys() == checkpoint.keys() and all(saved[k].equal(checkpoint[k]) for k in saved)
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_passed_over(tmp_path):
+    from nmm_core.train import last_checkpoint
+
+    assert last_checkpoint(tmp_path / "none") is None
+    for step, complete in ((3, True), (6, True), (9, False), (12, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-6")

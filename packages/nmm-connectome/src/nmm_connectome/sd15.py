@@ -19,7 +19,7 @@ import torch
 from nmm_connectome.data import Cohort
 from nmm_connectome.evaluate import from_edges, pearson_rows, to_edges
 from nmm_connectome.settings import Sd15Settings
-from nmm_core.errors import DataError
+from nmm_core.errors import ConfigError, DataError
 from nmm_core.runs import RunDir, atomic_write_json
 
 
@@ -109,14 +109,22 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
     """Fine-tune the widened UNet on the training subjects with core's trainer (checkpoints in
     `run/checkpoints`, resumable; bf16 autocast over fp32 weights on a GPU); save it under `run/model/`."""
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     from nmm_core.devices import pick_device
     from nmm_core.diffusion import encode_latents, expand_unet_inputs, noise_scheduler
-    from nmm_core.train import TrainSettings, make_trainer, release_speedups, run_trainer
+    from nmm_core.train import TrainSettings, last_checkpoint, make_trainer, release_speedups, run_trainer
 
+    if settings.dtype == "float16":
+        # fp16 weights would train without loss scaling (and fp16 AdamW states): fp32 weights with
+        # bf16 autocast, or plain bf16, train safely
+        raise ConfigError("sd15 trains in float32 (bf16 autocast on a GPU that has bf16) or bfloat16: "
+                          "drop --sd15-dtype float16")
     set_seed(settings.seed)  # the widened input channels and LoRA are drawn before the trainer seeds
     device = pick_device(settings.device)
+    if device.type == "cuda" and (device.index or 0) != 0:
+        # transformers' Trainer trains on the first visible GPU (all of them, with DataParallel)
+        raise ConfigError(f"sd15.device {settings.device}: choose the GPU with CUDA_VISIBLE_DEVICES={device.index} "
+                          "and --sd15-device cuda")
     parts = load_parts(settings).to(device=device)
     codec = _codec(train, settings)
     round_trip = {"codec": codec.round_trip(train.task[:64]),
@@ -135,7 +143,7 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
         text = parts.encode_text([""]).float()
     model = NoisePrediction(unet, noise_scheduler(parts), text)
     checkpoints = run.file("checkpoints")
-    last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    last = last_checkpoint(checkpoints) if resume else None
     trainer = make_trainer(
         model, _LatentPairs(task_lat, rest_lat), torch.utils.data.default_collate,
         # the loop it replaces: constant learning rate, no warm-up, batches drawn at random
@@ -143,7 +151,9 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
                                warmup=0, scheduler="constant", logging_steps=min(20, settings.steps),
                                save_steps=settings.save_steps, seed=settings.seed, num_workers=0,
                                answer_only_logits=False, cache_vision_features="off", liger="off"),
-        run_dir=run.path, bf16=device.type == "cuda", use_cpu=device.type == "cpu")
+        # bf16 autocast where the card has bf16 (not a T4 or V100: fp32 there)
+        run_dir=run.path, bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
+        use_cpu=device.type == "cpu")
     try:
         global_step, train_loss = run_trainer(trainer, last)
     finally:

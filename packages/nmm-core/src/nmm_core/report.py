@@ -93,18 +93,25 @@ def print_table(results: Sequence[EvalResult], *, title: str) -> None:
 
 
 def paired_interval(first: EvalResult, other: EvalResult, metric: str) -> tuple[float, float] | None:
-    """95% paired-bootstrap interval of `other`'s mean per-example `metric` minus `first`'s, over the
-    examples both answered (matched by id); None when the metric is not scored per example (BLEU)."""
+    """95% paired-bootstrap interval of `other`'s mean per-example `metric` minus `first`'s (rows
+    matched by id); None unless both answered the same examples and score each one (not BLEU)."""
+    import math
+
     from nmm_core.ratings import bootstrap_interval
 
-    if any("id" not in row for row in (*first.predictions, *other.predictions)):
+    def by_id(result: EvalResult) -> dict[Any, Any] | None:
+        ids = [row.get("id") for row in result.predictions]
+        if None in ids or len(set(ids)) != len(ids):
+            return None  # rows without ids, or repeated ones: no pairing to trust
+        return {row["id"]: row.get(metric) for row in result.predictions}
+
+    a, b = by_id(first), by_id(other)
+    if not a or b is None or a.keys() != b.keys():
+        return None  # the two did not answer the same examples
+    values = [v for scores in (a, b) for v in scores.values()]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
         return None
-    scores = {row["id"]: row.get(metric) for row in first.predictions}
-    pairs = [(scores[row["id"]], row.get(metric)) for row in other.predictions if row["id"] in scores]
-    if not pairs or len(pairs) != len(other.predictions) or any(
-            not isinstance(v, (int, float)) for pair in pairs for v in pair):
-        return None
-    return bootstrap_interval([b - a for a, b in pairs])
+    return bootstrap_interval([b[k] - a[k] for k in a])
 
 
 def delta_lines(results: Sequence[EvalResult], primary: str,

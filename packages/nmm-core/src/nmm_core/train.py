@@ -191,12 +191,10 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
     `collator` replaces the chat collator for a model that takes its own batch and returns its
     own `loss` (train it with `answer_only_logits=False`).
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     if not examples:
         raise ConfigError("nothing to train on: the training set is empty")
     checkpoints = run_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    last = last_checkpoint(checkpoints) if resume else None
     if resume and last is None:
         log.warning("no checkpoint in %s: starting from step 0", checkpoints)
     if collator is None:
@@ -214,6 +212,16 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
         log_history=list(trainer.state.log_history),
         resumed_from=last,
     )
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest `checkpoint-N` in `folder` that was written in full (its trainer state is the
+    last file transformers writes), or None: a kill during a save leaves a partial one behind."""
+    import re
+
+    found = [(int(m.group(1)), p) for p in (folder.iterdir() if folder.is_dir() else ())
+             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
+    return str(max(found)[1]) if found else None
 
 
 def run_trainer(trainer, checkpoint: str | None) -> tuple[int, float]:
