@@ -91,7 +91,11 @@ def test_sd15_training_is_core_trainers_lowers_the_loss_and_resumes_after_an_int
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-4", "checkpoint-8"]
 
     monkeypatch.setattr(sd15.NoisePrediction, "forward", real)
-    assert main([*args, "--resume", str(run)]) == 0
+    capsys.readouterr()
+    assert main([*args, "--sd15-lr", "1e-4", "--resume", str(run)]) == 2
+    assert "it ran with sd15.lr=0.001, now 0.0001" in capsys.readouterr().err
+    # settings an sd15 run does not read may differ
+    assert main([*args, "--bridge-steps", "7", "--resume", str(run)]) == 0
     [done] = list(runs.iterdir())
     summary = json.loads((done / "status.json").read_text())["summary"]
     assert summary["global_step"] == 16 and summary["resumed_from"].endswith("checkpoint-8")

@@ -231,7 +231,9 @@ def run_train(cfg: TrainConfig) -> Path:
     if cfg.resume:
         from nmm_core.resume import open_resumed
 
-        run = open_resumed(cfg, cfg.resume, "train", may_change=("sd15.save_steps", "sd15.device"))
+        # what an sd15 run does not read (the other methods' settings, the run's name) may differ
+        run = open_resumed(cfg, cfg.resume, "train",
+                           may_change=("sd15.save_steps", "sd15.device", "bridge", "ridge", "name"))
     else:
         run = RunDir.create(cfg.output_dir, "train", cfg.name or cfg.method)
     with run:
