@@ -112,7 +112,7 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
 
     from nmm_core.devices import pick_device
     from nmm_core.diffusion import encode_latents, expand_unet_inputs, noise_scheduler
-    from nmm_core.train import TrainSettings, last_checkpoint, make_trainer, release_speedups, run_trainer
+    from nmm_core.train import TrainSettings, fit
 
     if settings.dtype == "float16":
         # fp16 weights would train without loss scaling (and fp16 AdamW states): fp32 weights with
@@ -142,9 +142,7 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
         task_lat = _latents(parts, codec, train.task, encode_latents)
         text = parts.encode_text([""]).float()
     model = NoisePrediction(unet, noise_scheduler(parts), text)
-    checkpoints = run.file("checkpoints")
-    last = last_checkpoint(checkpoints) if resume else None
-    trainer = make_trainer(
+    outcome = fit(
         model, _LatentPairs(task_lat, rest_lat), torch.utils.data.default_collate,
         # the loop it replaces: constant learning rate, no warm-up, batches drawn at random
         settings=TrainSettings(max_steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
@@ -152,12 +150,8 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
                                save_steps=settings.save_steps, seed=settings.seed, num_workers=0,
                                answer_only_logits=False, cache_vision_features="off", liger="off"),
         # bf16 autocast where the card has bf16 (not a T4 or V100: fp32 there)
-        run_dir=run.path, bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
+        run_dir=run.path, resume=resume, bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
         use_cpu=device.type == "cpu")
-    try:
-        global_step, train_loss = run_trainer(trainer, last)
-    finally:
-        release_speedups(trainer)
     model_dir = run.subdir("model")
     if settings.train_unet == "lora":
         unet.fuse_lora()  # fold the adapters into the weights: the saved UNet is a plain one
@@ -165,9 +159,9 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
     unet.save_pretrained(model_dir / "unet", safe_serialization=True)
     atomic_write_json(model_dir / "sd15.json", {"settings": asdict(settings), "n_regions": train.n_regions,
                                                 "kind": train.kind, "round_trip": round_trip})
-    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
-    return {"round_trip": round_trip, "final_loss": losses[-1] if losses else train_loss,
-            "global_step": global_step, "resumed_from": last}
+    losses = [row["loss"] for row in outcome.log_history if "loss" in row]
+    return {"round_trip": round_trip, "final_loss": losses[-1] if losses else outcome.train_loss,
+            "global_step": outcome.global_step, "resumed_from": outcome.resumed_from}
 
 
 def _codec(cohort: Cohort, s: Sd15Settings) -> MatrixCodec:

@@ -24,7 +24,6 @@ from nmm_core.task import Task
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class TrainSettings:
     """Optimisation settings of one fine-tuning run."""
@@ -193,14 +192,21 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
     """
     if not examples:
         raise ConfigError("nothing to train on: the training set is empty")
+    if collator is None:
+        pixels = device_pixels_for(processor, family, settings.pixels_on_device)
+        collator = VlmCollator(processor, family, prompt_fn=task.prompt, train=True, device_pixels=pixels)
+    return fit(model, _ExampleDataset(examples), collator, settings=settings, run_dir=run_dir, resume=resume,
+               bf16=bf16, use_cpu=use_cpu, callbacks=callbacks)
+
+
+def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, resume: bool = False,
+        bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = ()) -> TrainOutcome:
+    """`make_trainer` + train (from the last complete checkpoint with `resume`), speed-ups released."""
     checkpoints = run_dir / "checkpoints"
     last = last_checkpoint(checkpoints) if resume else None
     if resume and last is None:
         log.warning("no checkpoint in %s: starting from step 0", checkpoints)
-    if collator is None:
-        pixels = device_pixels_for(processor, family, settings.pixels_on_device)
-        collator = VlmCollator(processor, family, prompt_fn=task.prompt, train=True, device_pixels=pixels)
-    trainer = make_trainer(model, _ExampleDataset(examples), collator, settings=settings, run_dir=run_dir,
+    trainer = make_trainer(model, dataset, collator, settings=settings, run_dir=run_dir,
                            bf16=bf16, use_cpu=use_cpu, callbacks=callbacks)
     try:
         global_step, train_loss = run_trainer(trainer, last)
