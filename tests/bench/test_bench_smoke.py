@@ -47,7 +47,7 @@ def test_full_size_without_cuda_says_what_to_do(tmp_path, capsys):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert main(["generation", "--size", "full", "--out", str(tmp_path)]) == 2
+    assert main(["generation", "--size", "full", "--allow-dirty", "--out", str(tmp_path)]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 

@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=("smoke", "full"), default="smoke",
                         help="smoke: tiny twins, minutes on 2 CPU cores; full: real architectures, CUDA")
     parser.add_argument("--out", default=None, help="results folder (default: benchmarks/results)")
+    parser.add_argument("--commit", default=None,
+                        help="the commit of this tree where it has no .git (else NMM_COMMIT; recorded "
+                             "with dirty: unknown)")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="run --size full on a tree with uncommitted changes (the JSON says so)")
     ns = parser.parse_args(argv)
     unknown = [n for n in ns.names if n not in BENCHMARKS]
     if unknown:
@@ -36,12 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
 
         from nmm_bench.harness import RESULTS
+        from nmm_bench.provenance import provenance
 
         out = Path(ns.out) if ns.out else RESULTS
+        # checked before anything runs: a dirty full-size run is refused at once
+        origin = provenance(ns.size, commit=ns.commit, allow_dirty=ns.allow_dirty)
         for name in ns.names or list(BENCHMARKS):
             results = importlib.import_module(BENCHMARKS[name]).run(ns.size)
             for result in results if isinstance(results, list) else [results]:
-                path = result.write(out)
+                path = result.write(origin, out)
                 print(result.table())
                 print(f"  -> {path}\n")
 

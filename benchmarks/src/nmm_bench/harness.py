@@ -28,8 +28,11 @@ def device_name() -> str:
 
 def versions() -> dict[str, str]:
     """Versions of the libraries whose speed is measured."""
-    out = {"python": platform.python_version()}
-    for dist in ("torch", "transformers", "peft", "accelerate", "nmm-core"):
+    from nmm_core import __version__
+
+    # nmm's own version from the import, so a tree run with PYTHONPATH (not installed) has one too
+    out = {"python": platform.python_version(), "nmm-core": __version__}
+    for dist in ("torch", "transformers", "peft", "accelerate"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -118,18 +121,23 @@ class Result:
     settings: dict[str, Any]
     rows: list[Row]
     checks: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)  # the headline figures (issue 22's keys)
     device: str = field(default_factory=device_name)
     versions: dict[str, str] = field(default_factory=versions)
+    provenance: dict[str, Any] = field(default_factory=dict)  # set by `write`
 
     def __post_init__(self) -> None:
         ref = next(r for r in self.rows if r.label == self.reference)
         for row in self.rows:
             row.ratio = row.value / ref.value if ref.value else None
 
-    def write(self, folder: Path = RESULTS) -> Path:
-        """`<folder>/<name>-<size>-<device>.json`, atomically."""
+    def write(self, provenance: dict[str, Any], folder: Path = RESULTS) -> Path:
+        """`<folder>/<name>-<size>-<device>.json` with its `provenance` (commit, dirty, date), atomically."""
+        self.provenance = provenance
         path = folder / f"{self.name}-{self.size}-{self.device.replace(' ', '-').lower()}.json"
-        atomic_write_json(path, asdict(self))
+        data = asdict(self)
+        data["summary"] = data.pop("summary")  # the file ends with its headline figures
+        atomic_write_json(path, data)
         return path
 
     def table(self) -> str:
@@ -139,4 +147,6 @@ class Result:
             lines.append(f"  {r.label:<34} {r.value:>12.3f} {r.unit:<14} {ratio:>8}")
         for key, value in self.checks.items():
             lines.append(f"  check {key}: {value}")
+        if self.summary:
+            lines.append(f"  summary: {self.summary}")
         return "\n".join(lines)
