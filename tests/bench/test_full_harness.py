@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from nmm_bench import fullsize as fs
-from nmm_bench import inference_full, train_full
-from nmm_bench.harness import ratio_verdict, round_order, round_rows, time_ratios
+from nmm_bench import generation, inference_full, train_full
+from nmm_bench.harness import Row, ratio_verdict, round_order, round_rows, time_ratios
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "idefics3", "llava"])
@@ -30,10 +32,42 @@ def test_plain_and_our_trainer_rows_and_equal_losses_in_fp32():
     assert check["max_abs_diff"] < 1e-4  # fp32 on CPU: the fast path's math is the plain loss
 
 
-def test_generation_rows_and_token_agreement():
-    result = inference_full.generation("qwen2_vl", "dry")
-    assert result.rows[0].label == "one at a time" and all(r.value > 0 for r in result.rows)
-    assert result.checks["bf16 greedy tokens equal to one-at-a-time (first prompts)"] == "4/4"  # fp32 here
+def test_generation_times_nmm_evaluate_beside_plain_generate_at_each_batch():
+    result = generation.run("dry")
+    assert [r.label for r in result.rows] == ["one at a time", "plain batched generate (b=4, input order)",
+                                              "nmm evaluate (b=4, length-sorted)",
+                                              "plain batched generate (b=8, input order)",
+                                              "nmm evaluate (b=8, length-sorted)"]
+    for row in result.rows:  # value = prompts / the median round's seconds, not just "positive"
+        prompts = row.extra.get("prompts", result.settings["prompts"])
+        assert row.value == pytest.approx(prompts / statistics.median(row.raw_seconds))
+    assert result.checks["nmm evaluate (b=8, length-sorted): answers equal one-at-a-time (first 8)"] == "8/8"
+    assert set(result.summary) >= {"equal_batch_ratio", "best_ratio"}
+
+
+def test_generation_summary_by_hand():
+    rows = [Row("one at a time", 2.0, "answers/s"),
+            Row(generation.plain_label(16), 30.0, "answers/s"), Row(generation.nmm_label(16), 45.0, "answers/s"),
+            Row(generation.plain_label(64), 50.0, "answers/s"), Row(generation.nmm_label(64), 80.0, "answers/s")]
+    # equal batch at the default (16): 45 / 30; best is nmm at 64: 80 / 2, not nmm 80 / plain 30
+    assert generation.summarise(rows, 16) == {"equal_batch_ratio": 1.5, "best_ratio": 40.0,
+                                              "default_batch": 16, "best_batch": 64}
+
+
+def test_full_size_generation_model_reads_the_stand_in_tokenizer_s_image_tokens():
+    from nmm_bench.common_inputs import chart_examples, qwen2_vl_processor
+    from nmm_core.chat import VlmCollator
+    from nmm_core.families import get_family
+    from nmm_core.fullsize import build_full_size
+
+    model = build_full_size("qwen2_vl")  # meta device: no memory, no compute
+    processor = qwen2_vl_processor()
+    assert model.config.image_token_id != processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    generation.align_special_tokens(model, processor.tokenizer)
+    batch = VlmCollator(processor, get_family("qwen2_vl"), train=False)(chart_examples(1, seed=0))
+    assert int((batch["input_ids"] == model.config.image_token_id).sum()) == 432  # 504x672 / 28^2
+    assert int((batch["input_ids"] == model.config.vision_start_token_id).sum()) == 1
+    assert model.model.config.image_token_id == model.config.image_token_id  # the inner model reads it
 
 
 def test_round_order_varies_who_runs_first_and_who_runs_before_whom():

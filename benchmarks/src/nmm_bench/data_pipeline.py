@@ -30,6 +30,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from nmm_bench.common_inputs import CHART_H, CHART_W, chart_examples, qwen2_vl_processor
 from nmm_bench.harness import Result, Row
 
 BATCH = 16
@@ -43,60 +44,11 @@ STEP_EXAMPLES_PER_S = 63.6
 GPU_HOST_WORKERS = 8
 TARGET_MULTIPLE = 3.0
 POOL = 64  # distinct images on disk, referenced in turn by every record: real sets repeat images too
-CHART_W, CHART_H = 504, 672
 
 
 def _rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _chart_examples(n: int, seed: int) -> list[Any]:
-    """`n` bar charts of 504x672 px with a question and a numeric answer."""
-    import random
-
-    from PIL import Image, ImageDraw
-
-    from nmm_core.records import Example
-
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        image = Image.new("RGB", (CHART_W, CHART_H), "white")
-        draw = ImageDraw.Draw(image)
-        bars = rng.randint(3, 9)
-        values = [rng.randint(5, 100) for _ in range(bars)]
-        width = (CHART_W - 40) // bars
-        for b, v in enumerate(values):
-            top = CHART_H - 40 - v * 6
-            draw.rectangle([20 + b * width + 4, top, 20 + (b + 1) * width - 4, CHART_H - 40],
-                           fill=(rng.randint(0, 200), rng.randint(0, 200), rng.randint(0, 200)))
-            draw.text((20 + b * width + 6, top - 14), str(v), fill="black")
-        draw.line([20, CHART_H - 40, CHART_W - 20, CHART_H - 40], fill="black", width=2)
-        out.append(Example(f"chart-{i}", image, "What is the value of the largest bar? Answer with a "
-                           "single word or number.", (str(max(values)),)))
-    return out
-
-
-def qwen2_vl_processor() -> Any:
-    """Qwen2-VL-2B-Instruct's processor at its real image settings, with no hub access."""
-    from importlib import resources
-
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
-
-    from nmm_core.families.qwen2_vl import CHAT_TEMPLATE, SPECIAL_TOKENS
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer
-
-    config = json.loads(resources.files("nmm_core.families").joinpath(
-        "configs/qwen2-vl-2b-instruct.preprocessor_config.json").read_text(encoding="utf-8"))
-    for key in ("image_processor_type", "processor_class"):
-        config.pop(key, None)
-    tokenizer = build_bpe_tokenizer(special_tokens=SPECIAL_TOKENS, eos_token="<|im_end|>",
-                                    pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE)
-    return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**config),
-                            video_processor=Qwen2VLVideoProcessor(), tokenizer=tokenizer,
-                            chat_template=CHAT_TEMPLATE)
 
 
 def _write_records(folder: Path, pool: Path, n: int) -> None:
@@ -240,7 +192,7 @@ def run(size: str) -> Result:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         pool = Path(tmp) / "pool"
-        pool_examples = _chart_examples(POOL, seed=4) if full else make_shapes_dataset(POOL, seed=4)
+        pool_examples = chart_examples(POOL, seed=4) if full else make_shapes_dataset(POOL, seed=4)
         write_jsonl_dataset(pool_examples, pool, split="train")
         for n in sizes:
             folder = Path(tmp) / f"n{n}"
