@@ -17,9 +17,15 @@ def test_smoke_benchmarks_write_their_results(tmp_path, capsys):
     for f in files:
         data = json.loads(f.read_text())
         assert data["size"] == "smoke" and data["device"] and data["versions"]["torch"]
+        assert data["provenance"]["commit"] and data["provenance"]["nmm_version"]
         assert all(row["raw_seconds"] and row["ratio"] is not None for row in data["rows"])
     generation = json.loads(next(tmp_path.glob("generation-*.json")).read_text())
-    assert generation["checks"]["fp32 batched == one-at-a-time tokens"] == "32/32"
+    assert generation["checks"]["nmm evaluate (b=16, length-sorted): answers equal one-at-a-time (first 32)"] == "32/32"
+    assert set(generation["summary"]) >= {"equal_batch_ratio", "best_ratio"}
+    step = json.loads(next(tmp_path.glob("train-step-*.json")).read_text())
+    assert step["summary"]["first_epoch_ratio"] and step["summary"]["steady_ratio"]
+    qlora = json.loads(next(tmp_path.glob("qlora-*.json")).read_text())
+    assert qlora["summary"]["recipe_minutes"] > 0
     bridge = json.loads(next(tmp_path.glob("bridge-matching-*.json")).read_text())
     assert [row["label"] for row in bridge["rows"]][:3] == ["ours (Brownian bridge)", "torchcfm SB-CFM",
                                                            "torchcfm CFM"]

@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from nmm_bench import fullsize as fs
-from nmm_bench import generation, inference_full, train_full
+from nmm_bench import generation, inference_full, merged, qlora, train_full, train_step
 from nmm_bench.harness import Row, ratio_verdict, round_order, round_rows, time_ratios
 
 
@@ -23,13 +23,43 @@ def test_synthetic_batches_fit_the_model(family):
     assert (batch["labels"] != fs.IGNORE).sum() == 2 * fs.ANSWER_TOKENS
 
 
-def test_plain_and_our_trainer_rows_and_equal_losses_in_fp32():
-    only = {"plain loop (peft defaults)", "nmm defaults (+ liger + cache)"}
-    rows = train_full.run_rows("qwen2_vl", "dry", 2, 4, only=only)
-    assert [r.label for r in rows] == sorted(only, key=lambda x: x.startswith("nmm"))
-    assert all(r.value > 0 and "error" not in r.extra for r in rows), [r.extra.get("error") for r in rows]
+def test_first_epoch_and_steady_state_rows_and_equal_losses_in_fp32():
+    rows = train_full.run_rows("qwen2_vl", "dry", 2, 4, only=train_step.SMOKE_CONTENDERS)
+    by = {r.label: r for r in rows}
+    assert list(by) == [train_step.PLAIN, train_step.STEADY, train_step.FIRST_EPOCH]
+    assert not [r.extra["error"] for r in rows if "error" in r.extra]
+    warm, timed = train_full.WARM_STEPS, train_full.TIMED_STEPS
+    for row in rows:  # the rate is the timed steps' examples over their seconds, the warm-up left out
+        assert len(row.raw_seconds) == warm + timed
+        assert row.value == pytest.approx(2 * timed / sum(row.raw_seconds[warm:]))
+    # steady state: the first pass (warm x 2 examples) misses, every timed step is served by the cache
+    assert (by[train_step.STEADY].extra["cache_misses"], by[train_step.STEADY].extra["cache_hits"]) == (
+        2 * warm, 2 * timed)
+    assert by[train_step.FIRST_EPOCH].extra["cache_hits"] is None  # no cache: the tower runs every step
     check = train_full.loss_agreement("qwen2_vl", "dry", 2, liger=False)
     assert check["max_abs_diff"] < 1e-4  # fp32 on CPU: the fast path's math is the plain loss
+
+
+def test_train_step_summary_by_hand():
+    def row(label, value, peak):
+        return Row(label, value, "examples/s", extra={"peak_gib": peak})
+
+    rows = [row(train_step.PLAIN, 28.0, 50.6), row(train_step.STEADY, 63.6, 19.7), row(train_step.FIRST_EPOCH, 36.5, 19.6)]
+    assert train_step.summarise(rows) == {"first_epoch_ratio": 1.304, "steady_ratio": 2.271, "peak_gib": 19.7,
+                                          "plain_peak_gib": 50.6}
+    # no first-epoch row, or a failed one (value 0), is "not measured", never a ratio
+    assert train_step.summarise(rows[:2])["first_epoch_ratio"] is None
+    assert train_step.summarise([*rows[:2], row(train_step.FIRST_EPOCH, 0.0, 1.0)])["first_epoch_ratio"] is None
+    assert train_step.summarise([row(r.label, r.value, float("nan")) for r in rows])["peak_gib"] is None  # CPU
+
+
+def test_qlora_recipe_counts_the_uncached_first_epoch():
+    # 1,200 at 10/s uncached (2 min) + 2 x 1,200 at 20/s cached (2 min): 4 min, not 3 x the cached 1 min
+    assert qlora.recipe_minutes(10.0, 20.0) == pytest.approx(4.0)
+    rows = [Row(qlora.PLAIN, 6.0, "examples/s", extra={"peak_gib": 16.7}),
+            Row(qlora.CACHED, 20.0, "examples/s", extra={"peak_gib": 16.4}),
+            Row(qlora.UNCACHED, 10.0, "examples/s", extra={"peak_gib": 17.0})]
+    assert qlora.summarise(rows) == {"recipe_minutes": 4.0, "peak_gib": 17.0, "plain_recipe_minutes": 10.0}
 
 
 def test_generation_times_nmm_evaluate_beside_plain_generate_at_each_batch():
@@ -99,7 +129,19 @@ def test_merged_inference_rounds_and_checks():
     result = inference_full.merged("qwen2_vl", "dry", rounds=2)
     assert [r.label for r in result.rows] == ["base", "base + unmerged adapter", "merged"]
     assert all(len(r.raw_seconds) == 2 and r.extra["min"] <= r.value <= r.extra["max"] for r in result.rows)
-    low, high = result.checks["merged_vs_base_range"]
-    assert low <= result.checks["merged_vs_base_median"] <= high
-    assert result.checks["conclusive"] == (high <= 1.02 or low > 1.02)
+    by = {r.label: r.raw_seconds for r in result.rows}
+    ratios = [m / b for m, b in zip(by["merged"], by["base"], strict=True)]  # from the raw times, by hand
+    assert result.checks["merged_vs_base_median"] == pytest.approx(statistics.median(ratios), abs=1e-3)
+    assert result.checks["merged_vs_base_range"] == pytest.approx([min(ratios), max(ratios)], abs=1e-3)
     assert result.checks["merged answers equal unmerged answers"] == "4/4"  # fp32 here
+
+
+def test_merged_checks_by_hand():
+    seconds = {"base": [1.0, 2.0, 1.0], "base + unmerged adapter": [1.5, 3.2, 1.4],
+               "merged": [1.05, 2.1, 1.04]}
+    out = merged.checks(seconds, ["a", "b"], ["a", "c"])
+    # merged / base per round: 1.05, 1.05, 1.04 -> median 1.05, all above 1.02: missed, conclusively
+    assert (out["merged_vs_base_median"], out["merged_vs_base_range"]) == (1.05, [1.04, 1.05])
+    assert (out["target_met"], out["conclusive"]) == (False, True)
+    assert (out["unmerged_vs_base_median"], out["unmerged_vs_base_range"]) == (1.5, [1.4, 1.6])
+    assert out["merged answers equal unmerged answers"] == "1/2"

@@ -189,8 +189,9 @@ def sft_trainer(model, items, batch: int, scale: str, steps: int) -> tuple[list[
         return clock.times, time.perf_counter() - t0
 
 
-def nmm_trainer(model, items, batch: int, scale: str, steps: int, settings) -> tuple[list[float], float]:
-    """Our trainer (`nmm_core.train.make_trainer`) with the given speed switches."""
+def nmm_trainer(model, items, batch: int, scale: str, steps: int, settings) -> tuple[list[float], dict[str, Any]]:
+    """Our trainer (`nmm_core.train.make_trainer`) with the given speed switches: step seconds, and
+    the whole run's seconds with the vision-feature cache's hits and misses (None: no cache)."""
     from nmm_core.train import make_trainer, release_speedups
 
     clock = _StepClock()
@@ -203,9 +204,12 @@ def nmm_trainer(model, items, batch: int, scale: str, steps: int, settings) -> t
         trainer.args.save_strategy = "no"
         try:
             trainer.train()
+            cache = trainer.feature_cache
+            facts = {"whole_run_s": time.perf_counter() - t0, "cache_hits": cache and cache.hits,
+                     "cache_misses": cache and cache.misses}
         finally:
             release_speedups(trainer)
-        return clock.times, time.perf_counter() - t0
+        return clock.times, facts
 
 
 def _row(label: str, batch: int, times: list[float], extra: dict[str, Any]) -> Row:
@@ -260,8 +264,8 @@ def contenders(family: str, scale: str, batch: int, big_batch: int) -> list[tupl
         def go() -> Row:
             items = fs.make_items(family, _config(family, scale), scale, b * WARM_STEPS)
             model = _ours(family, scale, precision=precision, dropout=dropout)
-            times, total = nmm_trainer(model, items, b, scale, steps, settings)
-            return _row(label, b, times, {"whole_run_s": total, "precision": precision, "dropout": dropout,
+            times, facts = nmm_trainer(model, items, b, scale, steps, settings)
+            return _row(label, b, times, {**facts, "precision": precision, "dropout": dropout,
                                           "settings": {k: getattr(settings, k) for k in (
                                               "answer_only_logits", "cache_vision_features", "liger",
                                               "compile_layers")}})
