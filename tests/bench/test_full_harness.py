@@ -44,7 +44,8 @@ def test_train_step_summary_by_hand():
     def row(label, value, peak):
         return Row(label, value, "examples/s", extra={"peak_gib": peak})
 
-    rows = [row(train_step.PLAIN, 28.0, 50.6), row(train_step.STEADY, 63.6, 19.7), row(train_step.FIRST_EPOCH, 36.5, 19.6)]
+    rows = [row(train_step.PLAIN, 28.0, 50.6), row(train_step.STEADY, 63.6, 19.7),
+            row(train_step.FIRST_EPOCH, 36.5, 19.6)]
     assert train_step.summarise(rows) == {"first_epoch_ratio": 1.304, "steady_ratio": 2.271, "peak_gib": 19.7,
                                           "plain_peak_gib": 50.6}
     # no first-epoch row, or a failed one (value 0), is "not measured", never a ratio
