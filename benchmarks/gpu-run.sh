@@ -4,12 +4,18 @@
 # multiprocess) travels as wheels in ./.whl (benchmarks/README.md gives the download line).
 # Each family runs in its own process: Liger patches model classes for the rest of a process.
 #
-#   benchmarks/gpu-run.sh OUT NAME [NAME ...]     e.g. benchmarks/gpu-run.sh "$OUT" train-step
+# A copied tree has no .git: NMM_COMMIT names the commit it is, and every result file records it.
+#
+#   NMM_COMMIT=<commit> benchmarks/gpu-run.sh OUT NAME [NAME ...]   e.g. ... "$OUT" train-step
 #   NMM_BENCH_FAMILIES=tinyllava,idefics3 benchmarks/gpu-run.sh "$OUT" train-step
 #   NMM_BENCH_SIZE=smoke benchmarks/gpu-run.sh /tmp/out generation    (plumbing check on CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: benchmarks/gpu-run.sh OUT NAME [NAME ...]}
+out=${1:?usage: NMM_COMMIT=<commit> benchmarks/gpu-run.sh OUT NAME [NAME ...]}
+if [ "${NMM_BENCH_SIZE:-full}" = full ] && [ ! -e .git ] && [ -z "${NMM_COMMIT:-}" ]; then
+    echo "no .git here: set NMM_COMMIT to the commit this tree is (full-size results record it)" >&2
+    exit 2
+fi
 shift
 site=${NMM_SITE:-/tmp/nmm-site}
 if compgen -G ".whl/*.whl" >/dev/null && [ ! -f "$site/.installed" ]; then

@@ -1,7 +1,7 @@
 """Full-size set-ups: real architectures with random weights and synthetic model-ready batches.
 
 A batch is what a processor would give for a chart-sized image, a 40-token question and an
-8-token answer with loss on the answer only (GPU-ANCHORS.md's recipe), so every contender runs
+8-token answer with loss on the answer only, so every contender runs
 the same model on the same tensors. `scale="dry"` runs the same code on the tiny twins on CPU,
 which is how the tests check this harness without a GPU.
 """
