@@ -69,7 +69,7 @@ def _setup(size: str) -> Setup:
     from nmm_bench.common_inputs import variable_prompts
 
     loaded = load_model("tiny-qwen2-vl", dtype="float32", padding_side="left")
-    n, batches, rounds = (32, (8, default, 32), 3) if size == "smoke" else (8, (4, 8), 1)
+    n, batches, rounds = (32, (8, default, 32), 3) if size == "smoke" else (8, (4, 8), 3)
     return Setup(loaded.model.eval(), loaded.processor, loaded.family, variable_prompts(n), "tiny-qwen2-vl", 8,
                  batches, n, rounds, True, default if default in batches else batches[0])
 
