@@ -61,6 +61,7 @@ def _setup(size: str) -> Setup:
         from nmm_bench.common_inputs import chart_examples, qwen2_vl_processor, with_filler
 
         model, _ = fs.build_model("qwen2_vl", "full")
+        model.config.use_cache = True  # build_model turns it off for training; generation keeps its KV cache
         processor = qwen2_vl_processor()
         align_special_tokens(model, processor.tokenizer)
         processor.tokenizer.padding_side = "left"
