@@ -15,6 +15,11 @@ import pytest
 
 from nmm_core.pairs import Pair, Side, write_pairs
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Tests measure the server, not the throttle: limits are off unless a test sets them.
+UNLIMITED = {"votes_per_minute": 0, "sessions_per_address": 0}
+
 
 def make_pair_file(folder: Path, n: int = 6, *, models: tuple[str, str] = ("base", "fine-tuned"),
                    task: str = "memes", image: bool = True, answers: dict[int, tuple[str, str]] | None = None,
@@ -46,16 +51,21 @@ def pair_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_client(tmp_path: Path) -> Callable:
-    """make_client(pairs, db=None) -> a TestClient on a fresh app (same db = a restart)."""
+    """make_client(pairs, db=None, base_url=..., **study) -> a TestClient on a fresh app (same db = a
+    restart); study settings override UNLIMITED; the admin token is ADMIN_TOKEN."""
     from fastapi.testclient import TestClient
 
     from nmm_arena.app import create_app
     from nmm_arena.catalog import load_catalog
     from nmm_arena.db import Database
+    from nmm_arena.keys import token_sha256
+    from nmm_arena.study import StudySettings
 
-    def make(pairs: Path, db: Path | None = None) -> TestClient:
-        return TestClient(create_app(load_catalog(pairs), Database(db or tmp_path / "arena.sqlite")),
-                          follow_redirects=False)
+    def make(pairs: Path, db: Path | None = None, base_url: str = "http://testserver", **study: object) -> TestClient:
+        settings = StudySettings(**{**UNLIMITED, **study})
+        app = create_app(load_catalog(pairs), Database(db or tmp_path / "arena.sqlite"), settings,
+                         admin_sha256=token_sha256(ADMIN_TOKEN))
+        return TestClient(app, base_url=base_url, follow_redirects=False)
 
     return make
 
@@ -66,16 +76,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(pairs: Path, db: Path, port: int, log: Path, *flags: str) -> subprocess.Popen:
+    """`nmm-arena` in a subprocess on `port`, limits off unless `flags` set them, the admin token ADMIN_TOKEN."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["NMM_ARENA_ADMIN_TOKEN"] = ADMIN_TOKEN
+    with log.open("a") as out:
+        return subprocess.Popen([sys.executable, "-m", "nmm_arena", "--pairs", str(pairs), "--db", str(db),
+                                 "--port", str(port), "--no-access-log", "--votes-per-minute", "0",
+                                 "--sessions-per-address", "0", *flags],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
 @contextmanager
-def live_server(pairs: Path, db: Path, log: Path) -> Iterator[str]:
+def live_server(pairs: Path, db: Path, log: Path, *flags: str) -> Iterator[str]:
     """`nmm-arena` itself in a subprocess on a free loopback port; yields its base URL."""
     import httpx
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "nmm_arena", "--pairs", str(pairs), "--db", str(db),
-                                 "--port", str(port), "--no-access-log"], stdout=out, stderr=subprocess.STDOUT, env=env)
+    proc = start_server(pairs, db, port, log, *flags)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -108,5 +126,11 @@ def pairs_writer() -> Callable[..., Path]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Callable:
-    """server(pairs, db) -> context manager yielding a live nmm-arena's base URL."""
-    return lambda pairs, db: live_server(pairs, db, tmp_path / "server.log")
+    """server(pairs, db, *flags) -> context manager yielding a live nmm-arena's base URL."""
+    return lambda pairs, db, *flags: live_server(pairs, db, tmp_path / "server.log", *flags)
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    """Headers that carry the admin token."""
+    return dict(ADMIN)

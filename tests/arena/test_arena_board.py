@@ -43,22 +43,22 @@ def test_leaderboard_matches_core_ratings():
                                                           ("other", "tuned", 1)]
 
 
-def test_leaderboard_pages_show_the_same_numbers(make_client, pair_file):
-    client = make_client(pair_file)
+def test_leaderboard_pages_show_the_same_numbers(make_client, pair_file, admin):
+    client = make_client(pair_file, board_every_votes=1)
     client.get("/")
-    assert "No votes between two different models yet" in client.get("/leaderboard").text
+    assert "No votes between two different models yet" in client.get("/leaderboard", headers=admin).text
     for choice in ["left", "right", "left", "tie"]:
         html = client.get("/").text
         key = html.split('name="pair" value="')[1][:16]
         client.post("/vote", data={"pair": key, "choice": choice})
-    rows = client.get("/export.json").json()
+    rows = client.get("/export.json", headers=admin).json()
     expected = leaderboard(rows)
-    got = client.get("/leaderboard.json").json()
+    got = client.get("/leaderboard.json", headers=admin).json()
     assert got["total_votes"] == 4
     assert got["pairs"][0]["win_rate"] == pytest.approx(expected.pairs[0].win_rate)
     assert {m["model"]: m["bradley_terry"] for m in got["models"]} == pytest.approx(
         bradley_terry(matches(rows), prior=BT_PRIOR))
-    html = client.get("/leaderboard").text
+    html = client.get("/leaderboard", headers=admin).text
     assert "4 votes" in html and f"{expected.pairs[0].win_rate:.3f}" in html
     assert f"{expected.models[0].bradley_terry:.0f}" in html
 
@@ -69,7 +69,7 @@ def test_database_is_wal_and_versioned(tmp_path):
     assert db.migrate() == LATEST  # idempotent
     with sqlite3.connect(tmp_path / "a.sqlite") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(LATEST,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(v,) for v in range(1, LATEST + 1)]
     vote = Vote("v1", "k1", "p1", "pairs.jsonl", "memes", "ex1", "a", "b", "left")
     db.add_vote(vote)
     with pytest.raises(DuplicateVote):
@@ -77,6 +77,25 @@ def test_database_is_wal_and_versioned(tmp_path):
     with pytest.raises(ValueError):
         db.add_vote(Vote("v2", "k1", "p1", "pairs.jsonl", "memes", "ex1", "a", "b", "maybe"))
     assert db.count() == 1 and db.voted_keys("v1") == {"k1"} and db.voted_keys("v2") == set()
+
+
+def test_a_version_1_database_keeps_its_votes_and_gains_one_secret(tmp_path):
+    from nmm_arena.db import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # what the first nmm-arena made
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for statement in MIGRATIONS[0][1]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1, 'then')")
+        conn.execute("INSERT INTO votes (created_at, voter, pair_key, pair_id, source, task, example_id, left_model, "
+                     "right_model, choice) VALUES ('then', 'v', 'k', 'p', 's', 't', 'e', 'a', 'b', 'left')")
+    db = Database(path)
+    assert db.migrate() == LATEST
+    secret = db.secret()
+    assert len(secret) == 32 and db.count() == 1
+    db.migrate()
+    assert Database(path).secret() == secret  # made once, kept
 
 
 def test_newer_schema_is_refused(tmp_path):

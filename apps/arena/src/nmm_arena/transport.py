@@ -1,0 +1,129 @@
+"""HTTP-level guards: a body cap, HEAD as GET, an Origin check on POST, a deadline per request.
+
+The first three are ASGI middleware around the app. The deadline is a uvicorn protocol: uvicorn
+bounds only idle keep-alive connections (`timeout_keep_alive`), not a request that arrives slowly,
+so a client that opens a connection and sends nothing, or half a head, would hold it forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import h11
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+MAX_BODY = 64 * 1024
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            response = PlainTextResponse(f"request body over {self.max_bytes} bytes", status_code=413,
+                                         headers={"Connection": "close"})
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:  # chunked, or more than Content-Length said
+                raise HTTPException(413, f"request body over {self.max_bytes} bytes", headers={"Connection": "close"})
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class HeadAsGet:
+    """Answer HEAD as GET would, headers only (FastAPI's GET routes refuse HEAD with 405)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
+class OriginCheck:
+    """Refuse a POST that a browser sent from another site (CSRF), by its Origin or Sec-Fetch-Site.
+
+    Clients that send neither (curl, scripts) are not browsers acting for a victim and pass.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: Iterable[str] = ()) -> None:
+        self.app = app
+        self.allowed = {o.rstrip("/").lower() for o in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = dict(scope["headers"])
+            origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/").lower()
+            host = headers.get(b"host", b"").decode("latin-1").lower()
+            own = f"{scope.get('scheme', 'http')}://{host}"
+            fetch_site = headers.get(b"sec-fetch-site", b"").decode("latin-1")
+            if (origin and origin != own and origin not in self.allowed) or (not origin and fetch_site == "cross-site"):
+                response = PlainTextResponse("cross-site POST refused (Origin does not match this arena)",
+                                             status_code=403)
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def deadline_protocol(seconds: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request (head and body) is not complete
+    within `seconds` of the connection opening or of its first byte after the previous response."""
+
+    class DeadlineProtocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(seconds, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing() and self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
+                self._arm()  # a request under way: it must complete in time
+            else:
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return DeadlineProtocol
