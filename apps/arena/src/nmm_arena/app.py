@@ -29,7 +29,7 @@ from nmm_arena.limits import RateLimit
 from nmm_arena.order import KeyedOrder
 from nmm_arena.study import StudySettings
 from nmm_arena.tally import Tally
-from nmm_arena.transport import MAX_BODY, BodyLimit, HeadAsGet, OriginCheck
+from nmm_arena.transport import MAX_BODY, HeadAsGet, OriginCheck
 
 if TYPE_CHECKING:
     from nmm_core.pairs import Side
@@ -75,7 +75,8 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
         yield
         db.close()
 
-    app = FastAPI(title="nmm arena", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(title="nmm arena", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
+                  max_body_size=max_body)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -86,7 +87,6 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
             response.headers["Cache-Control"] = "no-store"
         return response
 
-    app.add_middleware(BodyLimit, max_bytes=max_body)
     app.add_middleware(OriginCheck, allowed=allowed_origins)
     app.add_middleware(HeadAsGet)
 

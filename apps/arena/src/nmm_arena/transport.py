@@ -1,6 +1,6 @@
-"""HTTP-level guards: a body cap, HEAD as GET, an Origin check on POST, a deadline per request.
+"""HTTP-level guards: HEAD as GET, an Origin check on POST, a deadline per request.
 
-The first three are ASGI middleware around the app. The deadline is a uvicorn protocol: uvicorn
+The first two are ASGI middleware around the app (the body cap is FastAPI's own `max_body_size`). The deadline is a uvicorn protocol: uvicorn
 bounds only idle keep-alive connections (`timeout_keep_alive`), not a request that arrives slowly,
 so a client that opens a connection and sends nothing, or half a head, would hold it forever.
 """
@@ -11,39 +11,11 @@ import asyncio
 from collections.abc import Iterable
 
 import h11
-from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-MAX_BODY = 64 * 1024
-
-
-class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, by Content-Length or while streaming."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.max_bytes:
-            response = PlainTextResponse(f"request body over {self.max_bytes} bytes", status_code=413,
-                                         headers={"Connection": "close"})
-            return await response(scope, receive, send)
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:  # chunked, or more than Content-Length said
-                raise HTTPException(413, f"request body over {self.max_bytes} bytes", headers={"Connection": "close"})
-            return message
-
-        await self.app(scope, limited, send)
+MAX_BODY = 64 * 1024  # bytes of any request body (votes are well under 3 KiB)
 
 
 class HeadAsGet:
