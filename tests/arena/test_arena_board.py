@@ -112,3 +112,53 @@ def test_not_a_database_is_one_clear_error(tmp_path):
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(DataError, match="votes.sqlite"):
         Database(path).migrate()
+
+
+def test_board_cache_recomputes_only_after_n_votes_or_t_seconds():
+    from nmm_arena.board import BoardCache
+    from nmm_arena.tally import Tally
+
+    now = [0.0]
+    tally = Tally()
+    cache = BoardCache(tally, every_votes=3, every_seconds=10, clock=lambda: now[0])
+    assert cache.get()[0].total_votes == 0 and cache.refreshes == 1
+    for _ in range(2):
+        tally.add("base", "tuned", "right")
+    assert cache.get()[0].total_votes == 0 and cache.refreshes == 1  # 2 new votes, 0 s: cached
+    now[0] = 10.0
+    assert cache.get()[0].total_votes == 2 and cache.refreshes == 2  # old enough, and votes came
+    now[0] = 100.0
+    assert cache.get()[0].total_votes == 2 and cache.refreshes == 2  # old, but nothing new
+    for _ in range(3):
+        tally.add("tuned", "base", "left")
+    board, body = cache.get()
+    assert board.total_votes == 5 and cache.refreshes == 3 and b'"total_votes": 5' in body
+
+
+def test_keyed_order_is_a_permutation_found_in_o1():
+    from nmm_arena.order import KeyedOrder
+
+    for n in (1, 2, 3, 7, 40, 1000, 4097):
+        order = KeyedOrder(n, b"session-key")
+        items = [order[i] for i in range(n)]
+        assert sorted(items) == list(range(n))
+        assert all(order.position(item) == i for i, item in enumerate(items))
+    a, b = KeyedOrder(1000, b"one"), KeyedOrder(1000, b"two")
+    assert sum(a[i] == b[i] for i in range(1000)) < 20  # another session, another order
+    with pytest.raises(IndexError):
+        a[1000]
+
+
+def test_a_voter_walks_every_pair_once_in_their_own_order(make_client, tmp_path, pairs_writer, admin):
+    pairs = pairs_writer(tmp_path / "run", 12, image=False)
+    orders = []
+    for _ in range(2):
+        client = make_client(pairs)
+        location, seen = "/", []
+        while "judged all 12" not in (page := client.get(location)).text:
+            key = page.text.split('name="pair" value="')[1][:16]
+            seen.append(key)
+            location = client.post("/vote", data={"pair": key, "choice": "tie"}).headers["location"]
+        assert len(seen) == len(set(seen)) == 12
+        orders.append(seen)
+    assert orders[0] != orders[1]
