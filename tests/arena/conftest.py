@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,52 +65,17 @@ def make_client(tmp_path: Path) -> Callable:
     return make
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(pairs: Path, db: Path, port: int, log: Path, *flags: str) -> subprocess.Popen:
-    """`nmm-arena` in a subprocess on `port`, limits off unless `flags` set them, the admin token ADMIN_TOKEN."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["NMM_ARENA_ADMIN_TOKEN"] = ADMIN_TOKEN
-    with log.open("a") as out:
-        return subprocess.Popen([sys.executable, "-m", "nmm_arena", "--pairs", str(pairs), "--db", str(db),
-                                 "--port", str(port), "--no-access-log", "--votes-per-minute", "0",
-                                 "--sessions-per-address", "0", *flags],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
-
-
 @contextmanager
 def live_server(pairs: Path, db: Path, log: Path, *flags: str) -> Iterator[str]:
-    """`nmm-arena` itself in a subprocess on a free loopback port; yields its base URL."""
-    import httpx
+    """`nmm-arena` itself in a subprocess on a free loopback port (limits off unless `flags` set them);
+    yields its base URL."""
+    from nmm_arena.loopback import running
 
-    port = free_port()
-    proc = start_server(pairs, db, port, log, *flags)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nmm-arena exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nmm-arena did not answer within 30 s:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with running(pairs, db, log, *flags, admin_token=ADMIN_TOKEN) as (url, _):
+            yield url
+    except RuntimeError as exc:  # the server did not come up: its log says why
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -47,7 +47,8 @@ def test_vote_is_recorded_with_the_models_as_shown(make_client, pair_file, tmp_p
     by_model = {entry.pair.left.model: entry.pair.left.answer, entry.pair.right.model: entry.pair.right.answer}
     assert by_model[row["left_model"]] == left_text
     assert row["winner"] == row["left_model"] and row["choice"] == "left" and row["comment"] == "clearer"
-    assert row["pair_id"] == entry.pair.pair_id and row["voter"] == _voter_id(tmp_path / "arena.sqlite", page.cookies["nmm_arena_session"])
+    assert row["pair_id"] == entry.pair.pair_id
+    assert row["voter"] == _voter_id(tmp_path / "arena.sqlite", page.cookies["nmm_arena_session"])
     # The next page shows another pair and the progress.
     nxt = client.get(vote.headers["location"])
     assert _pair_key(nxt.text) != key and "judged 1 of 6" in nxt.text

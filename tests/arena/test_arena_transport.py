@@ -87,7 +87,8 @@ def test_slow_and_half_open_connections_are_closed(tmp_path, pairs_writer, serve
             if n % 3 == 1:
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # a head never finished
             elif n % 3 == 2:
-                sock.sendall(b"POST /vote HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npair=")  # a body that stalls
+                # a body that stalls
+                sock.sendall(b"POST /vote HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npair=")
             socks.append(sock)
         # Meanwhile the arena serves others.
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200

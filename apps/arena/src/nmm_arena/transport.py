@@ -1,6 +1,7 @@
 """HTTP-level guards: HEAD as GET, an Origin check on POST, a deadline per request.
 
-The first two are ASGI middleware around the app (the body cap is FastAPI's own `max_body_size`). The deadline is a uvicorn protocol: uvicorn
+The first two are ASGI middleware around the app (the body cap is FastAPI's own
+`max_body_size`). The deadline is a uvicorn protocol: uvicorn
 bounds only idle keep-alive connections (`timeout_keep_alive`), not a request that arrives slowly,
 so a client that opens a connection and sends nothing, or half a head, would hold it forever.
 """
