@@ -48,6 +48,7 @@ def test_cross_site_posts_are_refused(make_client, pair_file, admin):
     key = _first_key(client)
     vote = {"pair": key, "choice": "left"}
     for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.testserver"},
                     {"Origin": "https://testserver"}):  # another scheme is another origin
         response = client.post("/vote", data=vote, headers=headers)
         assert response.status_code == 403, headers
@@ -55,6 +56,9 @@ def test_cross_site_posts_are_refused(make_client, pair_file, admin):
                        ).status_code == 403
     assert client.get("/export.json", headers=admin).json() == []
     assert client.post("/vote", data=vote, headers={"Origin": "http://testserver"}).status_code == 303
+    other = _first_key(client)
+    same = {"Sec-Fetch-Site": "same-origin", "Origin": "null"}
+    assert client.post("/vote", data={"pair": other, "choice": "left"}, headers=same).status_code == 303
 
 
 def test_cookie_is_secure_over_https(make_client, pair_file):

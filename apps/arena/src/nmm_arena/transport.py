@@ -40,26 +40,34 @@ class HeadAsGet:
 
 
 class OriginCheck:
-    """Refuse a POST that a browser sent from another site (CSRF), by its Origin or Sec-Fetch-Site.
+    """Refuse a POST that a browser sent from another site (CSRF).
 
-    Clients that send neither (curl, scripts) are not browsers acting for a victim and pass.
+    Sec-Fetch-Site, where the browser sends it, decides (same-origin, or none for a typed URL);
+    else the Origin header must be this arena's own (scheme and Host) or an allowed one. Clients
+    that send neither (curl, scripts) are not a browser acting for a victim and pass.
     """
 
     def __init__(self, app: ASGIApp, allowed: Iterable[str] = ()) -> None:
         self.app = app
         self.allowed = {o.rstrip("/").lower() for o in allowed}
 
+    def _allowed(self, scope: Scope) -> bool:
+        headers = dict(scope["headers"])
+        origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/").lower()
+        site = headers.get(b"sec-fetch-site", b"").decode("latin-1").lower()
+        if site in ("same-origin", "none"):
+            return True
+        if site:  # same-site or cross-site
+            return origin in self.allowed
+        if not origin:
+            return True
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        return origin == f"{scope.get('scheme', 'http')}://{host}" or origin in self.allowed
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            headers = dict(scope["headers"])
-            origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/").lower()
-            host = headers.get(b"host", b"").decode("latin-1").lower()
-            own = f"{scope.get('scheme', 'http')}://{host}"
-            fetch_site = headers.get(b"sec-fetch-site", b"").decode("latin-1")
-            if (origin and origin != own and origin not in self.allowed) or (not origin and fetch_site == "cross-site"):
-                response = PlainTextResponse("cross-site POST refused (Origin does not match this arena)",
-                                             status_code=403)
-                return await response(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] == "POST" and not self._allowed(scope):
+            response = PlainTextResponse("cross-site POST refused (Origin does not match this arena)", status_code=403)
+            return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
 
