@@ -37,7 +37,8 @@ def test_click_through_votes_then_admin_view_leaderboard_and_export(tmp_path, pa
 
     pairs = pairs_writer(tmp_path / "run", 5, answers={2: (EVIL, "a plain answer")})
     choices = ["A is better", "B is better", "Tie", "Both bad", "A is better"]
-    with server(pairs, tmp_path / "arena.sqlite") as url, sync_playwright() as p:
+    board_now = ("--study-board-every-votes", "1")  # the public board recomputed at each vote
+    with server(pairs, tmp_path / "arena.sqlite", *board_now) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 800})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,27 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "absent"
     return out
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=RESULTS.parent, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def provenance() -> dict[str, Any]:
+    """Which code ran where and when: the git commit (and whether the tree had uncommitted changes
+    outside results/), the UTC date, the machine's CPU and core count."""
+    dirty = [line for line in _git("status", "--porcelain").splitlines() if "benchmarks/results/" not in line]
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"git_commit": _git("rev-parse", "HEAD") or "unknown", "git_dirty": bool(dirty),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "platform": platform.platform(),
+                        # a shared machine's other work shows in timings: say how busy it was
+                        "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()]}}
 
 
 def sync() -> None:
@@ -120,6 +142,7 @@ class Result:
     checks: dict[str, Any] = field(default_factory=dict)
     device: str = field(default_factory=device_name)
     versions: dict[str, str] = field(default_factory=versions)
+    provenance: dict[str, Any] = field(default_factory=provenance)
 
     def __post_init__(self) -> None:
         ref = next(r for r in self.rows if r.label == self.reference)

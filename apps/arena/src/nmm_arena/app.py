@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader
 from starlette.concurrency import iterate_in_threadpool
 
-from nmm_arena.board import BoardCache, csv_chunks, json_chunks
+from nmm_arena.board import BoardCache, board_from, csv_chunks, json_chunks
 from nmm_arena.catalog import IMAGE_TYPES, Catalog, Entry
 from nmm_arena.db import Database, DuplicateVote, Vote
 from nmm_arena.keys import ServerKeys, new_token, token_sha256
@@ -29,7 +29,7 @@ from nmm_arena.limits import RateLimit
 from nmm_arena.order import KeyedOrder
 from nmm_arena.study import StudySettings
 from nmm_arena.tally import Tally
-from nmm_arena.transport import MAX_BODY, HeadAsGet, OriginCheck
+from nmm_arena.transport import MAX_BODY, HeadAsGet, OriginCheck, SecurityHeaders
 
 if TYPE_CHECKING:
     from nmm_core.pairs import Side
@@ -64,6 +64,7 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
     keys = ServerKeys(db.secret())
     tally = Tally().add_rows(db.iter_votes())
     board = BoardCache(tally, every_votes=study.board_every_votes, every_seconds=study.board_every_seconds)
+    board.get()  # at start-up, not in the first request: it imports numpy and fills the cache
     vote_limit = RateLimit(study.votes_per_minute, 60)
     session_limit = RateLimit(study.sessions_per_address, 3600)
     login_limit = RateLimit(LOGIN_TRIES, 600)
@@ -79,15 +80,7 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
     app = FastAPI(title="nmm arena", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
                   max_body_size=max_body)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
-
+    app.add_middleware(SecurityHeaders, headers=HEADERS)
     app.add_middleware(OriginCheck, allowed=allowed_origins)
     app.add_middleware(HeadAsGet)
 
@@ -218,14 +211,15 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
     def board_visible(request: Request) -> bool:
         return study.public_leaderboard or is_admin(request)
 
+    # The leaderboard routes and /healthz run on the event loop: a cached board costs no thread hop.
     @app.get("/leaderboard", response_class=HTMLResponse)
-    def board_page(request: Request) -> HTMLResponse:
+    async def board_page(request: Request) -> HTMLResponse:
         if not board_visible(request):
             return message(request, 403, "The leaderboard is private while the study runs.")
         return render("leaderboard.html", request, board=board.get()[0])
 
     @app.get("/leaderboard.json")
-    def board_json(request: Request) -> Response:
+    async def board_json(request: Request) -> Response:
         if not board_visible(request):
             raise HTTPException(403, "the leaderboard is private while the study runs (admin token needed)")
         return Response(board.get()[1], media_type="application/json")
@@ -234,7 +228,8 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
     def admin_page(request: Request) -> HTMLResponse:
         if not is_admin(request):
             return render("login.html", request, 401)
-        return render("admin.html", request, board=board.get()[0], votes=db.recent_votes(RECENT_VOTES),
+        # The admin sees the board as of now: its cost grows with model pairs, not votes.
+        return render("admin.html", request, board=board_from(tally.snapshot()), votes=db.recent_votes(RECENT_VOTES),
                       total=db.count(), pairs=len(catalog), catalog=catalog, study=study,
                       started=time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                                             time.gmtime(started)))
@@ -269,11 +264,11 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
         return StreamingResponse(iterate_in_threadpool(json_chunks(db.iter_votes())), media_type="application/json")
 
     @app.get("/arena.css")
-    def stylesheet() -> Response:
+    async def stylesheet() -> Response:
         return Response(css, media_type="text/css")
 
     @app.get("/healthz")
-    def health() -> dict[str, int]:
+    async def health() -> dict[str, int]:
         return {"pairs": len(catalog), "votes": tally.total_votes}
 
     return app

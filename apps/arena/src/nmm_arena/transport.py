@@ -1,9 +1,10 @@
-"""HTTP-level guards: HEAD as GET, an Origin check on POST, a deadline per request.
+"""HTTP-level guards: security headers, HEAD as GET, an Origin check on POST, a deadline per request.
 
-The first two are ASGI middleware around the app (the body cap is FastAPI's own
-`max_body_size`). The deadline is a uvicorn protocol: uvicorn
-bounds only idle keep-alive connections (`timeout_keep_alive`), not a request that arrives slowly,
-so a client that opens a connection and sends nothing, or half a head, would hold it forever.
+The first three are plain ASGI middleware around the app (Starlette's BaseHTTPMiddleware would
+add a task and a stream to every request); the body cap is FastAPI's own `max_body_size`.
+The deadline is a uvicorn protocol: uvicorn bounds only idle keep-alive connections
+(`timeout_keep_alive`), not a request that arrives slowly, so a client that opens a connection
+and sends nothing, or half a head, would hold it forever.
 """
 
 from __future__ import annotations
@@ -12,11 +13,34 @@ import asyncio
 from collections.abc import Iterable
 
 import h11
+from starlette.datastructures import MutableHeaders
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 MAX_BODY = 64 * 1024  # bytes of any request body (votes are well under 3 KiB)
+
+
+class SecurityHeaders:
+    """Add `headers` to every response that lacks them; HTML is never cached."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app, self.headers = app, headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    headers.setdefault(name, value)
+                if headers.get("content-type", "").startswith("text/html"):
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class HeadAsGet:
