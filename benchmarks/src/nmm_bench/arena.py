@@ -3,9 +3,10 @@
 - votes/s with 40 pairs and with 100k pairs (full size): concurrent voters each open the page the
   server sends them to and vote, so the next-pair choice is in every vote; rounds alternate the
   two files. Target: 100k pairs within 1.5x of 40 pairs (ratio >= 0.67).
-- the leaderboard at 100k votes: 50 concurrent readers of /leaderboard.json while voters keep
-  voting (the board recomputes every 50 votes or second, more often than the defaults); p50/p99
-  per request and the server's peak RSS (VmHWM). Target: p99 < 200 ms, peak RSS < 300 MB.
+- the leaderboard at 100k votes: 50 concurrent readers of /leaderboard.json, then the same while
+  voters keep voting (the board recomputes every 50 votes or second, more often than the
+  defaults); p50/p99 per request and the server's peak RSS (VmHWM) over both. Target (readers
+  alone, as the issue states it): p99 < 200 ms, peak RSS < 300 MB.
 - kill -9: voters vote while the server is SIGKILLed, several cycles; acknowledged votes lost.
 
 Limits are off (`loopback.UNLIMITED`): this measures the server, not the throttle. CPU only;
@@ -94,24 +95,30 @@ def _leaderboard(tmp: Path, pairs: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with running(pairs, db, tmp / "server.log", *BOARD_FLAGS, admin_token=TOKEN) as (url, pid):
         rss_at_start = peak_rss_mib(pid)
+        alone = asyncio.run(board_load(url, cfg["readers"], cfg["reads_per_reader"], headers))
 
         async def readers_while_voting() -> Any:
             voting = asyncio.ensure_future(vote_load(url, cfg["board_voters"], cfg["small_pairs"], limit_s=3600))
             reads = await board_load(url, cfg["readers"], cfg["reads_per_reader"], headers)
-            votes = await voting
-            return reads, votes
+            return reads, await voting
 
-        reads, votes = asyncio.run(readers_while_voting())
+        mixed, votes = asyncio.run(readers_while_voting())
         rss = peak_rss_mib(pid)
-    if reads.errors or votes.errors:
-        raise RuntimeError(f"arena benchmark (leaderboard): {(reads.errors + votes.errors)[:3]}")
-    summary = reads.summary()
-    return {"stored_votes": cfg["board_votes"], "concurrent_readers": cfg["readers"],
-            "requests": len(reads.latencies), "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
-            "requests_per_s": round(len(reads.latencies) / reads.seconds, 1),
-            "votes_during_reads": votes.votes, "server_peak_rss_mib": round(rss, 1),
-            "server_peak_rss_mib_before_reads": round(rss_at_start, 1),
-            "target_met": summary["p99_ms"] < 200 and rss < 300}
+    errors = alone.errors + mixed.errors + votes.errors
+    if errors:
+        raise RuntimeError(f"arena benchmark (leaderboard): {errors[:3]}")
+
+    def figures(load: Any) -> dict[str, Any]:
+        summary = load.summary()
+        return {"requests": len(load.latencies), "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
+                "requests_per_s": round(len(load.latencies) / load.seconds, 1)}
+
+    reads = figures(alone)
+    return {"stored_votes": cfg["board_votes"], "concurrent_readers": cfg["readers"], **reads,
+            "while_voting": {**figures(mixed), "votes_during_reads": votes.votes,
+                             "board_recomputed_every": "50 votes or 1 s"},
+            "server_peak_rss_mib": round(rss, 1), "server_peak_rss_mib_before_reads": round(rss_at_start, 1),
+            "target_met": reads["p99_ms"] < 200 and rss < 300}
 
 
 def run(size: str) -> Result:
