@@ -30,7 +30,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "smoke": {"small_pairs": 40, "large_pairs": 2_000, "clients": 10, "votes_per_client": 8, "rounds": 1,
               "board_votes": 5_000, "readers": 10, "reads_per_reader": 10, "board_voters": 2,
               "kill_cycles": 1, "kill_clients": 4, "kill_seconds": 1.0},
-    "full": {"small_pairs": 40, "large_pairs": 100_000, "clients": 20, "votes_per_client": 25, "rounds": 2,
+    "full": {"small_pairs": 40, "large_pairs": 100_000, "clients": 20, "votes_per_client": 25, "rounds": 4,
              "board_votes": 100_000, "readers": 50, "reads_per_reader": 20, "board_voters": 10,
              "kill_cycles": 5, "kill_clients": 10, "kill_seconds": 2.0},
 }
