@@ -163,11 +163,3 @@ def json_chunks(votes: Iterable[Mapping[str, object]], batch: int = 500) -> Iter
             parts = []
     parts.append("\n]\n")
     yield "".join(parts)
-
-
-def export_csv(votes: Iterable[Mapping[str, object]]) -> str:
-    return "".join(csv_chunks(votes))
-
-
-def export_json(votes: Iterable[Mapping[str, object]]) -> str:
-    return "".join(json_chunks(votes))

@@ -208,10 +208,6 @@ class Database:
             yield from rows
             last = int(rows[-1]["id"])  # type: ignore[call-overload]
 
-    def votes(self) -> list[dict[str, object]]:
-        """Every vote, oldest first."""
-        return list(self.iter_votes())
-
     def recent_votes(self, limit: int) -> list[dict[str, object]]:
         """The newest `limit` votes, newest first."""
         with self.connect() as conn:

@@ -30,7 +30,7 @@ def _encodable(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_encodable)]
-Name = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=MAX_ID),
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID),
                  AfterValidator(_encodable)]
 
 
