@@ -94,8 +94,10 @@ def test_slow_and_half_open_connections_are_closed(tmp_path, pairs_writer, serve
                 # a body that stalls
                 sock.sendall(b"POST /vote HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npair=")
             socks.append(sock)
-        # Meanwhile the arena serves others.
+        # Meanwhile the arena serves others, HEAD included (uvicorn's h11 sends no body for it).
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        head = httpx.head(f"{url}/arena.css", timeout=5)
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 100
         time.sleep(2.5)
         for sock in socks:
             sock.settimeout(2)
