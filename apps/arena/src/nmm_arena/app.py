@@ -98,13 +98,16 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
             raise HTTPException(401, "admin token needed (header 'Authorization: Bearer TOKEN', or log in at /admin)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    def give_session(response: Response, request: Request, cookie: str) -> None:
+        response.set_cookie(COOKIE, cookie, max_age=400 * 24 * 3600, httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https")
+
     def render(template: str, request: Request, status: int = 200, cookie: str | None = None,
                **context: object) -> HTMLResponse:
         context.setdefault("public_board", study.public_leaderboard)
         response = HTMLResponse(env.get_template(template).render(**context), status_code=status)
         if cookie:
-            response.set_cookie(COOKIE, cookie, max_age=400 * 24 * 3600, httponly=True, samesite="lax",
-                                secure=request.url.scheme == "https")
+            give_session(response, request, cookie)
         return response
 
     def message(request: Request, status: int, text: str) -> HTMLResponse:
@@ -162,8 +165,7 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
         if not hmac.compare_digest(code.strip().encode(), study.code.encode()):
             return render("join.html", request, 403, wrong=True)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, keys.session_cookie(new_token()), max_age=400 * 24 * 3600, httponly=True,
-                            samesite="lax", secure=request.url.scheme == "https")
+        give_session(response, request, keys.session_cookie(new_token()))
         return response
 
     @app.get("/pair/{key}", response_class=HTMLResponse)
