@@ -90,3 +90,26 @@ def test_reads_what_core_make_pairs_writes(tmp_path, make_client, admin):
     assert client.post("/vote", data={"pair": key, "choice": "right"}).status_code == 303
     [row] = client.get("/export.json", headers=admin).json()
     assert row["task"] == "vqa" and row["winner"] == row["right_model"] and row["source"] == "pairs.jsonl"
+
+
+def test_admin_token_is_printed_once_kept_across_restarts_and_rotated(tmp_path, pairs_writer):
+    import httpx
+
+    from nmm_arena.loopback import running
+
+    pairs, db, log = pairs_writer(tmp_path / "run", 2, image=False), tmp_path / "a.sqlite", tmp_path / "server.log"
+
+    def start(*flags: str) -> tuple[list[str], int]:
+        before = log.read_text() if log.exists() else ""
+        with running(pairs, db, log, *flags, admin_token=None) as (url, _):
+            status = httpx.get(f"{url}/export.csv", headers={"Authorization": f"Bearer {first}"}).status_code
+        printed = [line.rsplit(" ", 1)[1] for line in log.read_text()[len(before):].splitlines()
+                   if "admin token (shown once" in line]
+        return printed, status
+
+    first = "unknown-yet"
+    [first], _ = start()
+    assert start() == ([], 200)  # a restart keeps it and says nothing
+    [rotated], status = start("--rotate-admin-token")
+    assert rotated != first and status == 401  # the old token no longer opens the exports
+    assert first.encode() not in db.read_bytes() and rotated.encode() not in db.read_bytes()

@@ -116,3 +116,15 @@ def test_forwarded_for_is_ignored_without_a_trusted_proxy(tmp_path, pairs_writer
         codes = [httpx.get(f"{url}/", headers={"X-Forwarded-For": f"10.0.0.{n}"}).status_code for n in range(3)]
         assert codes == [200, 200, 429]  # every request counts against 127.0.0.1
     assert len(load_catalog(pairs)) == 2
+
+
+def test_a_named_proxy_is_believed_for_address_and_https(tmp_path, pairs_writer, server):
+    pairs = pairs_writer(tmp_path / "run", 2, image=False)
+    flags = ("--sessions-per-address", "1", "--forwarded-allow-ips", "127.0.0.1")
+    with server(pairs, tmp_path / "arena.sqlite", *flags) as url:
+        via_proxy = [httpx.get(f"{url}/", headers={"X-Forwarded-For": f"10.0.0.{n}", "X-Forwarded-Proto": "https"})
+                     for n in range(3)]
+        assert [r.status_code for r in via_proxy] == [200, 200, 200]  # three voters behind the proxy
+        assert all("; secure" in r.headers["set-cookie"].lower() for r in via_proxy)
+        again = httpx.get(f"{url}/", headers={"X-Forwarded-For": "10.0.0.1"})
+        assert again.status_code == 429  # 10.0.0.1's one session this hour is taken

@@ -36,10 +36,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(pairs: Path, db: Path, port: int, log: Path, *flags: str, admin_token: str) -> subprocess.Popen:
-    """`python -m nmm_arena` on `port`, limits off unless `flags` set them (later flags win)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["NMM_ARENA_ADMIN_TOKEN"] = admin_token
+def start_server(pairs: Path, db: Path, port: int, log: Path, *flags: str,
+                 admin_token: str | None) -> subprocess.Popen:
+    """`python -m nmm_arena` on `port`, limits off unless `flags` set them (later flags win);
+    `admin_token` None: the server's own (stored, or made and printed)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NMM_ARENA_ADMIN_TOKEN")}
+    if admin_token is not None:
+        env["NMM_ARENA_ADMIN_TOKEN"] = admin_token
     with log.open("a") as out:
         return subprocess.Popen([sys.executable, "-m", "nmm_arena", "--pairs", str(pairs), "--db", str(db),
                                  "--host", HOST, "--port", str(port), "--no-access-log", *UNLIMITED, *flags],
@@ -73,7 +76,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def running(pairs: Path, db: Path, log: Path, *flags: str, admin_token: str) -> Iterator[tuple[str, int]]:
+def running(pairs: Path, db: Path, log: Path, *flags: str,
+            admin_token: str | None) -> Iterator[tuple[str, int]]:
     """A live arena for the block: yields (base URL, server pid)."""
     port = free_port()
     proc = start_server(pairs, db, port, log, *flags, admin_token=admin_token)
