@@ -52,6 +52,7 @@ def test_cross_site_posts_are_refused(make_client, pair_file, admin):
                     {"Origin": "https://testserver"}):  # another scheme is another origin
         response = client.post("/vote", data=vote, headers=headers)
         assert response.status_code == 403, headers
+        assert "default-src 'none'" in response.headers["content-security-policy"]
     assert client.post("/admin/login", data={"token": "x" * 20}, headers={"Origin": "http://evil.example"}
                        ).status_code == 403
     assert client.get("/export.json", headers=admin).json() == []

@@ -80,9 +80,10 @@ def create_app(catalog: Catalog, db: Database, study: StudySettings | None = Non
     app = FastAPI(title="nmm arena", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
                   max_body_size=max_body)
 
-    app.add_middleware(SecurityHeaders, headers=HEADERS)
+    # The last added is the outermost: every response, refusals included, gets the headers.
     app.add_middleware(OriginCheck, allowed=allowed_origins)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(SecurityHeaders, headers=HEADERS)
 
     def address(request: Request) -> str:
         return request.client.host if request.client else "unknown"
