@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +9,11 @@ from pathlib import Path
 import pytest
 
 from nmm_core.pairs import Pair, Side, write_pairs
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Tests measure the server, not the throttle: limits are off unless a test sets them.
+UNLIMITED = {"votes_per_minute": 0, "sessions_per_address": 0}
 
 
 def make_pair_file(folder: Path, n: int = 6, *, models: tuple[str, str] = ("base", "fine-tuned"),
@@ -46,58 +46,36 @@ def pair_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_client(tmp_path: Path) -> Callable:
-    """make_client(pairs, db=None) -> a TestClient on a fresh app (same db = a restart)."""
+    """make_client(pairs, db=None, base_url=..., **study) -> a TestClient on a fresh app (same db = a
+    restart); study settings override UNLIMITED; the admin token is ADMIN_TOKEN."""
     from fastapi.testclient import TestClient
 
     from nmm_arena.app import create_app
     from nmm_arena.catalog import load_catalog
     from nmm_arena.db import Database
+    from nmm_arena.keys import token_sha256
+    from nmm_arena.study import StudySettings
 
-    def make(pairs: Path, db: Path | None = None) -> TestClient:
-        return TestClient(create_app(load_catalog(pairs), Database(db or tmp_path / "arena.sqlite")),
-                          follow_redirects=False)
+    def make(pairs: Path, db: Path | None = None, base_url: str = "http://testserver", **study: object) -> TestClient:
+        settings = StudySettings(**{**UNLIMITED, **study})
+        app = create_app(load_catalog(pairs), Database(db or tmp_path / "arena.sqlite"), settings,
+                         admin_sha256=token_sha256(ADMIN_TOKEN))
+        return TestClient(app, base_url=base_url, follow_redirects=False)
 
     return make
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
-def live_server(pairs: Path, db: Path, log: Path) -> Iterator[str]:
-    """`nmm-arena` itself in a subprocess on a free loopback port; yields its base URL."""
-    import httpx
+def live_server(pairs: Path, db: Path, log: Path, *flags: str) -> Iterator[str]:
+    """`nmm-arena` itself in a subprocess on a free loopback port (limits off unless `flags` set them);
+    yields its base URL."""
+    from nmm_arena.loopback import running
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "nmm_arena", "--pairs", str(pairs), "--db", str(db),
-                                 "--port", str(port), "--no-access-log"], stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nmm-arena exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nmm-arena did not answer within 30 s:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with running(pairs, db, log, *flags, admin_token=ADMIN_TOKEN) as (url, _):
+            yield url
+    except RuntimeError as exc:  # the server did not come up: its log says why
+        pytest.fail(str(exc))
 
 
 @pytest.fixture
@@ -108,5 +86,11 @@ def pairs_writer() -> Callable[..., Path]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Callable:
-    """server(pairs, db) -> context manager yielding a live nmm-arena's base URL."""
-    return lambda pairs, db: live_server(pairs, db, tmp_path / "server.log")
+    """server(pairs, db, *flags) -> context manager yielding a live nmm-arena's base URL."""
+    return lambda pairs, db, *flags: live_server(pairs, db, tmp_path / "server.log", *flags)
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    """Headers that carry the admin token."""
+    return dict(ADMIN)

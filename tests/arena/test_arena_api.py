@@ -10,7 +10,8 @@ import re
 import pytest
 
 from nmm_arena.catalog import load_catalog
-from nmm_arena.db import voter_id
+from nmm_arena.db import Database
+from nmm_arena.keys import ServerKeys
 
 
 def _pair_key(html: str) -> str:
@@ -26,7 +27,12 @@ def _answers(html: str) -> tuple[str, str]:
     return found[0].group(1), found[1].group(1)
 
 
-def test_vote_is_recorded_with_the_models_as_shown(make_client, pair_file):
+def _voter_id(db_path, cookie: str) -> str:
+    keys = ServerKeys(Database(db_path).secret())
+    return keys.voter_id(keys.session_from_cookie(cookie))
+
+
+def test_vote_is_recorded_with_the_models_as_shown(make_client, pair_file, tmp_path, admin):
     client = make_client(pair_file)
     page = client.get("/")
     assert page.status_code == 200
@@ -34,16 +40,17 @@ def test_vote_is_recorded_with_the_models_as_shown(make_client, pair_file):
     key = _pair_key(page.text)
     left_text, _ = _answers(page.text)
     vote = client.post("/vote", data={"pair": key, "choice": "left", "comment": "clearer"})
-    assert vote.status_code == 303 and vote.headers["location"] == "/"
-    [row] = client.get("/export.json").json()
+    assert vote.status_code == 303 and vote.headers["location"].startswith("/?at=")
+    [row] = client.get("/export.json", headers=admin).json()
     entry = load_catalog(pair_file).get(key)
     # The answer shown on the left is the left model's answer in the record.
     by_model = {entry.pair.left.model: entry.pair.left.answer, entry.pair.right.model: entry.pair.right.answer}
     assert by_model[row["left_model"]] == left_text
     assert row["winner"] == row["left_model"] and row["choice"] == "left" and row["comment"] == "clearer"
-    assert row["pair_id"] == entry.pair.pair_id and row["voter"] == voter_id(page.cookies["nmm_arena_session"])
+    assert row["pair_id"] == entry.pair.pair_id
+    assert row["voter"] == _voter_id(tmp_path / "arena.sqlite", page.cookies["nmm_arena_session"])
     # The next page shows another pair and the progress.
-    nxt = client.get("/")
+    nxt = client.get(vote.headers["location"])
     assert _pair_key(nxt.text) != key and "judged 1 of 6" in nxt.text
 
 
@@ -62,14 +69,14 @@ def test_sides_are_randomised_per_voter(make_client, pair_file):
     assert len(lefts) == 2
 
 
-def test_a_voter_cannot_vote_twice_on_a_pair(make_client, pair_file):
+def test_a_voter_cannot_vote_twice_on_a_pair(make_client, pair_file, admin):
     client = make_client(pair_file)
     key = _pair_key(client.get("/").text)
     assert client.post("/vote", data={"pair": key, "choice": "tie"}).status_code == 303
     again = client.post("/vote", data={"pair": key, "choice": "right"})
     assert again.status_code == 409
     assert "already judged this pair" in client.get(f"/pair/{key}").text
-    assert [r["choice"] for r in client.get("/export.json").json()] == ["tie"]
+    assert [r["choice"] for r in client.get("/export.json", headers=admin).json()] == ["tie"]
     # Another voter may still judge it.
     other = make_client(pair_file)
     other.get("/")
@@ -83,12 +90,12 @@ def test_a_voter_cannot_vote_twice_on_a_pair(make_client, pair_file):
     ({"pair": "KEY", "choice": "maybe"}, 422),
     ({"pair": "KEY", "choice": "left", "comment": "x" * 2001}, 422),
 ])
-def test_bad_votes_are_rejected(make_client, pair_file, form, status):
+def test_bad_votes_are_rejected(make_client, pair_file, form, status, admin):
     client = make_client(pair_file)
     key = _pair_key(client.get("/").text)
     form = {k: (key if v == "KEY" else v) for k, v in form.items()}
     assert client.post("/vote", data=form).status_code == status
-    assert client.get("/export.json").json() == []
+    assert client.get("/export.json", headers=admin).json() == []
 
 
 def test_a_vote_without_a_session_is_rejected(make_client, pair_file):
@@ -102,7 +109,7 @@ def test_unknown_pair_page_is_404(make_client, pair_file):
     assert make_client(pair_file).get("/pair/ffffffffffffffff").status_code == 404
 
 
-def test_script_in_an_answer_is_shown_as_text(make_client, tmp_path, pairs_writer):
+def test_script_in_an_answer_is_shown_as_text(make_client, tmp_path, pairs_writer, admin):
     evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     pairs = pairs_writer(tmp_path / "evil", 1, answers={0: (evil, "plain & <b>bold</b>")})
     client = make_client(pairs)
@@ -114,7 +121,7 @@ def test_script_in_an_answer_is_shown_as_text(make_client, tmp_path, pairs_write
     # The comment field is escaped on export pages too.
     key = _pair_key(html)
     client.post("/vote", data={"pair": key, "choice": "left", "comment": "<script>alert(2)</script>"})
-    board = client.get("/leaderboard").text
+    board = client.get("/leaderboard", headers=admin).text
     assert "<script>" not in board
 
 
@@ -144,22 +151,22 @@ def test_images_are_served_from_the_pair_folder_only(make_client, tmp_path, pair
         assert response.status_code == 404 and b"secret" not in response.content
 
 
-def test_restart_keeps_votes(make_client, pair_file, tmp_path):
+def test_restart_keeps_votes(make_client, pair_file, tmp_path, admin):
     db = tmp_path / "votes.sqlite"
     client = make_client(pair_file, db)
     cookie = client.get("/").cookies["nmm_arena_session"]
     for _ in range(3):
         key = _pair_key(client.get("/").text)
         assert client.post("/vote", data={"pair": key, "choice": "right"}).status_code == 303
-    before = client.get("/export.json").json()
+    before = client.get("/export.json", headers=admin).json()
     restarted = make_client(pair_file, db)  # a new app on the same file
     restarted.cookies.set("nmm_arena_session", cookie)
-    assert restarted.get("/export.json").json() == before and len(before) == 3
+    assert restarted.get("/export.json", headers=admin).json() == before and len(before) == 3
     assert "judged 3 of 6" in restarted.get("/").text
     assert restarted.post("/vote", data={"pair": before[0]["pair_key"], "choice": "left"}).status_code == 409
 
 
-def test_exports_hold_every_vote(make_client, pair_file):
+def test_exports_hold_every_vote(make_client, pair_file, admin):
     client = make_client(pair_file)
     client.get("/")
     choices = ["left", "right", "tie", "both_bad", "left", "right"]
@@ -167,8 +174,8 @@ def test_exports_hold_every_vote(make_client, pair_file):
         key = _pair_key(client.get("/").text)
         assert client.post("/vote", data={"pair": key, "choice": choice, "comment": comment}).status_code == 303
     assert "judged all 6 pairs" in client.get("/").text
-    rows = client.get("/export.json").json()
-    response = client.get("/export.csv")
+    rows = client.get("/export.json", headers=admin).json()
+    response = client.get("/export.csv", headers=admin)
     assert response.headers["content-type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(response.text)))
     assert [r["choice"] for r in rows] == [r["choice"] for r in table] == choices

@@ -31,20 +31,22 @@ def _browser_or_skip() -> None:
         pytest.skip(f"browser test skipped: {reason}")
 
 
-def test_click_through_votes_then_leaderboard_and_export(tmp_path, pairs_writer, server):
+def test_click_through_votes_then_admin_view_leaderboard_and_export(tmp_path, pairs_writer, server, admin):
     _browser_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
     pairs = pairs_writer(tmp_path / "run", 5, answers={2: (EVIL, "a plain answer")})
     choices = ["A is better", "B is better", "Tie", "Both bad", "A is better"]
-    with server(pairs, tmp_path / "arena.sqlite") as url, sync_playwright() as p:
+    board_now = ("--study-board-every-votes", "1")  # the public board recomputed at each vote
+    with server(pairs, tmp_path / "arena.sqlite", *board_now) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 800})
             dialogs: list[str] = []
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(f"{url}/leaderboard")
-            expect(page.locator(".total")).to_have_text("0 votes")
+            page.goto(f"{url}/leaderboard")  # private while the study runs
+            expect(page.locator(".notice")).to_contain_text("private")
+            expect(page.locator("nav a")).to_have_text(["judge", "admin"])
 
             page.goto(url)
             seen_evil = False
@@ -63,17 +65,36 @@ def test_click_through_votes_then_leaderboard_and_export(tmp_path, pairs_writer,
             assert seen_evil and dialogs == []
             assert (tmp_path / "arena.png").stat().st_size > 10_000
 
-            page.locator("nav").get_by_role("link", name="leaderboard").click()
+            # Without the token: a log-in form, and the exports refuse.
+            assert page.request.get(f"{url}/export.json").status == 401
+            page.locator("nav").get_by_role("link", name="admin").click()
+            page.fill("#token", "not-the-admin-token")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.locator(".notice")).to_contain_text("Wrong admin token")
+            page.fill("#token", admin["Authorization"].split()[1])
+            page.get_by_role("button", name="Log in").click()
+            expect(page).to_have_url(f"{url}/admin")
+            expect(page.locator(".summary")).to_contain_text("5 votes on 5 pairs")
             expect(page.locator(".total")).to_have_text("5 votes")
+            votes = page.locator("table.votes tbody tr")
+            expect(votes).to_have_count(5)
+            assert votes.last.locator("td.text").inner_text() == "first <b>vote</b>"  # text, not markup
             cells = page.locator("table.pairs tbody tr td").all_inner_texts()
             assert cells[:7] == ["base", "fine-tuned", "5", *cells[3:5], "1", "1"]
             assert int(cells[3]) + int(cells[4]) == 3  # three decisive votes, split by who was shown where
             expect(page.locator("table.models tbody tr")).to_have_count(2)
+            page.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
 
+            # The admin's log-in opens the leaderboard and the exports (the browser's cookie).
+            page.goto(f"{url}/leaderboard")
+            expect(page.locator(".total")).to_have_text("5 votes")
             rows = page.request.get(f"{url}/export.json").json()
             assert [r["choice"] for r in rows] == ["left", "right", "tie", "both_bad", "left"]
             assert rows[0]["comment"] == "first <b>vote</b>"
             table = list(csv.DictReader(io.StringIO(page.request.get(f"{url}/export.csv").text())))
             assert [r["choice"] for r in table] == [r["choice"] for r in rows]
+            page.goto(f"{url}/admin")
+            page.get_by_role("button", name="Log out").click()
+            assert page.request.get(f"{url}/export.json").status == 401
         finally:
             browser.close()

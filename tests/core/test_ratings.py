@@ -48,3 +48,27 @@ def test_elo_one_game_moves_half_k():
 def test_bad_matches_are_refused(bad):
     with pytest.raises(ValueError):
         bradley_terry(bad)
+
+
+def test_counts_forms_agree_with_the_match_forms():
+    from nmm_core.ratings import bootstrap_interval_counts, bradley_terry_counts, elo_update
+
+    matches = [("A", "B", 1), ("B", "C", 1), ("A", "C", 0.5), ("C", "A", 0), ("B", "A", 0.5)] * 3
+    wins: dict[str, float] = {}
+    games: dict[tuple[str, str], float] = {}
+    running: dict[str, float] = {}
+    for a, b, s in matches:
+        wins[a], wins[b] = wins.get(a, 0) + s, wins.get(b, 0) + 1 - s
+        games[tuple(sorted((a, b)))] = games.get(tuple(sorted((a, b))), 0) + 1
+        elo_update(running, a, b, s)
+    assert bradley_terry_counts(wins, games, prior=0.5) == pytest.approx(bradley_terry(matches, prior=0.5))
+    assert running == pytest.approx(elo(matches))
+    # The multinomial bootstrap over counts samples the same distribution as resampling outcomes.
+    outcomes = [1.0] * 60 + [0.5] * 25 + [0.0] * 35
+    by_values = bootstrap_interval(outcomes, seed=3)
+    by_counts = bootstrap_interval_counts(60, 25, 35, seed=3)
+    assert by_counts == pytest.approx(by_values, abs=0.015)
+    assert by_counts == bootstrap_interval_counts(60, 25, 35, seed=3)  # seeded
+    assert bootstrap_interval_counts(10, 0, 0) == (1.0, 1.0)
+    with pytest.raises(ValueError):
+        bootstrap_interval_counts(0, 0, 0)

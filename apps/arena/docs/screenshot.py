@@ -45,9 +45,11 @@ def main() -> None:
     from nmm_arena.app import create_app
     from nmm_arena.catalog import load_catalog
     from nmm_arena.db import Database
+    from nmm_arena.keys import new_token, token_sha256
 
     with tempfile.TemporaryDirectory() as tmp:
-        app = create_app(load_catalog(sample_pairs(Path(tmp))), Database(Path(tmp) / "arena.sqlite"))
+        app = create_app(load_catalog(sample_pairs(Path(tmp))), Database(Path(tmp) / "arena.sqlite"),
+                         admin_sha256=token_sha256(new_token()))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]

@@ -17,6 +17,7 @@ BENCHMARKS = {
     "bridge-matching": "nmm_bench.bridge_matching",
     "profile": "nmm_bench.profile_step",
     "memory": "nmm_bench.memory",
+    "arena": "nmm_bench.arena",
 }
 
 

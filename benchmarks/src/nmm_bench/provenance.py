@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,16 @@ def dirty_paths(repo: Path | None = None) -> list[str] | None:
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
+def machine() -> dict[str, Any]:
+    """The CPU, its core count, the platform and how busy the machine was (other work shows in timings)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    return {"cpu": names[0] if names else platform.processor(), "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()]}
+
+
 def provenance(size: str, *, commit: str | None = None, allow_dirty: bool = False,
                repo: Path | None = None) -> dict[str, Any]:
     """The `provenance` object of every result file; refuses `--size full` on a dirty tree
@@ -44,7 +55,7 @@ def provenance(size: str, *, commit: str | None = None, allow_dirty: bool = Fals
     repo = repo or REPO
     head = _git("rev-parse", "HEAD", repo=repo) if (repo / ".git").exists() else None
     out: dict[str, Any] = {"nmm_version": __version__,
-                           "date": datetime.now(UTC).isoformat(timespec="seconds")}
+                           "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
     if head is not None:
         dirty = dirty_paths(repo) or []
         out.update(commit=head.strip(), commit_source="git", dirty=bool(dirty))

@@ -1,16 +1,17 @@
 """Votes in SQLite (stdlib driver, WAL): schema created and migrated here, every vote committed.
 
 `schema_version` holds one row per applied migration; `MIGRATIONS` is append-only and ordered.
+`settings` holds the server secret (made at the first start) and the admin token's SHA-256.
 A connection is opened per operation: SQLite connections are cheap, and the web server calls in
 from a thread pool.
 """
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +41,12 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         )""",
         "CREATE INDEX votes_by_models ON votes (left_model, right_model)",
     )),
+    (2, (
+        "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    )),
 )
+SECRET = "secret"
+ADMIN_SHA256 = "admin_token_sha256"
 LATEST = MIGRATIONS[-1][0]
 
 
@@ -62,11 +68,6 @@ class Vote:
     right_model: str
     choice: str
     comment: str = ""
-
-
-def voter_id(session_token: str) -> str:
-    """What the database keeps of a session: a hash, so exports never hold a live cookie."""
-    return hashlib.sha256(session_token.encode()).hexdigest()[:16]
 
 
 def _now() -> str:
@@ -134,6 +135,8 @@ class Database:
                         for statement in statements:
                             conn.execute(statement)
                         conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, _now()))
+                # Made once, in the same transaction: two servers starting together share one secret.
+                conn.execute("INSERT OR IGNORE INTO settings VALUES (?, ?)", (SECRET, secrets.token_hex(32)))
                 conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 if conn.in_transaction:
@@ -147,8 +150,28 @@ class Database:
         with self.connect() as conn:
             return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
 
-    def add_vote(self, vote: Vote) -> int:
-        """Insert and commit one vote; its id. Raises DuplicateVote for a second vote on a pair."""
+    def setting(self, name: str) -> str | None:
+        """A value of the settings table, or None."""
+        with self.connect() as conn:
+            row = conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+            return None if row is None else row[0]
+
+    def set_setting(self, name: str, value: str) -> None:
+        """Store (or replace) a setting, committed."""
+        with self._write_lock, self.connect() as conn:
+            conn.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                         (name, value))
+
+    def secret(self) -> bytes:
+        """The server secret (made by `migrate`)."""
+        value = self.setting(SECRET)
+        if value is None:
+            raise DataError(f"database {self.path}: no server secret (migrate first)")
+        return bytes.fromhex(value)
+
+    def add_vote(self, vote: Vote, then: Callable[[Vote], None] | None = None) -> int:
+        """Insert and commit one vote; its id. Raises DuplicateVote for a second vote on a pair.
+        `then(vote)` runs after the commit, in commit order (the running leaderboard counts)."""
         if vote.choice not in CHOICES:
             raise ValueError(f"choice must be one of {CHOICES}, got {vote.choice!r}")
         with self._write_lock, self.connect() as conn:
@@ -159,8 +182,12 @@ class Database:
                     (_now(), vote.voter, vote.pair_key, vote.pair_id, vote.source, vote.task,
                      vote.example_id, vote.left_model, vote.right_model, vote.choice, vote.comment),
                 )
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError as exc:
+                if exc.sqlite_errorname != "SQLITE_CONSTRAINT_UNIQUE":
+                    raise  # a NOT NULL or CHECK failure is a bug, not "already judged"
                 raise DuplicateVote(vote.pair_key) from None
+            if then is not None:
+                then(vote)
             return int(cursor.lastrowid)
 
     def voted_keys(self, voter: str) -> set[str]:
@@ -168,10 +195,23 @@ class Database:
         with self.connect() as conn:
             return {r[0] for r in conn.execute("SELECT pair_key FROM votes WHERE voter = ?", (voter,))}
 
-    def votes(self) -> list[dict[str, object]]:
-        """Every vote, oldest first."""
+    def votes_after(self, after_id: int, limit: int) -> list[dict[str, object]]:
+        """Up to `limit` votes with id > `after_id`, oldest first."""
         with self.connect() as conn:
-            return [dict(r) for r in conn.execute("SELECT * FROM votes ORDER BY id")]
+            return [dict(r) for r in conn.execute("SELECT * FROM votes WHERE id > ? ORDER BY id LIMIT ?",
+                                                  (after_id, limit))]
+
+    def iter_votes(self, batch: int = 1000) -> Iterator[dict[str, object]]:
+        """Every vote, oldest first, read `batch` rows at a time (bounded memory at any size)."""
+        last = 0
+        while rows := self.votes_after(last, batch):
+            yield from rows
+            last = int(rows[-1]["id"])  # type: ignore[call-overload]
+
+    def recent_votes(self, limit: int) -> list[dict[str, object]]:
+        """The newest `limit` votes, newest first."""
+        with self.connect() as conn:
+            return [dict(r) for r in conn.execute("SELECT * FROM votes ORDER BY id DESC LIMIT ?", (limit,))]
 
     def count(self) -> int:
         with self.connect() as conn:

@@ -7,7 +7,8 @@ match is `(a, b, score)` with score 1 when `a` wins, 0 when `b` wins, 0.5 for a 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 Match = tuple[str, str, float]
 
@@ -39,6 +40,26 @@ def bootstrap_interval(outcomes: Sequence[float], *, level: float = 0.95, resamp
     rng = np.random.default_rng(seed)
     values = np.asarray(outcomes, dtype=float)
     means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    return _percentiles(means, level)
+
+
+def bootstrap_interval_counts(wins: int, ties: int, losses: int, *, level: float = 0.95, resamples: int = 2000,
+                              seed: int = 0) -> tuple[float, float]:
+    """The same percentile bootstrap from outcome counts: each resample of n outcomes is one multinomial
+    draw of (wins, ties, losses), so memory is resamples x 3 whatever n is."""
+    import numpy as np
+
+    n = wins + ties + losses
+    if n <= 0 or min(wins, ties, losses) < 0:
+        raise ValueError(f"need non-negative counts with at least one outcome, got {wins}, {ties}, {losses}")
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(n, [wins / n, ties / n, losses / n], size=resamples)
+    return _percentiles((draws[:, 0] + 0.5 * draws[:, 1]) / n, level)
+
+
+def _percentiles(means: Any, level: float) -> tuple[float, float]:
+    import numpy as np
+
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
@@ -53,14 +74,25 @@ def bradley_terry(matches: Sequence[Match], *, iterations: int = 500, prior: flo
     Rating = base + scale * log10(p / geometric mean of p).
     """
     _check(matches)
-    players = sorted({m[0] for m in matches} | {m[1] for m in matches})
-    wins = dict.fromkeys(players, 0.0)
+    wins: dict[str, float] = {}
     games: dict[tuple[str, str], float] = {}
     for a, b, score in matches:
-        wins[a] += score
-        wins[b] += 1 - score
+        wins[a] = wins.get(a, 0.0) + score
+        wins[b] = wins.get(b, 0.0) + 1 - score
         key = (min(a, b), max(a, b))
         games[key] = games.get(key, 0.0) + 1
+    return bradley_terry_counts(wins, games, iterations=iterations, prior=prior, scale=scale, base=base)
+
+
+def bradley_terry_counts(wins: Mapping[str, float], games: Mapping[tuple[str, str], float], *,
+                         iterations: int = 500, prior: float = 0.0, scale: float = 400.0,
+                         base: float = 1000.0) -> dict[str, float]:
+    """`bradley_terry` from totals: each player's wins (ties as half) and games per pair (a < b)."""
+    if not games:
+        raise ValueError("no matches to rate")
+    players = sorted({p for pair in games for p in pair})
+    wins = {p: float(wins.get(p, 0.0)) for p in players}
+    games = dict(games)
     if prior:
         for a, b in games:
             wins[a] += prior / 2
@@ -82,8 +114,14 @@ def elo(matches: Sequence[Match], *, k: float = 32.0, initial: float = 1000.0) -
     _check(matches)
     ratings: dict[str, float] = {}
     for a, b, score in matches:
-        ra, rb = ratings.setdefault(a, initial), ratings.setdefault(b, initial)
-        expected = 1 / (1 + 10 ** ((rb - ra) / 400))
-        ratings[a] = ra + k * (score - expected)
-        ratings[b] = rb - k * (score - expected)
+        elo_update(ratings, a, b, score, k=k, initial=initial)
     return ratings
+
+
+def elo_update(ratings: dict[str, float], a: str, b: str, score: float, *, k: float = 32.0,
+               initial: float = 1000.0) -> None:
+    """Apply one match to `ratings` in place (a running Elo, one game at a time)."""
+    ra, rb = ratings.setdefault(a, initial), ratings.setdefault(b, initial)
+    expected = 1 / (1 + 10 ** ((rb - ra) / 400))
+    ratings[a] = ra + k * (score - expected)
+    ratings[b] = rb - k * (score - expected)
