@@ -152,4 +152,7 @@ def run(size: str) -> Result:
         "leaderboard": board,
         "kill -9": killed,
     }
+    result.summary = {"votes_per_s_small": round(rows[0].value, 1), "votes_per_s_large": round(rows[1].value, 1),
+                      "large_small_ratio": round(ratio, 3), "leaderboard_p99_ms": board["p99_ms"],
+                      "leaderboard_peak_rss_mib": board["server_peak_rss_mib"], "votes_lost": killed["lost"]}
     return result
