@@ -1,5 +1,5 @@
 """Text metrics for evaluation: ROUGE, BLEU, ChartQA relaxed accuracy, VQA exact match,
-yes/no accuracy and open-answer recall.
+yes/no accuracy and open-answer recall, every one in [0, 1] (BLEU is sacrebleu's score / 100).
 
 Every metric takes ``predictions`` (a list of str) and ``references`` (a list whose items
 are a str or a list/tuple of accepted str answers); bad inputs raise ``ValueError``.
@@ -131,7 +131,11 @@ def rouge(predictions: Sequence[str], references: Sequence[Reference]) -> dict[s
 
 
 def bleu(predictions: Sequence[str], references: Sequence[Reference]) -> float:
-    """Corpus BLEU (0-100, sacrebleu defaults) over all references of each example."""
+    """Corpus BLEU in [0, 1]: sacrebleu's default score over all references, divided by 100.
+
+    Without effective order it is 0 whenever no prediction has a 4-gram, so it means nothing
+    for one- to three-word answers: tasks with such answers do not report it.
+    """
     refs = _check(predictions, references)
     from sacrebleu.metrics import BLEU
 
@@ -142,19 +146,20 @@ def bleu(predictions: Sequence[str], references: Sequence[Reference]) -> float:
     streams = [
         [options[k] if k < len(options) else None for options in refs] for k in range(width)
     ]
-    return float(BLEU().corpus_score(list(predictions), streams).score)
+    return float(BLEU().corpus_score(list(predictions), streams).score) / 100.0
 
 
 def bleu_per_example(
     predictions: Sequence[str], references: Sequence[Reference]
 ) -> list[float]:
-    """Sentence BLEU (0-100, sacrebleu with effective order) per example."""
+    """Sentence BLEU in [0, 1] per example (sacrebleu with effective order, divided by 100)."""
     refs = _check(predictions, references)
     from sacrebleu.metrics import BLEU
 
     # Effective order stops a short sentence with no 4-gram match from scoring 0.
     metric = BLEU(effective_order=True)
-    return [float(metric.sentence_score(p, options).score) for p, options in zip(predictions, refs, strict=False)]
+    return [float(metric.sentence_score(p, options).score) / 100.0
+            for p, options in zip(predictions, refs, strict=False)]
 
 
 # ---------------------------------------------------------------- relaxed accuracy
@@ -180,7 +185,7 @@ def _relaxed_correct(prediction: str, target: str, tolerance: float) -> bool:
 def relaxed_accuracy_per_example(
     predictions: Sequence[str], references: Sequence[Reference], tolerance: float = 0.05
 ) -> list[float]:
-    """ChartQA relaxed correctness (1.0 or 0.0) per example."""
+    """ChartQA relaxed correctness (1.0 or 0.0) per example; `relaxed_accuracy` says how."""
     refs = _check(predictions, references)
     if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
         raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
@@ -193,7 +198,15 @@ def relaxed_accuracy_per_example(
 def relaxed_accuracy(
     predictions: Sequence[str], references: Sequence[Reference], tolerance: float = 0.05
 ) -> float:
-    """ChartQA relaxed accuracy in [0, 1]: numbers within ``tolerance`` relative error."""
+    """ChartQA relaxed accuracy in [0, 1]: numbers within ``tolerance`` relative error, text exact.
+
+    It is pix2struct's ``relaxed_correctness`` (ChartQA's published scores) but for two cases:
+    text is compared stripped of surrounding whitespace (the reference scores " Yes" against
+    "yes" wrong; numbers are stripped by both), and "nan"/"inf" are compared as text (the
+    reference parses them as floats, so they never match anything, even themselves). Like the
+    reference, "45%" reads as 0.45 and "$5" or "1,000" as text, so "45%" vs "45" and "$5" vs
+    "5" score 0 here where `exact_match`, which drops punctuation, scores them 1.
+    """
     return _mean(relaxed_accuracy_per_example(predictions, references, tolerance))
 
 
@@ -212,7 +225,11 @@ def exact_match_per_example(
 
 
 def exact_match(predictions: Sequence[str], references: Sequence[Reference]) -> float:
-    """Share of predictions equal to a reference after ``normalize_answer``."""
+    """Share of predictions equal to a reference after ``normalize_answer``.
+
+    Dropping punctuation makes it more lenient than `relaxed_accuracy` on "45%" vs "45" and
+    "$5" vs "5" (equal here, wrong there), stricter on numbers within 5%.
+    """
     return _mean(exact_match_per_example(predictions, references))
 
 
