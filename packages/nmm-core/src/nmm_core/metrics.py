@@ -130,6 +130,11 @@ def rouge(predictions: Sequence[str], references: Sequence[Reference]) -> dict[s
     return {key: _mean(values) for key, values in per.items()}
 
 
+def _unit(percent: float) -> float:
+    # sacrebleu's exp(log) rounding scores a perfect match 100.00000000000004
+    return min(float(percent) / 100.0, 1.0)
+
+
 def bleu(predictions: Sequence[str], references: Sequence[Reference]) -> float:
     """Corpus BLEU in [0, 1]: sacrebleu's default score over all references, divided by 100.
 
@@ -146,7 +151,7 @@ def bleu(predictions: Sequence[str], references: Sequence[Reference]) -> float:
     streams = [
         [options[k] if k < len(options) else None for options in refs] for k in range(width)
     ]
-    return float(BLEU().corpus_score(list(predictions), streams).score) / 100.0
+    return _unit(BLEU().corpus_score(list(predictions), streams).score)
 
 
 def bleu_per_example(
@@ -158,8 +163,7 @@ def bleu_per_example(
 
     # Effective order stops a short sentence with no 4-gram match from scoring 0.
     metric = BLEU(effective_order=True)
-    return [float(metric.sentence_score(p, options).score) / 100.0
-            for p, options in zip(predictions, refs, strict=False)]
+    return [_unit(metric.sentence_score(p, options).score) for p, options in zip(predictions, refs, strict=False)]
 
 
 # ---------------------------------------------------------------- relaxed accuracy
