@@ -25,7 +25,7 @@ def plain_number(text: str) -> str:
 class ChartTask(Task):
     """ChartQA prompting and scoring: relaxed accuracy (primary), exact match, ROUGE-1 and ROUGE-L.
 
-    No BLEU or ROUGE-2: chart answers are a word or a number, where both are 0 for every model.
+    No BLEU or ROUGE-2: chart answers are a word or a number, where a right answer scores 0 on both.
     """
 
     name: str = "chartqa"

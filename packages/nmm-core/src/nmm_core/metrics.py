@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Sequence
 
 __all__ = [
+    "ROUGE_KEYS",
     "Reference",
     "bleu",
     "bleu_per_example",
@@ -33,7 +34,7 @@ __all__ = [
 
 Reference = str | Sequence[str]
 
-_ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")  # what `rouge` returns
 _ASCII_PUNCT = frozenset(string.punctuation)
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
@@ -115,11 +116,11 @@ def rouge_per_example(
     refs = _check(predictions, references)
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(list(_ROUGE_KEYS), use_stemmer=True)
-    out: dict[str, list[float]] = {key: [] for key in _ROUGE_KEYS}
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    out: dict[str, list[float]] = {key: [] for key in ROUGE_KEYS}
     for pred, options in zip(predictions, refs, strict=False):
         scores = scorer.score_multi(options, pred)
-        for key in _ROUGE_KEYS:
+        for key in ROUGE_KEYS:
             out[key].append(float(scores[key].fmeasure))
     return out
 

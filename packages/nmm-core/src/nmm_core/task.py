@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from nmm_core import metrics
 from nmm_core.records import Example
 
-
-ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 # Scores cheap and exact enough to keep per example in predictions.jsonl.
 PER_EXAMPLE = ("exact_match", "relaxed_accuracy", "closed_accuracy", "open_recall")
-CORPUS = (*PER_EXAMPLE, *ROUGE_KEYS, "rouge", "bleu")  # "rouge" stands for all three ROUGE keys
+CORPUS = (*PER_EXAMPLE, *metrics.ROUGE_KEYS, "rouge", "bleu")  # "rouge" stands for all three ROUGE keys
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ class Task:
         for name in self.metrics:
             if name not in CORPUS:
                 raise ValueError(f"task {self.name!r} declares an unknown metric {name!r}: one of {CORPUS}")
-            if name == "rouge" or name in ROUGE_KEYS:
+            if name == "rouge" or name in metrics.ROUGE_KEYS:
                 rouge = rouge or metrics.rouge(preds, refs)  # one pass serves every ROUGE key
                 out.update(rouge if name == "rouge" else {name: rouge[name]})
             else:
