@@ -62,8 +62,14 @@ def test_every_score_is_in_0_1_bleu_included():
                        "rougeL": pytest.approx(1.0), "bleu": pytest.approx(1.0)}
 
 
-def test_a_report_shows_every_metric_on_the_same_0_1_scale(tmp_path, capsys):
+def test_a_report_shows_every_metric_on_the_same_0_1_scale(tmp_path, capsys, monkeypatch):
+    import matplotlib.axes
+
     from nmm_core.report import print_table
+
+    bars, draw = [], matplotlib.axes.Axes.bar
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", lambda ax, x, heights, *a, **k: (
+        bars.extend(heights), draw(ax, x, heights, *a, **k))[1])
 
     task = Task(metrics=("exact_match", "rouge", "bleu"))
     refs = ["the cat sat on the mat today", "a dog barked at the postman", "two birds on a wire"]
@@ -80,6 +86,7 @@ def test_a_report_shows_every_metric_on_the_same_0_1_scale(tmp_path, capsys):
     assert all(0 <= result[k] <= 1 for result in report["results"] for k in keys)
     assert "| fine-tuned | 3 | 1.0000 | 1.0000 | 1.0000 | 1.0000 | 1.0000 |" in (tmp_path / "report.md").read_text()
     assert "100.0" not in capsys.readouterr().out
+    assert len(bars) == 2 * len(keys) and max(bars) == pytest.approx(1.0)  # metrics.png: BLEU's bar as tall as EM's
 
 
 def test_a_task_rewrites_references_as_it_rewrites_answers():

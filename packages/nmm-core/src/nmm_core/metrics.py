@@ -261,7 +261,10 @@ def closed_accuracy_per_example(
 
 
 def closed_accuracy(predictions: Sequence[str], references: Sequence[Reference]) -> float:
-    """Accuracy on yes/no questions, reading the prediction's first yes/no word."""
+    """Accuracy on yes/no questions, reading the prediction's first standalone yes/no word.
+
+    "normal" or "note" is no "no" here, where LLaVA-Med's evaluator (its issue #12) finds one.
+    """
     return _mean(closed_accuracy_per_example(predictions, references))
 
 
