@@ -274,7 +274,6 @@ def test_fast_defaults_reach_the_plain_paths_score(tmp_path):
               "shuffled": exact_match_per_example(random.Random(0).sample(answers["fast"], len(references)),
                                                   references)}
     means = {name: sum(v) / len(v) for name, v in {**scores, **broken}.items()}
-    print("MEANS", means, {n: _difference(scores["plain"], v) for n, v in {**scores, **broken}.items()})  # TEMP
     for name in ("plain", "fast"):  # both learn beyond the answer prior (the random base scores 0)
         assert _difference(broken["constant"], scores[name]) == "better", means
     assert _difference(scores["plain"], scores["fast"]) == "none", means  # the same result
