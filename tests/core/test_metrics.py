@@ -113,6 +113,33 @@ def test_relaxed_accuracy_mean_and_tolerance():
         relaxed_accuracy(preds, refs, tolerance=-0.1)
 
 
+# (prediction, reference, relaxed accuracy here, exact match here); the comments give ChartQA's
+# reference (pix2struct's relaxed_correctness) where it differs, as relaxed_accuracy's docstring says
+_AGAINST_CHARTQAS_REFERENCE = [
+    ("104", "100", 1.0, 0.0),
+    (" 104", "100", 1.0, 0.0),  # the reference's float() strips numbers too
+    (" Yes", "yes", 1.0, 1.0),  # reference: 0 (text is compared unstripped)
+    ("Yes ", ["no", " yes"], 1.0, 1.0),  # reference: 0
+    ("nan", "nan", 1.0, 1.0),  # reference: 0 (parsed as a float, nan equals nothing)
+    ("NaN", "nan", 1.0, 1.0),  # reference: 0
+    ("inf", "inf", 1.0, 1.0),  # reference: 0 (inf - inf is nan)
+    ("5", "inf", 0.0, 0.0),
+    ("inf", "5", 0.0, 0.0),
+    ("nan", "5", 0.0, 0.0),
+    ("45%", "0.45", 1.0, 0.0),  # a trailing % divides by 100, in both
+    ("45%", "45", 0.0, 1.0),  # exact match drops the %: more lenient than relaxed accuracy
+    ("$5", "5", 0.0, 1.0),  # ... and the $
+    ("$5", "$5.1", 0.0, 0.0),  # currency is text to relaxed accuracy: no 5% tolerance
+    ("1,000", "1000", 0.0, 1.0),  # so are thousands commas (the chart task rewrites both sides)
+]
+
+
+@pytest.mark.parametrize(("pred", "ref", "relaxed", "exact"), _AGAINST_CHARTQAS_REFERENCE)
+def test_relaxed_accuracy_and_exact_match_where_they_part_from_chartqas_reference(pred, ref, relaxed, exact):
+    assert relaxed_accuracy_per_example([pred], [ref]) == [relaxed]
+    assert exact_match_per_example([pred], [ref]) == [exact]
+
+
 # ---------------------------------------------------------------- exact match
 
 
@@ -166,6 +193,22 @@ def test_closed_accuracy_mean_and_bad_reference():
     )
     with pytest.raises(ValueError, match="reference 1"):
         closed_accuracy(["yes", "yes"], ["yes", "maybe"])
+
+
+@pytest.mark.parametrize("reply", ["normal", "Normal tissue.", "Note the nuclei.", "unknown", "none seen",
+                                   "Not sure", "cannot tell", "the nodes"])
+def test_closed_accuracy_does_not_read_a_no_inside_another_word(reply):
+    # LLaVA-Med's PathVQA evaluator counts any reply containing "no" as a No (its issue #12)
+    assert "no" in reply.lower()
+    assert closed_accuracy_per_example([reply], ["no"]) == [0.0]
+    assert closed_accuracy_per_example([reply], ["yes"]) == [0.0]
+
+
+def test_closed_accuracy_of_a_constant_reply_holding_no_is_zero_not_the_share_of_nos():
+    refs = ["no", "no", "no", "yes"]
+    assert closed_accuracy(["normal"] * 4, refs) == 0.0  # the substring rule gives 0.75
+    assert closed_accuracy(["yes and no"] * 4, refs) == 0.25  # its first word decides; the substring rule gives 1.0
+    assert closed_accuracy(["No, it is normal."] * 4, refs) == 0.75
 
 
 # ---------------------------------------------------------------- open recall
@@ -223,10 +266,10 @@ def test_rouge_keeps_best_reference_and_empty_prediction_scores_zero():
 # ---------------------------------------------------------------- BLEU
 
 
-def test_bleu_identical_is_100():
+def test_bleu_identical_is_1():
     sents = ["the quick brown fox jumps over the lazy dog", "a small red car is parked outside"]
-    assert bleu(sents, sents) == pytest.approx(100.0)
-    assert bleu_per_example(sents, sents) == [pytest.approx(100.0), pytest.approx(100.0)]
+    assert bleu(sents, sents) == pytest.approx(1.0)  # sacrebleu's 100, on every other metric's scale
+    assert bleu_per_example(sents, sents) == [pytest.approx(1.0), pytest.approx(1.0)]
 
 
 def test_bleu_multi_reference_beats_single():
@@ -249,7 +292,7 @@ def _summed_bleu(preds, refs):
     total = [sum(s.totals[n] for s in stats) for n in range(4)]
     sys_len = sum(s.sys_len for s in stats)
     ref_len = sum(s.ref_len for s in stats)
-    return BLEU.compute_bleu(correct, total, sys_len, ref_len).score
+    return BLEU.compute_bleu(correct, total, sys_len, ref_len).score / 100
 
 
 @pytest.mark.parametrize("short_first", [False, True])
@@ -270,14 +313,39 @@ def test_bleu_padding_does_not_change_score(short_first):
 
     width = max(len(r) for r in refs)
     empty_padded = [[r[k] if k < len(r) else "" for r in refs] for k in range(width)]
-    assert BLEU().corpus_score(preds, empty_padded).score != pytest.approx(expected)
+    assert BLEU().corpus_score(preds, empty_padded).score / 100 != pytest.approx(expected)
 
 
 def test_bleu_empty_prediction_scores_zero():
     assert bleu_per_example(["", "the cat sat"], ["the cat sat", "the cat sat"]) == [
         0.0,
-        pytest.approx(100.0),
+        pytest.approx(1.0),
     ]
+
+
+_WORDS = ["red", "3", "blue", "2", "square", "green"]
+
+
+def test_corpus_bleu_cannot_tell_right_one_word_answers_from_wrong_ones():
+    wrong = ["green", "5", "red", "4", "circle", "blue"]
+    assert exact_match(_WORDS, _WORDS) == 1.0 and exact_match(wrong, _WORDS) == 0.0
+    # no answer has a 4-gram: corpus BLEU (no effective order) is 0 for both
+    assert bleu(_WORDS, _WORDS) == bleu(wrong, _WORDS) == 0.0
+    # and four-token babble that holds a few answer words scores above both
+    babble = ["red red blue the", "3 3 square circle", "x y z w", "a b c d", "e f g h", "i j k l"]
+    assert bleu(babble, _WORDS) > bleu(_WORDS, _WORDS)
+
+
+def test_sentence_bleu_with_effective_order_scores_one_word_answers_as_exact_match():
+    wrong = _WORDS[1:] + _WORDS[:1]
+    assert bleu_per_example(_WORDS, _WORDS) == [pytest.approx(1.0)] * len(_WORDS)
+    assert bleu_per_example(wrong, _WORDS) == [0.0] * len(_WORDS)
+
+
+def test_rouge2_is_zero_for_every_one_word_answer_even_a_right_one():
+    scores = rouge(_WORDS, _WORDS)
+    assert scores["rouge1"] == scores["rougeL"] == pytest.approx(1.0)
+    assert scores["rouge2"] == 0.0
 
 
 # ---------------------------------------------------------------- input validation

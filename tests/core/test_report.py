@@ -11,7 +11,7 @@ from nmm_core.ratings import bootstrap_interval
 from nmm_core.report import delta_lines, paired_interval, write_comparison
 
 
-def _result(name: str, scores: list[float], *, bleu: float = 30.0) -> EvalResult:
+def _result(name: str, scores: list[float], *, bleu: float = 0.3) -> EvalResult:
     rows = [{"id": f"q{i}", "prediction": "x", "exact_match": s} for i, s in enumerate(scores)]
     return EvalResult(name, {"exact_match": sum(scores) / len(scores), "bleu": bleu}, 0.01, rows)
 
@@ -29,7 +29,7 @@ def test_a_sure_gain_and_a_tie_are_told_apart(tmp_path):
     base = _result("base", [0] * 40)
     sure = _result("fine-tuned", [1] * 30 + [0] * 10)
     some = _result("other", [1, 0] * 10 + [0] * 20)  # 10 of 40 better, none worse
-    noisy = EvalResult("noisy", {"exact_match": 0.0, "bleu": 1.0}, 0.01,  # as often better as worse
+    noisy = EvalResult("noisy", {"exact_match": 0.0, "bleu": 0.01}, 0.01,  # as often better as worse
                        [{"id": f"q{i}", "exact_match": s} for i, s in enumerate([1, -1] * 20)])
     lines = delta_lines([base, sure, some, noisy], "exact_match")
     assert lines[0].startswith("fine-tuned +0.7500 vs base (95% interval +0.") and lines[0].endswith(
@@ -45,16 +45,16 @@ def test_a_sure_gain_and_a_tie_are_told_apart(tmp_path):
 
 
 def test_a_metric_scored_only_over_the_corpus_gets_no_interval(tmp_path):
-    base, tuned = _result("base", [0, 1], bleu=10.0), _result("fine-tuned", [1, 1], bleu=20.0)
+    base, tuned = _result("base", [0, 1], bleu=0.1), _result("fine-tuned", [1, 1], bleu=0.2)
     assert paired_interval(base, tuned, "bleu") is None
-    assert delta_lines([base, tuned], "bleu") == ["fine-tuned +10.0000 vs base"]
+    assert delta_lines([base, tuned], "bleu") == ["fine-tuned +0.1000 vs base"]
     write_comparison([base, tuned], tmp_path, title="t", primary="bleu")
     assert json.loads((tmp_path / "report.json").read_text())["delta_ci95_vs_first"] == {}
 
 
 def test_models_answering_different_examples_get_no_interval():
     base = _result("base", [0, 1, 1])
-    other = EvalResult("other", {"exact_match": 1.0, "bleu": 1.0}, 0.01, [{"id": "elsewhere", "exact_match": 1}])
+    other = EvalResult("other", {"exact_match": 1.0, "bleu": 0.01}, 0.01, [{"id": "elsewhere", "exact_match": 1}])
     assert paired_interval(base, other, "exact_match") is None
     unnamed = EvalResult("detector", {"exact_match": 1.0}, 0.01, [{"exact_match": 1}] * 3)  # rows without ids
     assert paired_interval(base, unnamed, "exact_match") is None

@@ -21,6 +21,12 @@ def test_demo_fine_tuned_beats_base(tmp_path, capsys):
         assert (run / name).exists(), name
     report = json.loads((run / "report.json").read_text())
     base, tuned = (r["exact_match"] for r in report["results"])
+    # every metric the demo reports ranks the fine-tuned model above the random base (BLEU once did not)
+    base_row, tuned_row = report["results"]
+    reported = set(base_row) - {"name", "n", "seconds_per_example"}
+    assert "exact_match" in reported and len(reported) > 1, reported
+    for key in reported:
+        assert 0 <= base_row[key] < tuned_row[key] <= 1, (key, base_row, tuned_row)
     # the random base answers nothing right; after LoRA colours are read off the image
     assert tuned >= base + 0.25, (base, tuned)
     assert report["breakdown"]["fine-tuned"]["colour"] > 0.5

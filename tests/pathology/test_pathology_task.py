@@ -65,3 +65,13 @@ def test_pathology_closed_is_decided_by_the_answer_not_the_question():
     # "is ..." question with an open answer is open; "what ..." with a yes answer is closed
     s = task.score(["fibrin", "yes"], [["fibrin"], ["yes"]])
     assert s["open_exact_match_strict"] == 1.0 and s["closed_accuracy_strict"] == 1.0
+
+
+def test_pathology_closed_accuracy_does_not_count_a_word_holding_no_as_a_no():
+    # LLaVA-Med's evaluator counts "normal", "note", "unknown" ... as a No (its issue #12): a model that
+    # always answers "Normal tissue." would score the share of No questions; here it scores 0
+    task = PathVqaTask()
+    replies = ["Normal tissue.", "Note the nuclei.", "unknown", "The nodes are enlarged."]
+    s = task.score(replies, [["no"]] * 4)
+    assert s["closed_accuracy_strict"] == s["closed_accuracy_norm"] == 0.0
+    assert task.score(["No, it is normal."] * 4, [["no"]] * 4)["closed_accuracy_norm"] == 1.0

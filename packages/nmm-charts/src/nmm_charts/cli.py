@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="counts, answer-type mix and a sample grid of a chart source")
     for name, cls, text in (
         ("train", ChartTrainConfig, "LoRA fine-tuning (one epoch by default) into a run folder"),
-        ("eval", ChartEvalConfig, "predictions + relaxed accuracy, exact match, ROUGE, BLEU, s/answer"),
+        ("eval", ChartEvalConfig, "predictions + relaxed accuracy, exact match, ROUGE-1/L, s/answer"),
         ("compare", ChartEvalConfig, "base vs merged fine-tuned adapter on the same examples"),
     ):
         add_command(sub, name, cls, help=text)

@@ -144,7 +144,7 @@ def _eval_config(cfg: ChartEvalConfig) -> ChartEvalConfig:
 
 
 def run_chart_eval(cfg: ChartEvalConfig) -> Path:
-    """Core's `run_eval`: predictions.jsonl, ROUGE, BLEU, relaxed accuracy, exact match, s/answer."""
+    """Core's `run_eval`: predictions.jsonl, relaxed accuracy, exact match, ROUGE-1/L, s/answer."""
     from nmm_core.workflows import run_eval
 
     return run_eval(_eval_config(cfg), chart_task())

@@ -13,13 +13,24 @@ _THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?%?$")
 _QUOTES = "\"'`*"
 
 
+def plain_number(text: str) -> str:
+    """A number without its thousands commas ("1,216.5" as "1216.5", "-1,216%" as "-1216%"); other text as is."""
+    text = text.strip()
+    # relaxed accuracy parses floats, which reject commas: a prediction and a reference both
+    # written "1,216.5" would otherwise be compared as text, and "1,216" vs "1,200" never within 5%
+    return text.replace(",", "") if _THOUSANDS.match(text) else text
+
+
 @dataclass(frozen=True)
 class ChartTask(Task):
-    """ChartQA prompting and scoring: relaxed accuracy (primary), exact match, ROUGE, BLEU."""
+    """ChartQA prompting and scoring: relaxed accuracy (primary), exact match, ROUGE-1 and ROUGE-L.
+
+    No BLEU or ROUGE-2: chart answers are a word or a number, where a right answer scores 0 on both.
+    """
 
     name: str = "chartqa"
     instruction: str = INSTRUCTION
-    metrics: tuple[str, ...] = ("relaxed_accuracy", "exact_match", "rouge", "bleu")
+    metrics: tuple[str, ...] = ("relaxed_accuracy", "exact_match", "rouge1", "rougeL")
     primary: str = "relaxed_accuracy"
 
     def normalise(self, prediction: str) -> str:
@@ -28,9 +39,11 @@ class ChartTask(Task):
         text = _LEAD.sub("", lines[0] if lines else "").strip().strip(_QUOTES).strip()
         if text.endswith("."):  # a sentence's full stop ("42." is 42), never a decimal point
             text = text[:-1].rstrip()
-        if _THOUSANDS.match(text):
-            text = text.replace(",", "")  # relaxed accuracy parses floats, which reject commas
-        return text
+        return plain_number(text)
+
+    def normalise_reference(self, reference: str) -> str:
+        """The reference's number written as `normalise` writes the prediction's ("1,234" as "1234")."""
+        return plain_number(reference)
 
 
 def chart_task() -> ChartTask:

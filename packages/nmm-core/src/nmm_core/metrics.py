@@ -1,5 +1,5 @@
 """Text metrics for evaluation: ROUGE, BLEU, ChartQA relaxed accuracy, VQA exact match,
-yes/no accuracy and open-answer recall.
+yes/no accuracy and open-answer recall, every one in [0, 1] (BLEU is sacrebleu's score / 100).
 
 Every metric takes ``predictions`` (a list of str) and ``references`` (a list whose items
 are a str or a list/tuple of accepted str answers); bad inputs raise ``ValueError``.
@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Sequence
 
 __all__ = [
+    "ROUGE_KEYS",
     "Reference",
     "bleu",
     "bleu_per_example",
@@ -33,7 +34,7 @@ __all__ = [
 
 Reference = str | Sequence[str]
 
-_ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")  # what `rouge` returns
 _ASCII_PUNCT = frozenset(string.punctuation)
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
@@ -115,11 +116,11 @@ def rouge_per_example(
     refs = _check(predictions, references)
     from rouge_score import rouge_scorer
 
-    scorer = rouge_scorer.RougeScorer(list(_ROUGE_KEYS), use_stemmer=True)
-    out: dict[str, list[float]] = {key: [] for key in _ROUGE_KEYS}
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    out: dict[str, list[float]] = {key: [] for key in ROUGE_KEYS}
     for pred, options in zip(predictions, refs, strict=False):
         scores = scorer.score_multi(options, pred)
-        for key in _ROUGE_KEYS:
+        for key in ROUGE_KEYS:
             out[key].append(float(scores[key].fmeasure))
     return out
 
@@ -130,8 +131,17 @@ def rouge(predictions: Sequence[str], references: Sequence[Reference]) -> dict[s
     return {key: _mean(values) for key, values in per.items()}
 
 
+def _unit(percent: float) -> float:
+    # sacrebleu's exp(log) rounding scores a perfect match 100.00000000000004
+    return min(float(percent) / 100.0, 1.0)
+
+
 def bleu(predictions: Sequence[str], references: Sequence[Reference]) -> float:
-    """Corpus BLEU (0-100, sacrebleu defaults) over all references of each example."""
+    """Corpus BLEU in [0, 1]: sacrebleu's default score over all references, divided by 100.
+
+    Without effective order it is 0 whenever no prediction has a 4-gram, so it means nothing
+    for one- to three-word answers: tasks with such answers do not report it.
+    """
     refs = _check(predictions, references)
     from sacrebleu.metrics import BLEU
 
@@ -142,19 +152,19 @@ def bleu(predictions: Sequence[str], references: Sequence[Reference]) -> float:
     streams = [
         [options[k] if k < len(options) else None for options in refs] for k in range(width)
     ]
-    return float(BLEU().corpus_score(list(predictions), streams).score)
+    return _unit(BLEU().corpus_score(list(predictions), streams).score)
 
 
 def bleu_per_example(
     predictions: Sequence[str], references: Sequence[Reference]
 ) -> list[float]:
-    """Sentence BLEU (0-100, sacrebleu with effective order) per example."""
+    """Sentence BLEU in [0, 1] per example (sacrebleu with effective order, divided by 100)."""
     refs = _check(predictions, references)
     from sacrebleu.metrics import BLEU
 
     # Effective order stops a short sentence with no 4-gram match from scoring 0.
     metric = BLEU(effective_order=True)
-    return [float(metric.sentence_score(p, options).score) for p, options in zip(predictions, refs, strict=False)]
+    return [_unit(metric.sentence_score(p, options).score) for p, options in zip(predictions, refs, strict=False)]
 
 
 # ---------------------------------------------------------------- relaxed accuracy
@@ -180,7 +190,7 @@ def _relaxed_correct(prediction: str, target: str, tolerance: float) -> bool:
 def relaxed_accuracy_per_example(
     predictions: Sequence[str], references: Sequence[Reference], tolerance: float = 0.05
 ) -> list[float]:
-    """ChartQA relaxed correctness (1.0 or 0.0) per example."""
+    """ChartQA relaxed correctness (1.0 or 0.0) per example; `relaxed_accuracy` says how."""
     refs = _check(predictions, references)
     if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
         raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
@@ -193,7 +203,15 @@ def relaxed_accuracy_per_example(
 def relaxed_accuracy(
     predictions: Sequence[str], references: Sequence[Reference], tolerance: float = 0.05
 ) -> float:
-    """ChartQA relaxed accuracy in [0, 1]: numbers within ``tolerance`` relative error."""
+    """ChartQA relaxed accuracy in [0, 1]: numbers within ``tolerance`` relative error, text exact.
+
+    It is pix2struct's ``relaxed_correctness`` (ChartQA's published scores) but for two cases:
+    text is compared stripped of surrounding whitespace (the reference scores " Yes" against
+    "yes" wrong; numbers are stripped by both), and "nan"/"inf" are compared as text (the
+    reference parses them as floats, so they never match anything, even themselves). Like the
+    reference, "45%" reads as 0.45 and "$5" or "1,000" as text, so "45%" vs "45" and "$5" vs
+    "5" score 0 here where `exact_match`, which drops punctuation, scores them 1.
+    """
     return _mean(relaxed_accuracy_per_example(predictions, references, tolerance))
 
 
@@ -212,7 +230,11 @@ def exact_match_per_example(
 
 
 def exact_match(predictions: Sequence[str], references: Sequence[Reference]) -> float:
-    """Share of predictions equal to a reference after ``normalize_answer``."""
+    """Share of predictions equal to a reference after ``normalize_answer``.
+
+    Dropping punctuation makes it more lenient than `relaxed_accuracy` on "45%" vs "45" and
+    "$5" vs "5" (equal here, wrong there), stricter on numbers within 5%.
+    """
     return _mean(exact_match_per_example(predictions, references))
 
 
@@ -239,7 +261,10 @@ def closed_accuracy_per_example(
 
 
 def closed_accuracy(predictions: Sequence[str], references: Sequence[Reference]) -> float:
-    """Accuracy on yes/no questions, reading the prediction's first yes/no word."""
+    """Accuracy on yes/no questions, reading the prediction's first standalone yes/no word.
+
+    "normal" or "note" is no "no" here, where LLaVA-Med's evaluator (its issue #12) finds one.
+    """
     return _mean(closed_accuracy_per_example(predictions, references))
 
 

@@ -27,18 +27,18 @@ def _pyplot():
 
 
 def plot_metrics(results: Sequence[EvalResult], path: Path, *, title: str) -> Path:
-    """Grouped bars: one group per metric, one bar per model (all metrics on a 0-1 scale)."""
+    """Grouped bars: one group per metric, one bar per model (every metric is in [0, 1])."""
     plt = _pyplot()
     keys = list(results[0].metrics)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(keys)), 3.6))
     width = 0.8 / len(results)
     for i, res in enumerate(results):
-        values = [res.metrics[k] / (100 if k == "bleu" else 1) for k in keys]
+        values = [res.metrics[k] for k in keys]
         xs = [j + i * width for j in range(len(keys))]
         bars = ax.bar(xs, values, width, label=f"{res.name} ({res.seconds_per_example:.4f} s/ex)")
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(keys))])
-    ax.set_xticklabels([k if k != "bleu" else "bleu/100" for k in keys], rotation=20, ha="right")
+    ax.set_xticklabels(keys, rotation=20, ha="right")
     ax.set_ylim(0, 1.1)
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -71,7 +71,7 @@ def markdown_table(results: Sequence[EvalResult]) -> str:
     rule = "|" + "---|" * (len(keys) + 3)
     rows = [
         f"| {r.name} | {len(r.predictions)} | "
-        + " | ".join(f"{r.metrics[k]:.4f}" if k != "bleu" else f"{r.metrics[k]:.2f}" for k in keys)
+        + " | ".join(f"{r.metrics[k]:.4f}" for k in keys)
         + f" | {r.seconds_per_example:.4f} |"
         for r in results
     ]
