@@ -281,10 +281,10 @@ def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, res
     if resume and last is None:
         log.warning("no checkpoint in %s: starting from step 0", checkpoints)
     step = checkpoint_step(last) if last else None
-    if step is not None:
-        keep_rows_until(run_dir / "metrics.jsonl", step)
     trainer = make_trainer(model, dataset, collator, settings=settings, run_dir=run_dir,
                            bf16=bf16, use_cpu=use_cpu, callbacks=callbacks, resumed_step=step)
+    if step is not None and trainer.is_world_process_zero():  # the process that writes the log
+        keep_rows_until(run_dir / "metrics.jsonl", step)
     trainer.resume_tally = _read_tally(last)
     try:
         global_step, train_loss = run_trainer(trainer, last)
