@@ -129,3 +129,21 @@ def test_eval_and_compare_with_the_same_seed_agree_in_two_processes(tmp_path):
     reports = [json.loads((run / "report.json").read_text()) for run in (ca, cb)]
     assert reports[0]["bootstrap_seed"] == 3 and "fine-tuned" in reports[0]["delta_ci95_vs_first"]
     assert reports[0]["delta_ci95_vs_first"] == reports[1]["delta_ci95_vs_first"]
+    assert json.loads((ca / "status.json").read_text())["summary"]["seeds"] == {"seed": 3}
+
+
+def test_a_length_grouped_epoch_order_depends_on_the_seed_and_the_epoch_only():
+    """A resumed process starts a fresh sampler at a later epoch: it must draw that epoch's order."""
+    from nmm_core.train import _epoch_seeded_length_sampler
+
+    def order(epoch: int, seed: int = 3) -> list[int]:
+        sampler = _epoch_seeded_length_sampler()(4, lengths=[i % 7 for i in range(64)], seed=seed)
+        for e in range(epoch + 1):  # an uninterrupted run reaches `epoch` through the earlier ones
+            sampler.set_epoch(e)
+            drawn = list(sampler)
+        return drawn
+
+    fresh = _epoch_seeded_length_sampler()(4, lengths=[i % 7 for i in range(64)], seed=3)
+    fresh.set_epoch(2)
+    assert list(fresh) == order(2)
+    assert order(1) != order(2) and order(2, seed=4) != order(2)

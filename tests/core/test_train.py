@@ -65,7 +65,8 @@ def test_a_run_killed_and_resumed_ends_where_the_uninterrupted_run_ends(tmp_path
 
     data, out, straight = _dataset(tmp_path, 16), tmp_path / "runs", tmp_path / "straight"
     steps = 40
-    settings = ("--train-max-steps", str(steps), "--train-save-steps", "10", "--deterministic")
+    settings = ("--train-max-steps", str(steps), "--train-save-steps", "10", "--train-save-total-limit", "5",
+                "--deterministic")
     run_killed("nmm_core.cli", "train", *_train_cmd(data, out, *settings), after_step=23)
     (run,) = out.glob("*.incomplete")
     assert json.loads((run / "status.json").read_text())["state"] == "running"

@@ -292,7 +292,7 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
         write_comparison([result], run.path, title=f"{task.name}: {cfg.model.model}",
                          primary=task.primary, seed=cfg.seed)
         print_table([result], title=f"{task.name} on {len(test)} examples")
-        return run.complete(**result.metrics, **_finished(finish, run))
+        return run.complete(**result.metrics, seeds=resolve_seeds(cfg), **_finished(finish, run))
 
 
 def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
@@ -323,7 +323,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
         for line in delta_lines(results, task.primary, seed=seed):
             print(f"{task.primary}: {line}")
         return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
-                            **_finished(finish, run))
+                            seeds=resolve_seeds(cfg), **_finished(finish, run))
 
 
 def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:
