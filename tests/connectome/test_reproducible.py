@@ -52,7 +52,7 @@ def test_bridge_and_sd15_with_the_same_seed_save_bit_identical_models_in_two_pro
 @pytest.mark.slow
 def test_sd15_killed_and_resumed_ends_where_the_uninterrupted_run_ends(cohort, tmp_path):
     pytest.importorskip("diffusers")
-    args = (*SD15, "--sd15-steps", "12", "--sd15-save-steps", "4", "--deterministic")
+    args = (*SD15, "--sd15-steps", "8", "--sd15-save-steps", "4", "--deterministic")
     runs, straight = tmp_path / "runs", tmp_path / "straight"
     run_killed(*_train(cohort, runs, *args), after_step=6)
     (run,) = runs.glob("*.incomplete")
