@@ -18,7 +18,7 @@ from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
 from nmm_core.records import Example
-from nmm_core.runs import append_jsonl, atomic_write_json, read_jsonl
+from nmm_core.runs import append_jsonl, atomic_write_json, atomic_write_text, jsonl_line, read_jsonl
 from nmm_core.task import Task
 
 log = logging.getLogger(__name__)
@@ -173,27 +173,18 @@ def _trainer_class():
 LOSS_TALLY = "nmm_loss.json"  # in each checkpoint: the loss sums a resumed run continues from
 
 
-def _tally_restore_class():
+def _tally_restore(trainer):
+    """A callback that puts a checkpoint's loss sums back after Trainer zeroes them in `train()`."""
     from transformers import TrainerCallback
 
     class TallyRestore(TrainerCallback):
-        """Puts a checkpoint's loss sums back after Trainer zeroes them at the start of `train()`."""
-
-        def __init__(self, trainer) -> None:
-            self.trainer = trainer
-
         def on_train_begin(self, args, state, control, **kwargs):
-            t = self.trainer
-            if t.resume_tally is not None:
-                t._total_loss_scalar = float(t.resume_tally["total"])
-                t._tr_loss += float(t.resume_tally["pending"])
-                t._globalstep_last_logged = int(t.resume_tally["last_logged"])
+            if trainer.resume_tally is not None:
+                trainer._total_loss_scalar = float(trainer.resume_tally["total"])
+                trainer._tr_loss += float(trainer.resume_tally["pending"])
+                trainer._globalstep_last_logged = int(trainer.resume_tally["last_logged"])
 
-    return TallyRestore
-
-
-def _tally_restore(trainer):
-    return _tally_restore_class()(trainer)
+    return TallyRestore()
 
 
 def _epoch_seeded_length_sampler():
@@ -311,8 +302,6 @@ def keep_rows_until(path: Path, step: int) -> None:
     rows = read_jsonl(path)
     kept = [row for row in rows if row.get("step", 0) <= step]
     if len(kept) != len(rows):
-        from nmm_core.runs import atomic_write_text, jsonl_line
-
         atomic_write_text(path, "".join(jsonl_line(row) for row in kept))
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from nmm_core.errors import ConfigError
-from nmm_core.seeds import part_seed
+from nmm_core.seeds import part_seed, resolve_seeds
 from nmm_core.workflows import check_model_source
 from nmm_memes.commands import MemeEvalConfig, refuse_gill
 from nmm_memes.data import load_usable, resolve_data
@@ -55,6 +55,7 @@ def run_compete(cfg: CompeteConfig) -> Path:
         raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
     refuse_gill(cfg.model, "compete")
     check_model_source(cfg.model)
+    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     task = meme_task()
     return run_compare(cfg, task, load=load_usable, kind="compete", seed=cfg.judge.seed,
