@@ -35,8 +35,6 @@ class DemoConfig:
 
 def run_demo(cfg: DemoConfig) -> Path:
     """The whole demo; returns the completed run folder."""
-    import torch
-
     from nmm_core.config import dump_yaml
     from nmm_core.data import write_jsonl_dataset
     from nmm_core.evaluate import GenerationSettings, evaluate
@@ -44,11 +42,12 @@ def run_demo(cfg: DemoConfig) -> Path:
     from nmm_core.models import load_model
     from nmm_core.report import breakdown_by, delta_lines, plot_loss, print_table, write_comparison
     from nmm_core.runs import RunDir
+    from nmm_core.seeds import seed_run
     from nmm_core.task import short_answer_task
     from nmm_core.testing.shapes import make_shapes_dataset
     from nmm_core.train import TrainSettings, train
 
-    torch.manual_seed(cfg.seed)
+    seed_run(cfg.seed)
     task = short_answer_task("shapes-vqa")
     gen = GenerationSettings(batch_size=32, max_new_tokens=4)
     with RunDir.create(cfg.output_dir, "demo", cfg.model) as run:
@@ -89,9 +88,10 @@ def run_demo(cfg: DemoConfig) -> Path:
             context={"model": cfg.model, "train_examples": len(train_set),
                      "test_examples": len(test_set), "epochs": cfg.epochs,
                      "optimiser_steps": outcome.global_step, "lora_r": cfg.lora_r},
+            seed=cfg.seed,
         )
         print_table(results, title=f"Shapes VQA, {len(test_set)} held-out examples")
-        for line in delta_lines(results, task.primary):
+        for line in delta_lines(results, task.primary, seed=cfg.seed):
             print(f"{task.primary}: {line}")
         final = run.complete(base=before.metrics[task.primary], fine_tuned=after.metrics[task.primary])
     print(f"report: {final / 'report.md'}")

@@ -19,6 +19,7 @@ from nmm_charts.data import (
 )
 from nmm_charts.task import chart_task
 from nmm_core.errors import ConfigError
+from nmm_core.seeds import resolve_seeds
 from nmm_core.workflows import (
     DataSettings,
     EvalConfig,
@@ -135,11 +136,13 @@ def run_chart_train(cfg: ChartTrainConfig) -> Path:
     from nmm_core.workflows import run_train
 
     check_model_source(cfg.model, None)
+    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     return run_train(replace(cfg, data=resolve_data(cfg.data, cfg.synthetic)), chart_task())
 
 
 def _eval_config(cfg: ChartEvalConfig) -> ChartEvalConfig:
     check_model_source(cfg.model, cfg.adapter)
+    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     return replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
 
 

@@ -19,6 +19,7 @@ from nmm_core.data import ColumnMap, load_examples, save_example_image
 from nmm_core.errors import DataError
 from nmm_core.records import Example, ValidationReport, validate
 from nmm_core.runs import atomic_write_json, atomic_write_text
+from nmm_core.seeds import part_seed
 from nmm_core.workflows import DataSettings
 
 PJN_CHARTS = "krowiemlekommm/PJN_CHARTS"
@@ -61,7 +62,8 @@ def load_charts(source: str | Path, *, split: str = "test", revision: str | None
 class SyntheticSettings:
     """The embedded synthetic chart set (used when no --data-source is given)."""
 
-    seed: int = field(default=0, metadata={"help": "generator seed (same seed, same charts)"})
+    seed: int | None = field(default=None, metadata={"help": "generator seed, same seed same charts (default: "
+                                                             "the run seed)"})
     train_size: int = field(default=1200, metadata={"help": "training questions (the study's 1,200)"})
     val_size: int = 100
     test_size: int = 200
@@ -77,9 +79,10 @@ class SyntheticSettings:
 
     def key(self) -> str:
         """A short name that changes whenever the generated files would."""
-        text = json.dumps([SYNTHETIC_VERSION, self.seed, self.sizes(), list(self.kinds),
+        seed = part_seed(self.seed)
+        text = json.dumps([SYNTHETIC_VERSION, seed, self.sizes(), list(self.kinds),
                            list(self.chart_types), self.image_size])
-        return f"synthetic-v{SYNTHETIC_VERSION}-seed{self.seed}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+        return f"synthetic-v{SYNTHETIC_VERSION}-seed{seed}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
 def write_chart_split(examples: list[Example], folder: str | Path, *, split: str) -> Path:
@@ -103,10 +106,10 @@ def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: boo
     folder.mkdir(parents=True, exist_ok=True)
     sizes = settings.sizes()
     for split in tqdm(SPLITS, desc="synthesizing splits", disable=not progress):
-        examples = make_charts(sizes[split], seed=settings.seed, split=split, kinds=settings.kinds,
+        examples = make_charts(sizes[split], seed=part_seed(settings.seed), split=split, kinds=settings.kinds,
                                chart_types=settings.chart_types, image_size=settings.image_size)
         write_chart_split(examples, folder, split=split)
-    manifest = {"version": SYNTHETIC_VERSION, "seed": settings.seed, "sizes": sizes,
+    manifest = {"version": SYNTHETIC_VERSION, "seed": part_seed(settings.seed), "sizes": sizes,
                 "kinds": list(settings.kinds), "chart_types": list(settings.chart_types),
                 "image_size": settings.image_size}
     atomic_write_json(folder / "synthetic.json", manifest)  # last: its presence means complete

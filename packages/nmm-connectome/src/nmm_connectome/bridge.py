@@ -43,6 +43,7 @@ from torch import nn
 from nmm_connectome.settings import BridgeSettings
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.runs import atomic_write_bytes, atomic_write_json
+from nmm_core.seeds import part_seed
 
 __all__ = ["BridgeModel", "BridgeSettings", "BrownianBridgeMatcher", "EdgeBridgeNet", "EdgeScaler",
            "train_bridge"]
@@ -255,7 +256,7 @@ class BridgeModel:
         """(n, E) rest edges -> (n, E) task edges: the mean of `samples` SDE solutions (B5)."""
         s = self.settings
         samples, steps = samples or s.samples, steps or s.sample_steps
-        gen = torch.Generator(device=self.device).manual_seed(s.seed if seed is None else seed)
+        gen = torch.Generator(device=self.device).manual_seed(part_seed(s.seed) if seed is None else seed)
         self.net.eval()
         x0_all = torch.from_numpy(self.scaler.forward(rest)).to(self.device)
         out = []
@@ -316,9 +317,10 @@ def train_bridge(rest: np.ndarray, task: np.ndarray, settings: BridgeSettings, *
 
     if len(rest) != len(task) or len(rest) < 4:
         raise DataError(f"bridge: need >= 4 paired training subjects (got {len(rest)}, {len(task)})")
-    torch.manual_seed(settings.seed)
+    seed = part_seed(settings.seed)
+    torch.manual_seed(seed)
     device = pick_device(settings.device)
-    gen = torch.Generator(device="cpu").manual_seed(settings.seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
     order = torch.randperm(len(rest), generator=gen).numpy()
     n_val = max(1, round(settings.val_fraction * len(rest))) if settings.val_fraction > 0 else 0
     val_idx, fit_idx = order[:n_val], order[n_val:]

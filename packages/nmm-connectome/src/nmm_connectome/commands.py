@@ -23,6 +23,7 @@ from nmm_connectome.synthetic import SyntheticSpec, synthesize
 from nmm_core.config import dump_yaml, load_yaml_config
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.runs import RunDir, append_jsonl, atomic_replace_dir, atomic_write_bytes, atomic_write_json
+from nmm_core.seeds import part_seed, resolve_seeds, seed_run
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class SplitSettings:
     """Which subjects are held out: the same settings give the same split for every command."""
 
     test_fraction: float = field(default=0.2, metadata={"help": "share of subjects held out"})
-    seed: int = 0
+    seed: int | None = field(default=None, metadata={"help": "the split's permutation (default: the run seed)"})
     on_bad: Literal["skip", "stop"] = field(default="skip", metadata={"help": "bad subjects: skip or stop"})
 
     def __post_init__(self) -> None:
@@ -95,6 +96,10 @@ class TrainConfig:
     sd15: Sd15Settings = field(default_factory=Sd15Settings)
     output_dir: str = "runs"
     name: str = field(default="", metadata={"help": "run name (default: the method)"})
+    seed: int = field(default=0, metadata={"help": "the run seed: every random draw (per-part seeds left unset "
+                                                   "take it)"})
+    deterministic: bool = field(default=False, metadata={
+        "help": "the framework's deterministic algorithms (transformers' enable_full_determinism)"})
     resume: str | None = field(default=None, metadata={"help": "an interrupted sd15 run folder: continue from "
                                                                   "its last checkpoint"})
 
@@ -120,6 +125,7 @@ class EvalConfig:
     one_step: bool = field(default=True, metadata={"help": "also score bridge runs' one-step endpoint"})
     output_dir: str = "runs"
     name: str = "connectome"
+    seed: int = field(default=0, metadata={"help": "the run seed (per-part seeds left unset take it)"})
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -215,13 +221,15 @@ def split_subjects(subjects: list[str], settings: SplitSettings) -> tuple[list[s
     n_test = max(1, round(settings.test_fraction * len(ids)))
     if len(ids) - n_test < 4:
         raise DataError(f"{len(ids)} subjects are too few to hold out {n_test} and train on the rest")
-    order = np.random.default_rng(settings.seed).permutation(len(ids))
+    order = np.random.default_rng(part_seed(settings.seed)).permutation(len(ids))
     test = sorted(ids[i] for i in order[:n_test])
     train = sorted(ids[i] for i in order[n_test:])
     return train, test
 
 
 def run_train(cfg: TrainConfig) -> Path:
+    seeds = resolve_seeds(cfg)
+    seed_run(cfg.seed, deterministic=cfg.deterministic)
     cohort = load_data(cfg.data, cfg.split.on_bad)
     train_ids, test_ids = split_subjects(cohort.subjects, cfg.split)
     train = cohort.subset(train_ids)
@@ -267,8 +275,10 @@ def run_train(cfg: TrainConfig) -> Path:
         else:
             from nmm_connectome.sd15 import train_sd15
 
-            summary.update(train_sd15(train, cfg.sd15, run, resume=bool(cfg.resume)))
+            summary.update(train_sd15(train, cfg.sd15, run, resume=bool(cfg.resume),
+                                      deterministic=cfg.deterministic))
         summary["seconds"] = round(time.perf_counter() - start, 2)
+        summary["seeds"] = seeds
         test = cohort.subset(test_ids)
         pred = predict_edges(run.path, to_edges(test.rest))
         held_out = score(cfg.method, pred, to_edges(test.task), task.mean(0), test_ids).summary()
@@ -354,6 +364,8 @@ def run_eval(cfg: EvalConfig) -> Path:
     from nmm_connectome.baselines import PcaRidge, group_mean, rest_fc
     from nmm_connectome.report import table, write_report
 
+    resolve_seeds(cfg)
+    seed_run(cfg.seed)
     cohort = load_data(cfg.data, cfg.split.on_bad)
     train_ids, test_ids = split_subjects(cohort.subjects, cfg.split)
     train, test = cohort.subset(train_ids), cohort.subset(test_ids)

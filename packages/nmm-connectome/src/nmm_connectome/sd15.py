@@ -21,6 +21,7 @@ from nmm_connectome.evaluate import from_edges, pearson_rows, to_edges
 from nmm_connectome.settings import Sd15Settings
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.runs import RunDir, atomic_write_json
+from nmm_core.seeds import part_seed
 
 
 class MatrixCodec:
@@ -70,7 +71,7 @@ def load_parts(settings: Sd15Settings):
     from nmm_core.diffusion import build_tiny_sd, load_sd15
 
     if settings.model == "tiny":
-        return build_tiny_sd(seed=settings.seed, sample_size=settings.image_size // 8)
+        return build_tiny_sd(seed=part_seed(settings.seed), sample_size=settings.image_size // 8)
     return load_sd15(settings.model, revision=settings.revision, dtype=settings.dtype, device=settings.device)
 
 
@@ -105,13 +106,14 @@ class _LatentPairs(torch.utils.data.Dataset):
         return {"task": self.task[i], "rest": self.rest[i]}
 
 
-def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bool = False) -> dict:
+def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bool = False,
+               deterministic: bool = False) -> dict:
     """Fine-tune the widened UNet on the training subjects with core's trainer (checkpoints in
-    `run/checkpoints`, resumable; bf16 autocast over fp32 weights on a GPU); save it under `run/model/`."""
-    from transformers import set_seed
-
+    `run/checkpoints`, resumable; bf16 autocast over fp32 weights on a GPU); save it under `run/model/`.
+    `deterministic`: the framework's deterministic algorithms."""
     from nmm_core.devices import pick_device
     from nmm_core.diffusion import encode_latents, expand_unet_inputs, noise_scheduler
+    from nmm_core.seeds import seed_run
     from nmm_core.train import TrainSettings, fit
 
     if settings.dtype == "float16":
@@ -119,7 +121,8 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
         # bf16 autocast, or plain bf16, train safely
         raise ConfigError("sd15 trains in float32 (bf16 autocast on a GPU that has bf16) or bfloat16: "
                           "drop --sd15-dtype float16")
-    set_seed(settings.seed)  # the widened input channels and LoRA are drawn before the trainer seeds
+    seed = part_seed(settings.seed)
+    seed_run(seed, deterministic=deterministic)  # conv_in's new channels and LoRA are drawn before the trainer seeds
     device = pick_device(settings.device)
     if device.type == "cuda" and (device.index or 0) != 0:
         # transformers' Trainer trains on the first visible GPU (all of them, with DataParallel)
@@ -147,7 +150,8 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
         # the loop it replaces: constant learning rate, no warm-up, batches drawn at random
         settings=TrainSettings(max_steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
                                warmup=0, scheduler="constant", logging_steps=min(20, settings.steps),
-                               save_steps=settings.save_steps, seed=settings.seed, num_workers=0,
+                               save_steps=settings.save_steps, seed=seed, deterministic=deterministic,
+                               num_workers=0,
                                answer_only_logits=False, cache_vision_features="off", liger="off"),
         # bf16 autocast where the card has bf16 (not a T4 or V100: fp32 there)
         run_dir=run.path, resume=resume, bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
@@ -161,7 +165,8 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
                                                 "kind": train.kind, "round_trip": round_trip})
     losses = [row["loss"] for row in outcome.log_history if "loss" in row]
     return {"round_trip": round_trip, "final_loss": losses[-1] if losses else outcome.train_loss,
-            "global_step": outcome.global_step, "resumed_from": outcome.resumed_from}
+            "global_step": outcome.global_step,
+            "resumed_from": outcome.resumed_from and str(run.final(outcome.resumed_from))}
 
 
 def _codec(cohort: Cohort, s: Sd15Settings) -> MatrixCodec:
@@ -176,8 +181,9 @@ def _latents(parts, codec: MatrixCodec, mats: np.ndarray, encode, batch_size: in
 
 @torch.no_grad()
 def predict_sd15(model_dir: str | Path, rest_edges: np.ndarray, settings: Sd15Settings | None = None,
-                 *, seed: int = 0) -> np.ndarray:
-    """(n, E) rest edges -> (n, E) task edges: DDIM sampling conditioned on the rest latent."""
+                 *, seed: int | None = None) -> np.ndarray:
+    """(n, E) rest edges -> (n, E) task edges: DDIM sampling conditioned on the rest latent (noise drawn
+    with `seed`, by default the run's sd15 seed)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
     from nmm_core.devices import pick_device
@@ -198,7 +204,7 @@ def predict_sd15(model_dir: str | Path, rest_edges: np.ndarray, settings: Sd15Se
     cond = _latents(parts, codec, rest, encode_latents).to(device)
     sched = DDIMScheduler.from_config(parts.scheduler.config)
     sched.set_timesteps(s.inference_steps)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(part_seed(s.seed) if seed is None else seed)
     x = torch.randn(cond.shape, generator=gen).to(device) * sched.init_noise_sigma
     text = parts.encode_text([""]).expand(len(cond), -1, -1)
     dtype = next(unet.parameters()).dtype

@@ -34,7 +34,7 @@ class BridgeSettings:
     # reports the one-step endpoint.
     sample_steps: int = field(default=10, metadata={"help": "Euler-Maruyama steps at prediction"})
     samples: int = field(default=16, metadata={"help": "SDE samples averaged per prediction"})
-    seed: int = 0
+    seed: int | None = field(default=None, metadata={"help": "network, split and noise draws (default: the run seed)"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda[:N] | auto"})
 
     def __post_init__(self) -> None:
@@ -77,7 +77,8 @@ class Sd15Settings:
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps (train --resume continues "
                                                            "from the last one)"})
     inference_steps: int = 20
-    seed: int = 0
+    seed: int | None = field(default=None, metadata={"help": "conv_in, LoRA, noise and data order (default: the run "
+                                                             "seed)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda[:N]"})
     dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16 | float16 | auto"})
 

@@ -15,6 +15,7 @@ import yaml
 
 from nmm_core.errors import ConfigError
 from nmm_core.runs import atomic_write_text
+from nmm_core.seeds import resolve_seeds
 
 T = TypeVar("T")
 
@@ -366,7 +367,9 @@ def config_from_parsed(
     if yaml_path is not None:
         values = _yaml_values(cls, _read_yaml(yaml_path), str(yaml_path))
     values.update(_flag_values(cls, vars(ns), _dest_prefix(prefix)))
-    return _build(cls, values)
+    cfg = _build(cls, values)
+    resolve_seeds(cfg)  # a per-part seed not given is the run seed, in config.yaml as used
+    return cfg
 
 
 def parse_config(

@@ -92,9 +92,11 @@ def print_table(results: Sequence[EvalResult], *, title: str) -> None:
     Console(width=max(100, Console().width)).print(table)
 
 
-def paired_interval(first: EvalResult, other: EvalResult, metric: str) -> tuple[float, float] | None:
-    """95% paired-bootstrap interval of `other`'s mean per-example `metric` minus `first`'s (rows
-    matched by id); None unless both answered the same examples and score each one (not BLEU)."""
+def paired_interval(first: EvalResult, other: EvalResult, metric: str, *,
+                    seed: int = 0) -> tuple[float, float] | None:
+    """95% paired-bootstrap interval (resampled with `seed`) of `other`'s mean per-example `metric`
+    minus `first`'s (rows matched by id); None unless both answered the same examples and score
+    each one (not BLEU)."""
     import math
 
     from nmm_core.ratings import bootstrap_interval
@@ -111,16 +113,16 @@ def paired_interval(first: EvalResult, other: EvalResult, metric: str) -> tuple[
     values = [v for scores in (a, b) for v in scores.values()]
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
         return None
-    return bootstrap_interval([b[k] - a[k] for k in a])
+    return bootstrap_interval([b[k] - a[k] for k in a], seed=seed)
 
 
 def delta_lines(results: Sequence[EvalResult], primary: str,
-                intervals: dict[str, tuple[float, float] | None] | None = None) -> list[str]:
+                intervals: dict[str, tuple[float, float] | None] | None = None, *, seed: int = 0) -> list[str]:
     """One line per model after the first: its `primary` difference and, where the metric is
     scored per example, the 95% paired-bootstrap interval and what it says."""
     base, *others = results
     if intervals is None:
-        intervals = {o.name: paired_interval(base, o, primary) for o in others}
+        intervals = {o.name: paired_interval(base, o, primary, seed=seed) for o in others}
     lines = []
     for other in others:
         line = f"{other.name} {other.metrics[primary] - base.metrics[primary]:+.4f} vs {base.name}"
@@ -135,11 +137,12 @@ def delta_lines(results: Sequence[EvalResult], primary: str,
 
 def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
                      primary: str, context: dict[str, Any] | None = None,
-                     breakdown: dict[str, dict[str, float]] | None = None) -> dict[str, Path]:
-    """report.json, report.md and metrics.png comparing `results` (same examples, same settings)."""
+                     breakdown: dict[str, dict[str, float]] | None = None, seed: int = 0) -> dict[str, Path]:
+    """report.json, report.md and metrics.png comparing `results` (same examples, same settings);
+    `seed` draws the bootstrap's resamples."""
     base, *others = results
     delta = {o.name: o.metrics[primary] - base.metrics[primary] for o in others}
-    intervals = {o.name: paired_interval(base, o, primary) for o in others}
+    intervals = {o.name: paired_interval(base, o, primary, seed=seed) for o in others}
     payload = {
         "title": title,
         "primary_metric": primary,
@@ -147,6 +150,7 @@ def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
         "delta_vs_first": delta,
         # how sure the delta is: it resamples the examples, so a small set shows a wide interval
         "delta_ci95_vs_first": {name: list(ci) for name, ci in intervals.items() if ci is not None},
+        "bootstrap_seed": seed,
         "breakdown": breakdown or {},
         "context": context or {},
     }
@@ -154,7 +158,7 @@ def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
     atomic_write_json(files["json"], payload)
     plot_metrics(results, files["png"], title=title)
     lines = [f"# {title}", "", markdown_table(results), ""]
-    lines += [f"- **{primary}**: {line}" for line in delta_lines(results, primary, intervals)]
+    lines += [f"- **{primary}**: {line}" for line in delta_lines(results, primary, intervals, seed=seed)]
     if breakdown:
         lines += ["", f"## {primary} by example kind", "",
                   "| kind | " + " | ".join(breakdown) + " |", "|---|" + "---|" * len(breakdown)]

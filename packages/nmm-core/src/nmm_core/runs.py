@@ -19,6 +19,10 @@ STATUS_FILE = "status.json"
 STATES = ("running", "complete", "failed")
 _STAMP_FORMAT = "%Y%m%d-%H%M%S"
 _STAMP_RE = re.compile(r"^\d{8}-\d{6}-")
+# What a write cut short leaves behind: `.name.<hex>.tmp` files (atomic_write_bytes), folders named
+# `.name.tmp-<hex>` or `.name.old-<hex>` (atomic_replace_dir) and tempfile.mkdtemp(prefix=".name-").
+_LEFTOVER_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+_LEFTOVER_DIR = re.compile(r"^\..+(\.tmp-[0-9a-f]{8}|\.old-[0-9a-f]{8}|-[a-z0-9_]{8})$")
 
 
 def _now_iso() -> str:
@@ -101,9 +105,29 @@ def atomic_replace_dir(src_tmp_dir: str | Path, final_dir: str | Path) -> Path:
     return final
 
 
+def jsonl_line(record: Any) -> str:
+    """`record` as one JSON line, newline included."""
+    return json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete the temporary files and folders that interrupted atomic writes left under `folder`."""
+    removed = []
+    for root, dirs, files in os.walk(folder):
+        for name in [d for d in dirs if _LEFTOVER_DIR.match(d)]:
+            dirs.remove(name)
+            shutil.rmtree(Path(root) / name, ignore_errors=True)
+            removed.append(Path(root) / name)
+        for name in files:
+            if _LEFTOVER_FILE.match(name):
+                (Path(root) / name).unlink(missing_ok=True)
+                removed.append(Path(root) / name)
+    return removed
+
+
 def append_jsonl(path: str | Path, record: Any) -> None:
     """Append one JSON line to `path` and flush it."""
-    line = json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
+    line = jsonl_line(record)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as f:
@@ -226,6 +250,10 @@ class RunDir:
             raise NmmError(f"{self.file(STATUS_FILE)}: expected a JSON object")
         return data
 
+    def final(self, path: str | Path) -> Path:
+        """Where `path`, inside this run, will be once the run is complete (and renamed)."""
+        return self.final_path / Path(path).relative_to(self.path)
+
     def file(self, name: str) -> Path:
         """Path of `name` inside the run folder (valid until `complete()` renames it)."""
         return self.path / name
@@ -248,6 +276,7 @@ class RunDir:
     def reopen(self) -> None:
         """Mark a run that is being continued (`--resume`) running again, a completed one too."""
         self._completed = False
+        remove_leftovers(self.path)  # what the interrupted process was writing is written again
         self.set_state("running")
 
     def complete(self, **summary: Any) -> Path:
@@ -258,6 +287,7 @@ class RunDir:
         extra: dict[str, Any] = {"finished": _now_iso()}
         if summary:
             extra["summary"] = summary
+        remove_leftovers(self.path)
         # Status first: a crash before the rename leaves the `.incomplete` name, still the marker.
         self.set_state("complete", **extra)
         if final != self.path:

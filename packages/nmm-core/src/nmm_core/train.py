@@ -18,7 +18,7 @@ from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
 from nmm_core.records import Example
-from nmm_core.runs import append_jsonl
+from nmm_core.runs import append_jsonl, atomic_write_json, atomic_write_text, jsonl_line, read_jsonl
 from nmm_core.task import Task
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,12 @@ class TrainSettings:
     logging_steps: int = 5
     save_steps: int = field(default=100, metadata={"help": "checkpoint every N optimiser steps"})
     save_total_limit: int = 2
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "the run seed: adapter initialisation, data order, dropout "
+                                                     "(per-part seeds left unset take it)"})
+    deterministic: bool = field(default=False, metadata={
+        "help": "the framework's deterministic algorithms (transformers' enable_full_determinism): the same "
+                "seed gives bit-identical adapters on CPU, and on a GPU where its kernels allow",
+        "aliases": ("--deterministic",)})
     num_workers: int = field(default=-1, metadata={"help": "data-loader worker processes (-1: 0 on CPU, "
                                                            "up to 8 with CUDA)"})
     answer_only_logits: bool = field(
@@ -111,6 +116,8 @@ def _trainer_class():
             self.device_pixels = device_pixels
             self.feature_cache = feature_cache
             self.lengths = lengths
+            self.resume_tally: dict[str, float] | None = None  # a checkpoint's loss sums, restored at start
+            self.add_callback(_tally_restore(self))
             if answer_only:
                 # Our loss takes num_items_in_batch: Trainer must count answer tokens across the
                 # accumulated micro-batches and must not divide by the accumulation steps again.
@@ -119,13 +126,28 @@ def _trainer_class():
         def _get_train_sampler(self, *args, **kwargs):
             if self.lengths is None:
                 return super()._get_train_sampler(*args, **kwargs)
-            import torch
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
             # shuffled, then sorted by length within mega-batches of 50 batches (transformers' own)
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                        lengths=self.lengths,
-                                        generator=torch.Generator().manual_seed(self.args.seed))
+            return _epoch_seeded_length_sampler()(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=self.lengths, seed=self.args.seed)
+
+        def _save_checkpoint(self, model, trial):
+            # Trainer keeps its running loss sums in memory only; saved with the checkpoint (before
+            # the trainer state that marks it complete), a resumed run logs as if it never stopped
+            from transformers.trainer_pt_utils import nested_gather
+
+            pending = nested_gather(self._tr_loss, self.args.parallel_mode).mean().item()
+            if self.args.should_save:
+                folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+                atomic_write_json(folder / LOSS_TALLY, {"total": self._total_loss_scalar, "pending": pending,
+                                                        "last_logged": self._globalstep_last_logged})
+            super()._save_checkpoint(model, trial)
+
+        def log(self, logs, start_time=None):
+            if "train_loss" in logs and self.state.global_step:
+                # Trainer's own is the mean over this call's steps; a resumed run's covers them all
+                logs["train_loss"] = self._total_loss_scalar / self.state.global_step
+            super().log(logs, start_time)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             from nmm_core.answer_loss import answer_only_loss
@@ -146,6 +168,43 @@ def _trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return NmmTrainer
+
+
+LOSS_TALLY = "nmm_loss.json"  # in each checkpoint: the loss sums a resumed run continues from
+
+
+def _tally_restore(trainer):
+    """A callback that puts a checkpoint's loss sums back after Trainer zeroes them in `train()`."""
+    from transformers import TrainerCallback
+
+    class TallyRestore(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if trainer.resume_tally is not None:
+                trainer._total_loss_scalar = float(trainer.resume_tally["total"])
+                trainer._tr_loss += float(trainer.resume_tally["pending"])
+                trainer._globalstep_last_logged = int(trainer.resume_tally["last_logged"])
+
+    return TallyRestore()
+
+
+def _epoch_seeded_length_sampler():
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeededLengthSampler(LengthGroupedSampler):
+        """transformers' length-grouped order, drawn from (seed, epoch): a resumed run's epochs get the
+        same orders as the uninterrupted run's (one generator carried across epochs would restart)."""
+
+        def __init__(self, batch_size: int, *, lengths, seed: int) -> None:
+            import torch
+
+            super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+            self.seed = seed
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int) -> None:
+            self.generator.manual_seed(self.seed + epoch)
+
+    return EpochSeededLengthSampler
 
 
 def _workers(requested: int, use_cpu: bool) -> int:
@@ -176,9 +235,10 @@ class TrainOutcome:
     """What a finished training run reports."""
 
     global_step: int
-    train_loss: float
+    train_loss: float  # the mean over every step, a resumed run's too
     log_history: list[dict[str, Any]]
     resumed_from: str | None
+    feature_cache: dict[str, int] | None = None  # this process's vision-feature cache hits and misses
 
 
 def train(model, processor, family, examples: Sequence[Example], *, task: Task,
@@ -201,23 +261,55 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
 
 def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, resume: bool = False,
         bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = ()) -> TrainOutcome:
-    """`make_trainer` + train (from the last complete checkpoint with `resume`), speed-ups released."""
+    """`make_trainer` + train (from the last complete checkpoint with `resume`), speed-ups released.
+
+    A resumed run's records continue as if it had never stopped: the rows the interrupted process
+    logged after its checkpoint are dropped (they are logged again), and the loss sums restart from
+    the checkpoint's.
+    """
     checkpoints = run_dir / "checkpoints"
     last = last_checkpoint(checkpoints) if resume else None
     if resume and last is None:
         log.warning("no checkpoint in %s: starting from step 0", checkpoints)
+    step = checkpoint_step(last) if last else None
     trainer = make_trainer(model, dataset, collator, settings=settings, run_dir=run_dir,
-                           bf16=bf16, use_cpu=use_cpu, callbacks=callbacks)
+                           bf16=bf16, use_cpu=use_cpu, callbacks=callbacks, resumed_step=step)
+    if step is not None and trainer.is_world_process_zero():  # the process that writes the log
+        keep_rows_until(run_dir / "metrics.jsonl", step)
+    trainer.resume_tally = _read_tally(last)
     try:
         global_step, train_loss = run_trainer(trainer, last)
     finally:
-        release_speedups(trainer)
+        cache = release_speedups(trainer)
     return TrainOutcome(
         global_step=global_step,
         train_loss=train_loss,
         log_history=list(trainer.state.log_history),
         resumed_from=last,
+        feature_cache=cache,
     )
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The optimiser step of a `checkpoint-N` folder."""
+    return int(Path(checkpoint).name.rsplit("-", 1)[1])
+
+
+def keep_rows_until(path: Path, step: int) -> None:
+    """Rewrite a JSONL log without its rows after `step` (atomically)."""
+    if not path.is_file():
+        return
+    rows = read_jsonl(path)
+    kept = [row for row in rows if row.get("step", 0) <= step]
+    if len(kept) != len(rows):
+        atomic_write_text(path, "".join(jsonl_line(row) for row in kept))
+
+
+def _read_tally(checkpoint: str | None) -> dict[str, float] | None:
+    import json
+
+    path = Path(checkpoint) / LOSS_TALLY if checkpoint else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else None
 
 
 def last_checkpoint(folder: Path) -> str | None:
@@ -231,7 +323,8 @@ def last_checkpoint(folder: Path) -> str | None:
 
 
 def run_trainer(trainer, checkpoint: str | None) -> tuple[int, float]:
-    """`trainer.train(resume_from_checkpoint=checkpoint)`: (optimiser steps, mean training loss).
+    """`trainer.train(resume_from_checkpoint=checkpoint)`: (optimiser steps, mean training loss over
+    every step, those before the checkpoint included).
 
     A checkpoint that already holds every step (the process stopped after saving it) is loaded,
     not trained on: transformers would take one more step from a final checkpoint saved mid-epoch.
@@ -244,15 +337,21 @@ def run_trainer(trainer, checkpoint: str | None) -> tuple[int, float]:
             log.info("%s holds all %d steps: nothing left to train", checkpoint, state.global_step)
             trainer._load_from_checkpoint(checkpoint)
             trainer.state = state
+            tally = trainer.resume_tally
+            if tally is not None:
+                return state.global_step, (tally["total"] + tally["pending"]) / state.global_step
             losses = [row["loss"] for row in state.log_history if "loss" in row]
             return state.global_step, sum(losses) / len(losses) if losses else float("nan")
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    return result.global_step, float(result.training_loss)
+    return result.global_step, trainer._total_loss_scalar / max(result.global_step, 1)
 
 
 def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, bf16: bool = False,
-                 use_cpu: bool = False, callbacks: Sequence[Any] = ()):
-    """The configured `Trainer` (speed switches applied to `model`); benchmarks time it directly."""
+                 use_cpu: bool = False, callbacks: Sequence[Any] = (), resumed_step: int | None = None):
+    """The configured `Trainer` (speed switches applied to `model`); benchmarks time it directly.
+
+    `resumed_step`: the checkpoint a resumed run continues from (TensorBoard drops later events).
+    """
     from torch.utils.tensorboard import SummaryWriter
     from transformers import TrainingArguments
     from transformers.integrations import TensorBoardCallback
@@ -288,6 +387,7 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         save_total_limit=settings.save_total_limit,
         seed=settings.seed,
         data_seed=settings.seed,
+        full_determinism=settings.deterministic,
         # bf16 autocast only where fp32 weights need it: over a bf16 model it can only add casts
         # (on CUDA it runs LayerNorm, pow, softmax and more in fp32).
         bf16=autocast and not fp16,
@@ -328,7 +428,8 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         lengths=approximate_lengths(dataset.examples) if settings.group_by_length else None,
         callbacks=[
             _jsonl_logger(run_dir / "metrics.jsonl"),
-            TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
+            TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard"),
+                                              purge_step=None if resumed_step is None else resumed_step + 1)),
             *callbacks,
         ],
     )
@@ -366,12 +467,17 @@ def _feature_cache(model, dataset, *, explicit: bool):
         return None
 
 
-def release_speedups(trainer) -> None:
-    """After training: drop cached features, restore peft's adapters as they were for evaluation."""
+def release_speedups(trainer) -> dict[str, int] | None:
+    """After training: drop cached features, restore peft's adapters as they were for evaluation;
+    the feature cache's hits and misses (None without one)."""
     from nmm_core.lora import cast_adapter_weights, set_input_casting
 
-    if getattr(trainer, "feature_cache", None) is not None:
-        log.info("vision-feature cache: %d hits, %d misses", trainer.feature_cache.hits, trainer.feature_cache.misses)
-        trainer.feature_cache.close()
+    stats = None
+    cache = getattr(trainer, "feature_cache", None)
+    if cache is not None:
+        stats = {"hits": cache.hits, "misses": cache.misses}
+        log.info("vision-feature cache: %d hits, %d misses", cache.hits, cache.misses)
+        cache.close()
     set_input_casting(trainer.model, enabled=True)
     cast_adapter_weights(trainer.model, enabled=False)
+    return stats

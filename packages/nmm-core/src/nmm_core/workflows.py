@@ -32,6 +32,7 @@ from nmm_core.records import Example, ValidationReport, validate
 from nmm_core.report import delta_lines, plot_loss, print_table, write_comparison
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
+from nmm_core.seeds import resolve_seeds, seed_run
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
 
@@ -114,6 +115,8 @@ class EvalConfig:
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
     merge: bool = field(default=True, metadata={"help": "merge the adapter for inference"})
     output_dir: str = "runs"
+    seed: int = field(default=0, metadata={"help": "the run seed: bootstrap intervals, the pairs' sides, any "
+                                                   "sampling (per-part seeds left unset take it)"})
     resume: str | None = field(default=None, metadata={"help": "run folder of an interrupted eval/compare: "
                                                                   "keep its answers, generate the rest"})
 
@@ -200,6 +203,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     """
     state = _process_state(cfg.model)
     main = state.is_main_process
+    seeds = resolve_seeds(cfg)
     if cfg.resume:
         run = open_resumed(cfg, cfg.resume, "train", may_change=TRAIN_MAY_CHANGE, reopen=main)
     else:
@@ -210,6 +214,9 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
         train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run, load=load)
+        # before anything random is drawn: adapters and new parts are initialised here, before
+        # the Trainer seeds (which it does again, with the same seed)
+        seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
         built = trainee(cfg)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
@@ -220,8 +227,11 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         built.save(run.file("adapter"))
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
         return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
-                            examples=len(train_set), resumed_from=outcome.resumed_from,
-                            world_size=state.num_processes, **_finished(finish, run))
+                            examples=len(train_set),
+                            resumed_from=outcome.resumed_from and str(run.final(outcome.resumed_from)),
+                            seeds=seeds, deterministic=cfg.train.deterministic,
+                            feature_cache=outcome.feature_cache, world_size=state.num_processes,
+                            **_finished(finish, run))
     except BaseException as exc:
         if main:
             run.fail(exc)
@@ -254,7 +264,10 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
 
 
 def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
-    """A new run folder, or with `cfg.resume` the interrupted one, if `kind` made it with these settings."""
+    """A new run folder, or with `cfg.resume` the interrupted one, if `kind` made it with these settings;
+    every RNG seeded with the run seed."""
+    resolve_seeds(cfg)
+    seed_run(cfg.seed)
     if cfg.resume:
         return open_resumed(cfg, cfg.resume, kind, may_change=EVAL_MAY_CHANGE)
     run = RunDir.create(cfg.output_dir, kind, Path(cfg.model.model).name)
@@ -277,21 +290,23 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
                                 out_file=run.file("predictions.jsonl"))
         write_comparison([result], run.path, title=f"{task.name}: {cfg.model.model}",
-                         primary=task.primary)
+                         primary=task.primary, seed=cfg.seed)
         print_table([result], title=f"{task.name} on {len(test)} examples")
-        return run.complete(**result.metrics, **_finished(finish, run))
+        return run.complete(**result.metrics, seeds=resolve_seeds(cfg), **_finished(finish, run))
 
 
 def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
                 load: Load = load_columns, finish: Finish | None = None, kind: str = "compare",
-                seed: int = 0) -> Path:
+                seed: int | None = None) -> Path:
     """Base vs base + adapter on the same examples and settings; report with both, and pairs.jsonl.
 
-    `kind` names the run folder (`<stamp>-<kind>-<model>`); `seed` shuffles the pairs' sides.
+    `kind` names the run folder (`<stamp>-<kind>-<model>`); `seed` (None: the run seed) shuffles the
+    pairs' sides and draws the bootstrap's resamples.
     """
     if not cfg.adapter:
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
     with _eval_run(cfg, kind) as run:
+        seed = cfg.seed if seed is None else seed
         test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load)
         results = [
             evaluate_model(cfg, task, test, adapter=None, name="base",
@@ -302,12 +317,13 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
         write_pairs(make_pairs(test, *results, folder=run.path, task=task.name, seed=seed),
                     run.file("pairs.jsonl"))
         write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary,
-                         context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source})
+                         context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source},
+                         seed=seed)
         print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
-        for line in delta_lines(results, task.primary):
+        for line in delta_lines(results, task.primary, seed=seed):
             print(f"{task.primary}: {line}")
         return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
-                            **_finished(finish, run))
+                            seeds=resolve_seeds(cfg), **_finished(finish, run))
 
 
 def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
+from nmm_core.seeds import resolve_seeds
 from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig, check_model_source, predict_one
 from nmm_memes.data import (
     MemeDataSettings,
@@ -135,6 +136,7 @@ def run_meme_train(cfg: MemeTrainConfig) -> Path:
 
     from nmm_core.workflows import run_train
 
+    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     if is_gill(cfg.model.model):
         from nmm_memes.gill.train import run_gill_train
 
@@ -152,6 +154,7 @@ def run_meme_eval(cfg: MemeEvalConfig) -> Path:
 
     refuse_gill(cfg.model, "eval")
     check_model_source(cfg.model)
+    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     return run_eval(cfg, meme_task(), load=load_usable)
 

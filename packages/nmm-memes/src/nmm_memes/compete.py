@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from nmm_core.errors import ConfigError
+from nmm_core.seeds import part_seed, resolve_seeds
 from nmm_core.workflows import check_model_source
 from nmm_memes.commands import MemeEvalConfig, refuse_gill
 from nmm_memes.data import load_usable, resolve_data
@@ -30,7 +31,8 @@ class JudgeSettings:
     epsilon: float = field(default=0.01, metadata={"help": "ROUGE-L difference counted as a tie"})
     bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples of the win rate"})
     level: float = field(default=0.95, metadata={"help": "confidence level of the interval"})
-    seed: int = field(default=0, metadata={"help": "seed of the sides' shuffle and the bootstrap"})
+    seed: int | None = field(default=None, metadata={"help": "seed of the sides' shuffle and the bootstrap "
+                                                             "(default: the run seed)"})
     prior: float = field(default=1.0, metadata={"help": "virtual ties added in Bradley-Terry"})
 
     def __post_init__(self) -> None:
@@ -53,6 +55,7 @@ def run_compete(cfg: CompeteConfig) -> Path:
         raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
     refuse_gill(cfg.model, "compete")
     check_model_source(cfg.model)
+    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     task = meme_task()
     return run_compare(cfg, task, load=load_usable, kind="compete", seed=cfg.judge.seed,
@@ -65,7 +68,7 @@ def judge_run(folder: Path, settings: JudgeSettings, *, metric: str) -> dict[str
 
     verdicts = judge_pairs(read_pairs(folder / "pairs.jsonl"), metric=metric, epsilon=settings.epsilon)
     summary = summarise(verdicts, model=TUNED, opponent=BASE, samples=settings.bootstrap,
-                        level=settings.level, seed=settings.seed, prior=settings.prior)
+                        level=settings.level, seed=part_seed(settings.seed), prior=settings.prior)
     summary.update(metric=metric, epsilon=settings.epsilon)
     write_competition(folder, verdicts, summary)
     print(competition_line(summary))

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from nmm_core.data import split_examples
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example, Problem, ValidationReport, validate
+from nmm_core.seeds import part_seed
 
 TRAINVAL, TEST = "memes-trainval.json", "memes-test.json"
 SPLITS = ("train", "validation", "test")
@@ -47,7 +48,8 @@ class MemeDataSettings:
         "help": "image folder (MemeCap: where img_fname files are; MemeCraft: the dataset folder)"})
     split: str = field(default="train", metadata={"help": "split to train on (train|validation|test)"})
     eval_split: str = field(default="test", metadata={"help": "split to evaluate on"})
-    split_seed: int = field(default=0, metadata={"help": "seed of MemeCap's 10% validation split"})
+    split_seed: int | None = field(default=None, metadata={"help": "seed of MemeCap's 10% validation split "
+                                                                   "(default: the run seed)"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of trainval kept for validation"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N records of a split"})
     on_bad_record: Literal["skip", "stop"] = field(
@@ -62,15 +64,17 @@ class MemeDataSettings:
 class SyntheticSettings:
     """The embedded synthetic meme set (used when no --data-source is given)."""
 
-    seed: int = field(default=0, metadata={"help": "generator seed (same seed, same memes)"})
+    seed: int | None = field(default=None, metadata={"help": "generator seed, same seed same memes (default: "
+                                                             "the run seed)"})
     trainval_size: int = field(default=440, metadata={"help": "records in memes-trainval.json"})
     test_size: int = field(default=60, metadata={"help": "records in memes-test.json"})
     image_size: int = field(default=96, metadata={"help": "square image side in pixels"})
 
     def key(self) -> str:
         """A short name that changes whenever the generated files would."""
-        text = json.dumps([SYNTHETIC_VERSION, self.seed, self.trainval_size, self.test_size, self.image_size])
-        return f"synthetic-v{SYNTHETIC_VERSION}-seed{self.seed}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+        seed = part_seed(self.seed)
+        text = json.dumps([SYNTHETIC_VERSION, seed, self.trainval_size, self.test_size, self.image_size])
+        return f"synthetic-v{SYNTHETIC_VERSION}-seed{seed}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
 def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: bool = True) -> Path:
@@ -84,12 +88,12 @@ def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: boo
     (folder / "images").mkdir(parents=True, exist_ok=True)
     for name, split, n in ((TRAINVAL, "trainval", settings.trainval_size), (TEST, "test", settings.test_size)):
         records = []
-        for record, png in tqdm(make_memes(n, seed=settings.seed, split=split, image_size=settings.image_size),
-                                desc=f"rendering {name}", disable=not progress):
+        memes = make_memes(n, seed=part_seed(settings.seed), split=split, image_size=settings.image_size)
+        for record, png in tqdm(memes, desc=f"rendering {name}", disable=not progress):
             atomic_write_bytes(folder / "images" / record["img_fname"], png)
             records.append(record)
         atomic_write_text(folder / name, json.dumps(records, indent=1, ensure_ascii=False))
-    manifest = {"version": SYNTHETIC_VERSION, "seed": settings.seed, "trainval_size": settings.trainval_size,
+    manifest = {"version": SYNTHETIC_VERSION, "seed": part_seed(settings.seed), "trainval_size": settings.trainval_size,
                 "test_size": settings.test_size, "image_size": settings.image_size}
     atomic_write_json(folder / "synthetic.json", manifest)  # last: its presence means complete
     return folder
@@ -130,7 +134,7 @@ def load_memes(data: MemeDataSettings, split: str) -> ValidationReport:
     if fmt == "memecraft":
         report = load_memecraft(data.source, images=data.images)
     else:
-        report = load_memecap(data.source, split=split, images=data.images, seed=data.split_seed,
+        report = load_memecap(data.source, split=split, images=data.images, seed=part_seed(data.split_seed),
                               val_fraction=data.val_fraction)
     kept = report.kept[: data.limit] if data.limit is not None else report.kept
     if data.on_bad_record == "stop" and report.problems:

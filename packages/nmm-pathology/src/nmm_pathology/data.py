@@ -21,6 +21,7 @@ from nmm_core.data import ColumnMap, load_examples, save_example_image
 from nmm_core.metrics import is_yes_no
 from nmm_core.records import Example
 from nmm_core.runs import atomic_write_text
+from nmm_core.seeds import part_seed
 
 HUB_ID = "flaviagiammarino/path-vqa"
 # Not pinned: DATASETS.md names card revision 12d11bc (a short hash) and the full commit of a
@@ -90,7 +91,7 @@ class SyntheticSettings:
     train_size: int = field(default=400, metadata={"help": "generated training questions"})
     test_size: int = field(default=60, metadata={"help": "generated test questions"})
     image_size: int = field(default=64, metadata={"help": "generated image side, pixels"})
-    seed: int = 0
+    seed: int | None = field(default=None, metadata={"help": "generator seed (default: the run seed)"})
 
 
 def _tissue(rng: random.Random, stain: str, lesion: str | None, size: int):
@@ -155,7 +156,7 @@ def synthetic_folder(settings: SyntheticSettings = SyntheticSettings(), root: st
     """The generated set on disk (train + validation + test), built once per settings."""
     from nmm_core.twins import cache_root
 
-    s = settings
+    s = replace(settings, seed=part_seed(settings.seed))
     key = f"synthetic-pathvqa-v1-{s.train_size}-{s.test_size}-{s.image_size}-seed{s.seed}"
     final = Path(root) if root is not None else cache_root() / "data" / key
     if (final / "test.jsonl").is_file():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.records import Example, ValidationReport, validate
+from nmm_core.seeds import resolve_seeds
 from nmm_core.train import TrainSettings
 from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig
 from nmm_pathology.data import SYNTHETIC, SyntheticSettings, load_pathvqa, synthetic_folder
@@ -91,6 +92,7 @@ def vqa_train(cfg: VqaTrainConfig) -> Path:
     """Fine-tune with core's trainer; returns the completed run folder."""
     from nmm_core.workflows import run_train
 
+    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     data = resolve_data(cfg.data, cfg.synthetic)
     examples, report = load_checked(data, data.split)
     return run_train(replace(cfg, data=data), pathvqa_task(), examples=examples,
@@ -100,6 +102,7 @@ def vqa_train(cfg: VqaTrainConfig) -> Path:
 def _evaluate(cfg: VqaEvalConfig, workflow) -> Path:
     from nmm_pathology.review import write_reviews
 
+    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     data = resolve_data(cfg.data, cfg.synthetic)
     examples, report = load_checked(data, data.eval_split)
     task = pathvqa_task()
