@@ -82,10 +82,14 @@ class PredictConfig:
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
     """Generate the set; print where it is and what it holds."""
+    from nmm_core.folders import interrupt_leaves_nothing, write_folder
+
     if cfg.out:
-        folder = synthesize(cfg.synthetic, cfg.out, progress=cfg.progress)
+        folder = write_folder(cfg.out, lambda tmp: synthesize(cfg.synthetic, tmp, progress=cfg.progress),
+                              marker="synthetic.json")
     else:
-        folder = synthetic_folder(cfg.synthetic, progress=cfg.progress)
+        with interrupt_leaves_nothing("the cache"):
+            folder = synthetic_folder(cfg.synthetic, progress=cfg.progress)
     print(f"synthetic chart set: {folder}")
     for split, n in cfg.synthetic.sizes().items():
         print(f"  {split}: {n} questions")

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from nmm_connectome.settings import BridgeSettings, RidgeSettings, Sd15Settings
 from nmm_connectome.synthetic import SyntheticSpec, synthesize
 from nmm_core.config import dump_yaml, load_yaml_config
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.runs import RunDir, append_jsonl, atomic_replace_dir, atomic_write_bytes, atomic_write_json
+from nmm_core.runs import RunDir, append_jsonl, atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +124,14 @@ class EvalConfig:
 
 def _write_cohort(cohort: Cohort, out: str | Path, problems) -> Path:
     """Write into a temporary sibling, then swap it in (an existing cohort folder is replaced)."""
-    out = Path(out)
-    if out.exists() and not (out / "cohort.json").is_file() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not a cohort folder: choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    from nmm_core.folders import write_folder
+
+    def build(tmp: Path) -> None:
         cohort.save(tmp)
         if problems:
             write_problems(problems, tmp / "problems.jsonl")
-        atomic_replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    return write_folder(out, build, marker="cohort.json")
 
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:

@@ -6,13 +6,14 @@ Heavy libraries are imported only inside commands, so `--help` is instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import re
 import sys
 from collections.abc import Callable
 from importlib import metadata
 
-from nmm_core.errors import NmmError
+from nmm_core.errors import Interrupted, NmmError
 
 # Distributions whose versions `info` reports when installed.
 _STACK = ("torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes",
@@ -63,14 +64,28 @@ def presets_text() -> str:
     return "\n".join(rows)
 
 
+# OSErrors the user can fix (space, permissions, a file where a folder should be), not our bugs
+_USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                 errno.EISDIR, errno.EEXIST}
+
+
 def run_cli(fn: Callable[[], object]) -> int:
     """Run a command: a user error is one line on stderr and a non-zero exit, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         fn()
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except NmmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in _USER_FIXABLE or exc.filename is None:
+            raise
+        # a full or read-only disk met mid-command: where, and what the system said
+        print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: the run folder keeps its checkpoints and answers so far (continue with --resume)",
               file=sys.stderr)

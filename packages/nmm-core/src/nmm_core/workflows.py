@@ -28,7 +28,7 @@ from nmm_core.evaluate import (
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
-from nmm_core.records import Example, ValidationReport, validate
+from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
 from nmm_core.report import delta_lines, plot_loss, print_table, write_comparison
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
@@ -127,9 +127,21 @@ def load_columns(data: DataSettings, split: str) -> ValidationReport:
     return validate(examples, policy=data.on_bad_record)
 
 
-def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns) -> list[Example]:
-    """Load one split with `load`, summarise it on stderr and list its skipped records in the run."""
-    report = load(data, split)
+def model_image_limits(model: ModelSettings) -> ImageLimits | None:
+    """The image shapes the model's processor accepts, from its family (None: not a model core knows)."""
+    from nmm_core.models import resolve_source
+
+    try:
+        return resolve_source(model.model, family=model.family, revision=model.revision).family.image_limits
+    except PresetError:
+        return None  # a domain's own model (GILL), or an error the model's loading will report
+
+
+def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
+               limits: ImageLimits | None = None) -> list[Example]:
+    """Load one split with `load`, summarise it on stderr and list its skipped records in the run;
+    images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
+    report = within_limits(load(data, split), limits, getattr(data, "on_bad_record", "skip"))
     print(f"[{split}] {report.summary()}", file=sys.stderr)
     if report.problems and run is not None:
         report.write_problems(run.file(f"problems-{split}.jsonl"))
@@ -209,7 +221,9 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     try:
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
-        train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run, load=load)
+        limits = model_image_limits(cfg.model)
+        train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run, load=load,
+                                                                    limits=limits)
         built = trainee(cfg)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
@@ -272,7 +286,9 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
              finish: Finish | None = None, load: Load = load_columns) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder."""
     with _eval_run(cfg, "eval") as run:
-        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load)
+        limits = model_image_limits(cfg.model)
+        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load,
+                                                               limits=limits)
         name = "fine-tuned" if cfg.adapter else "base"
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
                                 out_file=run.file("predictions.jsonl"))
@@ -292,7 +308,9 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
     if not cfg.adapter:
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
     with _eval_run(cfg, kind) as run:
-        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load)
+        limits = model_image_limits(cfg.model)
+        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load,
+                                                               limits=limits)
         results = [
             evaluate_model(cfg, task, test, adapter=None, name="base",
                            out_file=run.file("predictions-base.jsonl")),
@@ -341,7 +359,7 @@ def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: s
                 max_new_tokens: int | None = None) -> tuple[str, float]:
     """One raw answer to one prompt about one image (adapter merged), and the seconds it took."""
     from nmm_core.errors import DataError
-    from nmm_core.records import load_image
+    from nmm_core.records import image_size, load_image
 
     if not prompt.strip():
         raise ConfigError("the question is empty")
@@ -350,6 +368,10 @@ def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: s
     example = Example("predict", image, prompt.strip(), ())
     load_image(example)  # an unreadable image fails here, before the model loads
     check_model_source(model, adapter)
+    limits = model_image_limits(model)
+    refused = limits.why(image_size(example)) if limits is not None else None
+    if refused:
+        raise DataError(f"image {image}: {refused}")
     loaded = model.load(padding_side="left")
     net = load_adapter(loaded, adapter, merge=not loaded.quantization) if adapter else loaded.model
     if max_new_tokens is None and loaded.source.preset is not None:

@@ -34,7 +34,12 @@ def offline_ultralytics():
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
     os.environ.setdefault("YOLO_VERBOSE", "0")
     import ultralytics
+    from PIL import Image
+    from ultralytics.utils import patches
 
+    # Its Image.open patch meets an unreadable image by trying to install pi-heif, then raises
+    # ModuleNotFoundError for the image instead of PIL's error; we read no HEIF, so undo it.
+    Image.open = getattr(patches, "_image_open", Image.open)
     _local_fonts()
     root = Path(os.environ["YOLO_CONFIG_DIR"])
     wanted = {k: False for k in _OFF if k in ultralytics.settings}
@@ -75,6 +80,11 @@ class DetectSettings:
     device: str = field(default="cpu", metadata={"help": "cpu | 0 (CUDA index)"})
     batch: int = 16
 
+    def __post_init__(self) -> None:
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise ConfigError(f"--detector-imgsz must be a positive multiple of 32 (YOLOv8's stride), "
+                              f"got {self.imgsz}")
+
 
 @dataclass
 class DetectTrainConfig:
@@ -87,6 +97,14 @@ class DetectTrainConfig:
     mosaic: float = field(default=0.0, metadata={"help": "mosaic augmentation probability"})
     seed: int = 0
     output_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if not self.lr0 > 0:
+            raise ConfigError(f"--lr0 must be positive, got {self.lr0}")
+        if not 0 <= self.mosaic <= 1:
+            raise ConfigError(f"--mosaic is a probability in [0, 1], got {self.mosaic}")
 
 
 @dataclass
