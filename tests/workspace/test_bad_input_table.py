@@ -19,6 +19,8 @@ from PIL import Image
 from nmm_charts.cli import main as charts_main
 from nmm_connectome.cli import main as connectome_main
 from nmm_core.cli import main as core_main
+from nmm_core.presets import get_preset
+from nmm_core.twins import twin_path
 from nmm_memes.cli import main as memes_main
 from nmm_pathology.cli import main as pathology_main
 
@@ -100,6 +102,39 @@ CASES: dict[str, Bad] = {
     "pathology detect convert: truncated _annotations.coco.json": Bad(
         "nmm-pathology", "detect convert --source {coco} --output {tmp}/yolo",
         ("_annotations.coco.json", "line 1", "invalid JSON")),
+    # -- section 3: messages that misled
+    "nmm eval: --data-limit -3": Bad(
+        "nmm", f"eval {CHARTS} --data-limit -3 --output-dir {{tmp}}/runs", ("--data-limit", "at least 1", "-3")),
+    "nmm eval: --data-limit 0": Bad(
+        "nmm", f"eval {CHARTS} --data-limit 0 --output-dir {{tmp}}/runs", ("--data-limit", "at least 1", "0")),
+    "memes train: --data-limit 0": Bad(
+        "nmm-memes", "train --data-limit 0 --output-dir {tmp}/runs", ("--data-limit", "at least 1")),
+    "nmm train: empty train.jsonl": Bad(
+        "nmm", f"train --data {{empty}} {ONE_STEP}", ("{empty}/train.jsonl", "no records")),
+    "nmm train: every record unusable": Bad(
+        "nmm", f"train --data {{allbad}} {COLUMNS} {ONE_STEP}", ("no usable records", "problems-train.jsonl")),
+    "nmm train: a line that is not UTF-8": Bad(
+        "nmm", f"train --data {{badutf}} {ONE_STEP}", ("{badutf}/train.jsonl line 2", "not UTF-8")),
+    "nmm train: twin folder with the wrong --model-family": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --model {{twin}} --model-family idefics3",
+        ("{twin}", "nmm.json", "qwen2_vl", "idefics3")),
+    "nmm train: bare hub id without --model-family": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --model Qwen/Qwen2-VL-2B-Instruct",
+        ("Qwen/Qwen2-VL-2B-Instruct", "hub id", "--model-family")),
+    "charts train: bare hub id without --model-family": Bad(
+        "nmm-charts", "train --model Qwen/Qwen2-VL-2B-Instruct --output-dir {tmp}/runs",
+        ("Qwen/Qwen2-VL-2B-Instruct", "--model-family")),
+    "nmm train: --model-device cuda without CUDA": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --model-device cuda", ("--model-device cuda", "use --model-device cpu"),
+        setup=lambda monkeypatch, ws: monkeypatch.setattr("torch.cuda.is_available", lambda: False)),
+    "nmm train: --model-device gpu": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --model-device gpu", ("--model-device gpu", "not a device")),
+    "pathology detect train: --detector-imgsz 100": Bad(
+        "nmm-pathology", "detect train --detector-imgsz 100 --output-dir {tmp}/runs",
+        ("--detector-imgsz", "100", "multiple of 32")),
+    "pathology compare-detector: --detector-imgsz 100": Bad(
+        "nmm-pathology", "compare-detector --detector-imgsz 100 --output-dir {tmp}/runs",
+        ("--detector-imgsz", "multiple of 32")),
     # -- handled before: must stay so
     "nmm train: missing data file": Bad("nmm", f"train --data {{tmp}}/nope.jsonl {ONE_STEP}", ("nope.jsonl",)),
     "nmm train: missing column": Bad(
@@ -178,6 +213,14 @@ def ws(tmp_path_factory) -> dict[str, str]:
     (root / "coco" / "train").mkdir(parents=True)
     (root / "coco" / "train" / "_annotations.coco.json").write_text('{"images": [{"id": 1, "file_na')
     (root / "bad.yaml").write_text("train:\n  learning_rate: 0.1\n")
+    (root / "empty").mkdir()
+    (root / "empty" / "train.jsonl").write_text("")
+    (root / "badutf").mkdir()
+    (root / "badutf" / "train.jsonl").write_bytes(b'{"id": "a", "question": "q", "answer": "a"}\n'
+                                                  b'{"id": "b", "question": "\xff", "answer": "a"}\n')
+    allbad = _charts_set(root / "allbad")
+    for image in (allbad / "images").iterdir():
+        image.write_bytes(b"not a png")
     cohort = root / "cohort"
     assert connectome_main(["data", "synthesize", "--out", str(cohort), "--subjects", "6", "--regions", "24"]) == 0
     adapter = root / "adapter"
@@ -187,7 +230,8 @@ def ws(tmp_path_factory) -> dict[str, str]:
     return {"tmp": str(root), "file": str(root / "a-file"), "readonly": str(root / "readonly"),
             "charts": str(root / "charts"), "wide": str(root / "wide"), "broken": str(broken),
             "coco": str(root / "coco"), "yaml": str(root / "bad.yaml"), "cohort": str(cohort),
-            "adapter": str(adapter)}
+            "adapter": str(adapter), "empty": str(root / "empty"), "badutf": str(root / "badutf"),
+            "allbad": str(allbad), "twin": str(twin_path(get_preset("tiny-qwen2-vl")))}
 
 
 def _last_line(err: str) -> str:
@@ -212,3 +256,37 @@ def test_bad_input_ends_in_one_line(name, ws, capsys, monkeypatch):
     assert "error:" in last, last
     for part in case.says:
         assert part.format(**ws) in last, f"{part!r} not in {last!r}"
+
+
+@pytest.mark.parametrize("cli, target", [
+    ("nmm-charts", "nmm_charts.data.make_charts"),
+    ("nmm-memes", "nmm_memes.synthetic.make_memes"),
+    ("nmm-connectome", "nmm_connectome.commands.synthesize"),
+])
+def test_interrupted_synthesize_leaves_nothing_and_offers_no_resume(cli, target, tmp_path, capsys, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupt)
+    out = tmp_path / "set"
+    code = MAINS[cli](["data", "synthesize", "--out", str(out)])
+    last = _last_line(capsys.readouterr().err)
+    assert code == 130
+    assert last.startswith("interrupted: ") and str(out) in last and "--resume" not in last
+    assert list(tmp_path.iterdir()) == []  # no folder, no temporary sibling
+
+
+@pytest.mark.parametrize("cli, size", [("nmm-charts", "--synthetic-train-size"),
+                                       ("nmm-memes", "--synthetic-trainval-size")])
+def test_synthesize_with_an_invalid_size_leaves_nothing(cli, size, tmp_path, capsys):
+    assert MAINS[cli](["data", "synthesize", "--out", str(tmp_path / "set"), size, "-1", "--no-progress"]) == 2
+    assert "-1" in _last_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_counts_the_presets_it_shows_against_all_installed(capsys):
+    assert core_main(["presets"]) == 0
+    installed = len(capsys.readouterr().out.strip().splitlines()) - 1  # less the header
+    assert core_main(["info"]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("presets of nmm-core")]
+    assert f"of the {installed} installed" in line and "nmm presets" in line

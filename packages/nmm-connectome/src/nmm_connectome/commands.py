@@ -139,7 +139,10 @@ def run_synthesize(cfg: SynthesizeConfig) -> Path:
         spec = SyntheticSpec(**{k: v for k, v in asdict(cfg).items() if k != "out"})
     except ValueError as e:
         raise ConfigError(f"data synthesize: {e}") from None
-    cohort = synthesize(spec)
+    from nmm_core.folders import interrupt_leaves_nothing
+
+    with interrupt_leaves_nothing(cfg.out):
+        cohort = synthesize(spec)
     out = _write_cohort(cohort, cfg.out, [])
     print(f"synthetic cohort: {len(cohort)} subjects, {cohort.n_regions} regions -> {out}")
     return out

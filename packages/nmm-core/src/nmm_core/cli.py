@@ -38,8 +38,9 @@ def info_text(dist: str) -> str:
     lines.append("installed:")
     for name in names:
         lines.append(f"  {name:<16} {_version(name) or 'MISSING'}")
-    owned = [p for n, p in all_presets().items() if preset_owner(n) == dist]
-    lines.append(f"presets ({len(owned)}):")
+    presets = all_presets()
+    owned = [p for n, p in presets.items() if preset_owner(n) == dist]
+    lines.append(f"presets of {dist} ({len(owned)} of the {len(presets)} installed; `nmm presets` lists all):")
     for p in owned:
         where = "tiny twin, built locally" if p.tiny else f"{p.hub_id}@{(p.revision or '')[:10]}"
         lines.append(f"  {p.name:<18} {p.family:<10} {where}")
@@ -116,18 +117,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def dispatch() -> None:
         from nmm_core.task import short_answer_task
-        from nmm_core.workflows import run_compare, run_eval, run_train
+        from nmm_core.workflows import check_model_source, run_compare, run_eval, run_train
 
         if ns.command == "info":
             print(info_text("nmm-core"))
         elif ns.command == "presets":
             print(presets_text())
         elif ns.command == "train":
-            print(run_train(config_from_parsed(TrainConfig, ns), short_answer_task()))
-        elif ns.command == "eval":
-            print(run_eval(config_from_parsed(EvalConfig, ns), short_answer_task()))
-        elif ns.command == "compare":
-            print(run_compare(config_from_parsed(EvalConfig, ns), short_answer_task()))
+            cfg = config_from_parsed(TrainConfig, ns)
+            check_model_source(cfg.model)
+            print(run_train(cfg, short_answer_task()))
+        else:
+            cfg = config_from_parsed(EvalConfig, ns)
+            check_model_source(cfg.model, cfg.adapter)
+            print((run_eval if ns.command == "eval" else run_compare)(cfg, short_answer_task()))
 
     return run_cli(dispatch)
 

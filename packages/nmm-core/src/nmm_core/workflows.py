@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nmm_core.config import dump_yaml
-from nmm_core.data import ColumnMap, load_examples
-from nmm_core.errors import ConfigError, PresetError
+from nmm_core.data import ColumnMap, check_limit, load_examples
+from nmm_core.errors import ConfigError, DataError, PresetError
 from nmm_core.evaluate import (
     EvalResult,
     GenerationSettings,
@@ -65,6 +65,9 @@ class DataSettings:
     on_bad_record: Literal["skip", "stop"] = field(
         default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"}
     )
+
+    def __post_init__(self) -> None:
+        check_limit(self.limit)
 
     def columns(self) -> ColumnMap:
         return ColumnMap(id=self.id_column, image=self.image_column,
@@ -143,8 +146,12 @@ def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_c
     images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
     report = within_limits(load(data, split), limits, getattr(data, "on_bad_record", "skip"))
     print(f"[{split}] {report.summary()}", file=sys.stderr)
-    if report.problems and run is not None:
-        report.write_problems(run.file(f"problems-{split}.jsonl"))
+    listed = run.file(f"problems-{split}.jsonl") if report.problems and run is not None else None
+    if listed is not None:
+        report.write_problems(listed)
+    if not report.kept:
+        raise DataError(f"split {split!r} of {getattr(data, 'source', '?')}: no usable records ({report.summary()})"
+                        + (f"; each problem is listed in {listed}" if listed else ""))
     return report.kept
 
 
@@ -333,11 +340,13 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
     import json
 
     from nmm_core.lora import ADAPTER_MARKER
-    from nmm_core.presets import all_presets, get_preset
+    from nmm_core.models import unknown_model
+    from nmm_core.presets import all_presets
 
     name = model.model
     if not Path(name).expanduser().is_dir() and not (model.family and name.count("/") == 1):
-        get_preset(name)  # raises, listing the known presets
+        if name not in all_presets():
+            raise PresetError(unknown_model(name, model.family))
     if model.revision:
         from nmm_core.models import resolve_source
 
@@ -358,7 +367,6 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
 def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: str, *, task: Task,
                 max_new_tokens: int | None = None) -> tuple[str, float]:
     """One raw answer to one prompt about one image (adapter merged), and the seconds it took."""
-    from nmm_core.errors import DataError
     from nmm_core.records import image_size, load_image
 
     if not prompt.strip():

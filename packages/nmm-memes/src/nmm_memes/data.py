@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from nmm_core.data import split_examples
+from nmm_core.data import check_limit, split_examples
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example, Problem, ValidationReport, validate
 
@@ -54,6 +54,7 @@ class MemeDataSettings:
         default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"})
 
     def __post_init__(self) -> None:
+        check_limit(self.limit)
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

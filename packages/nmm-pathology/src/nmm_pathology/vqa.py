@@ -78,6 +78,10 @@ def load_checked(data: DataSettings, split: str,
     examples = load_pathvqa(data.source, split=split, revision=data.revision, columns=data.columns(),
                             image_root=data.image_root, limit=data.limit)
     report = within_limits(validate(examples, policy=data.on_bad_record), limits, data.on_bad_record)
+    if not report.kept:
+        from nmm_core.errors import DataError
+
+        raise DataError(f"split {split!r} of {data.source}: no usable records ({report.summary()})")
     kinds = sum(ex.meta["kind"] == "closed" for ex in report.kept)
     print(f"[{split}] {report.summary()}; {kinds} closed (yes/no), {len(report.kept) - kinds} open",
           file=sys.stderr)
