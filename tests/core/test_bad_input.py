@@ -130,3 +130,17 @@ def test_image_beyond_the_processors_aspect_ratio_is_skipped_and_listed(dataset,
     # a family without that limit keeps it
     code = cli.main(_common(dataset, tmp_path / "smol") + ["--model", "tiny-smolvlm"])
     assert code == 0 and "kept 6 of 6" in capsys.readouterr().err
+
+
+def test_eval_report_says_how_many_records_were_skipped_and_where(dataset, tmp_path, capsys):
+    first = json.loads((dataset / "train.jsonl").read_text().splitlines()[0])
+    (dataset / first["image"]).write_bytes(b"not a png")
+    argv = ["eval", "--data-source", str(dataset), "--data-prompt-column", "prompt",
+            "--data-answers-column", "answers", "--data-eval-split", "train",
+            "--generation-max-new-tokens", "2", "--output-dir", str(tmp_path / "evals")]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    (run,) = (tmp_path / "evals").iterdir()
+    report = json.loads((run / "report.json").read_text())
+    assert report["records"] == {"used": 5, "total": 6, "skipped": 1, "listed_in": "problems-train.jsonl"}
+    assert "- **records**: 5 of 6 used; 1 skipped, listed in problems-train.jsonl" in (run / "report.md").read_text()
+    assert (run / "problems-train.jsonl").is_file()

@@ -29,7 +29,7 @@ from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
-from nmm_core.report import delta_lines, plot_loss, print_table, write_comparison
+from nmm_core.report import delta_lines, plot_loss, print_table, record_counts, write_comparison
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
 from nmm_core.task import Task
@@ -144,6 +144,12 @@ def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_c
                limits: ImageLimits | None = None) -> list[Example]:
     """Load one split with `load`, summarise it on stderr and list its skipped records in the run;
     images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
+    return checked_split(data, split, run, load=load, limits=limits)[0]
+
+
+def checked_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
+                  limits: ImageLimits | None = None) -> tuple[list[Example], dict[str, Any]]:
+    """`load_split`'s records, and how many were used and skipped (`record_counts`) for the report."""
     report = within_limits(load(data, split), limits, getattr(data, "on_bad_record", "skip"))
     print(f"[{split}] {report.summary()}", file=sys.stderr)
     listed = run.file(f"problems-{split}.jsonl") if report.problems and run is not None else None
@@ -152,7 +158,16 @@ def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_c
     if not report.kept:
         raise DataError(f"split {split!r} of {getattr(data, 'source', '?')}: no usable records ({report.summary()})"
                         + (f"; each problem is listed in {listed}" if listed else ""))
-    return report.kept
+    return report.kept, record_counts(report, listed.name if listed else None)
+
+
+def _eval_split(cfg: EvalConfig, run: RunDir, examples: list[Example] | None, load: Load,
+                records: dict[str, Any] | None) -> tuple[list[Example], dict[str, Any] | None]:
+    """The examples an eval/compare scores: the domain's own (with its `records` counts), or the eval
+    split loaded and checked."""
+    if examples is not None:
+        return examples, records
+    return checked_split(cfg.data, cfg.data.eval_split, run, load=load, limits=model_image_limits(cfg.model))
 
 
 def _finished(finish: Finish | None, run: RunDir) -> dict[str, Any]:
@@ -290,24 +305,24 @@ TRAIN_MAY_CHANGE = ("train.num_workers", "train.logging_steps", "train.save_step
 
 
 def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
-             finish: Finish | None = None, load: Load = load_columns) -> Path:
-    """Evaluate one model; predictions.jsonl + report in a run folder."""
+             finish: Finish | None = None, load: Load = load_columns,
+             records: dict[str, Any] | None = None) -> Path:
+    """Evaluate one model; predictions.jsonl + report in a run folder (`records`: the counts behind
+    `examples`, for the report)."""
     with _eval_run(cfg, "eval") as run:
-        limits = model_image_limits(cfg.model)
-        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load,
-                                                               limits=limits)
+        test, records = _eval_split(cfg, run, examples, load, records)
         name = "fine-tuned" if cfg.adapter else "base"
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
                                 out_file=run.file("predictions.jsonl"))
         write_comparison([result], run.path, title=f"{task.name}: {cfg.model.model}",
-                         primary=task.primary)
+                         primary=task.primary, records=records)
         print_table([result], title=f"{task.name} on {len(test)} examples")
         return run.complete(**result.metrics, **_finished(finish, run))
 
 
 def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
                 load: Load = load_columns, finish: Finish | None = None, kind: str = "compare",
-                seed: int = 0) -> Path:
+                seed: int = 0, records: dict[str, Any] | None = None) -> Path:
     """Base vs base + adapter on the same examples and settings; report with both, and pairs.jsonl.
 
     `kind` names the run folder (`<stamp>-<kind>-<model>`); `seed` shuffles the pairs' sides.
@@ -315,9 +330,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
     if not cfg.adapter:
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
     with _eval_run(cfg, kind) as run:
-        limits = model_image_limits(cfg.model)
-        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load,
-                                                               limits=limits)
+        test, records = _eval_split(cfg, run, examples, load, records)
         results = [
             evaluate_model(cfg, task, test, adapter=None, name="base",
                            out_file=run.file("predictions-base.jsonl")),
@@ -327,7 +340,8 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
         write_pairs(make_pairs(test, *results, folder=run.path, task=task.name, seed=seed),
                     run.file("pairs.jsonl"))
         write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary,
-                         context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source})
+                         context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source},
+                         records=records)
         print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
         for line in delta_lines(results, task.primary):
             print(f"{task.primary}: {line}")
@@ -360,7 +374,7 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
     marker = json.loads(marker_file.read_text()) if marker_file.is_file() else {}
     family = model.family or (all_presets()[name].family if name in all_presets() else None)
     if family and marker.get("family") and marker["family"] != family:
-        raise PresetError(f"adapter {folder} was trained for '{marker.get('base')}' "
+        raise PresetError(f"adapter {folder} was trained for base '{marker.get('base')}' "
                           f"({marker['family']}), not for '{name}' ({family})")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.runs import RunDir, atomic_write_json
+from nmm_core.runs import RunDir, atomic_write_json, atomic_write_text
 
 _OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb", "vscode_msg",
         "openvino_msg")
@@ -232,6 +232,15 @@ def _report(run: RunDir, title: str, scores: dict[str, float], seconds: float, i
     write_comparison([result], run.path, title=title, primary="mAP50", context=context)
 
 
+def _final_paths_in(folder: Path, run: RunDir) -> None:
+    """Ultralytics' own YAML files name the run folder it wrote to: point them at the completed one."""
+    before, after = str(run.path.resolve()), str(run.final_path.resolve())
+    for path in folder.glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        if before in text:
+            atomic_write_text(path, text.replace(before, after))
+
+
 def detect_train(cfg: DetectTrainConfig) -> Path:
     """Train from the architecture (or local weights), validate, report; returns the run folder."""
     _check_model(cfg.detector.model)
@@ -257,8 +266,11 @@ def detect_train(cfg: DetectTrainConfig) -> Path:
         per_image = sum(metrics.speed.values()) / 1000.0
         _report(run, f"YOLOv8 ({cfg.detector.model}) on {data}", scores, per_image, images_of(data),
                 {"data": str(data), "epochs": cfg.epochs, "imgsz": cfg.detector.imgsz,
-                 "train_seconds": round(train_seconds, 1), "weights": str(weights)})
+                 "train_seconds": round(train_seconds, 1),
+                 # where the weights are once the run is complete (the folder loses `.incomplete`)
+                 "weights": str(run.final_path / "ultralytics" / "weights" / "best.pt")})
         atomic_write_json(run.file("detector.json"), {"weights": "ultralytics/weights/best.pt", **scores})
+        _final_paths_in(run.path / "ultralytics", run)
         return run.complete(**scores)
 
 

@@ -104,6 +104,7 @@ def vqa_train(cfg: VqaTrainConfig) -> Path:
 
 
 def _evaluate(cfg: VqaEvalConfig, workflow) -> Path:
+    from nmm_core.report import record_counts
     from nmm_pathology.review import write_reviews
 
     data = resolve_data(cfg.data, cfg.synthetic)
@@ -118,7 +119,9 @@ def _evaluate(cfg: VqaEvalConfig, workflow) -> Path:
             print(f"{name}.csv: {c['disagreements']} of {c['rows']} answers to review "
                   f"({c['rescued_by_normalisation']} right only after normalisation)", file=sys.stderr)
 
-    return workflow(replace(cfg, data=data), task, examples=examples, finish=finish)
+    listed = f"problems-{data.eval_split}.jsonl" if report.problems else None
+    return workflow(replace(cfg, data=data), task, examples=examples, finish=finish,
+                    records=record_counts(report, listed))
 
 
 def vqa_eval(cfg: VqaEvalConfig) -> Path:
