@@ -192,3 +192,16 @@ def test_pathology_yolo_dataset_check_counts_and_names_bad_lines(tmp_path, capsy
     code = main(["detect", "train", "--data", str(data), "--output-dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2 and "mri-val-0001.txt line 1 field 'box'" in err
+
+
+def test_pathology_yolo_dataset_check_names_a_truncated_image(tmp_path, capsys):
+    from nmm_pathology.detector import check_yolo_dataset
+
+    data = write_synthetic_mri(SyntheticMriConfig(output=str(tmp_path), train_size=6, val_size=2))
+    image = tmp_path / "images/train/mri-train-0002.png"
+    image.write_bytes(image.read_bytes()[:200])  # cut short, as an interrupted copy leaves it
+    unreadable = []
+    counts = check_yolo_dataset(data, unreadable)
+    assert counts["images"] == 7 and counts["images unreadable (left out)"] == 1
+    [problem] = unreadable
+    assert problem.id == str(image) and problem.field == "image"

@@ -12,14 +12,17 @@ locally before it is first imported (`offline_ultralytics`):
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.runs import RunDir, atomic_write_json, atomic_write_text
+from nmm_core.records import Example, Problem, ValidationReport, load_image
+from nmm_core.runs import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 _OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb", "vscode_msg",
         "openvino_msg")
@@ -151,9 +154,10 @@ def resolve_data_yaml(data: str) -> Path:
     return root / "data.yaml"
 
 
-def check_yolo_dataset(data_yaml: Path) -> dict[str, int]:
+def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None) -> dict[str, int]:
     """Check a YOLO dataset before Ultralytics reads it: bad label lines are one error naming file, line
-    and field; label files without an image and images without a label file (negatives) are counted."""
+    and field; label files without an image and images without a label file (negatives) are counted;
+    images that do not decode are counted apart (Ultralytics leaves them out) and added to `unreadable`."""
     import yaml
 
     data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
@@ -171,6 +175,13 @@ def check_yolo_dataset(data_yaml: Path) -> dict[str, int]:
         for image in images:
             label = Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
             stems.add(label)
+            try:
+                load_image(Example(image, image, "", ()), mode=None)
+            except DataError as exc:
+                counts["images unreadable (left out)"] = counts.get("images unreadable (left out)", 0) + 1
+                if unreadable is not None:
+                    unreadable.append(Problem(image, "image", str(exc).split(": ", 1)[-1], "image unreadable"))
+                continue
             counts["images"] += 1
             if not label.is_file():
                 counts["images without labels"] += 1
@@ -233,12 +244,23 @@ def _report(run: RunDir, title: str, scores: dict[str, float], seconds: float, i
 
 
 def _final_paths_in(folder: Path, run: RunDir) -> None:
-    """Ultralytics' own YAML files name the run folder it wrote to: point them at the completed one."""
+    """Ultralytics' args.yaml and checkpoints name the run folder it wrote to: point them at the completed one."""
+    import torch
+
     before, after = str(run.path.resolve()), str(run.final_path.resolve())
     for path in folder.glob("*.yaml"):
         text = path.read_text(encoding="utf-8")
         if before in text:
             atomic_write_text(path, text.replace(before, after))
+    for path in (folder / "weights").glob("*.pt"):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own training's file
+        args = checkpoint.get("train_args") if isinstance(checkpoint, dict) else None
+        if isinstance(args, dict) and any(isinstance(v, str) and before in v for v in args.values()):
+            checkpoint["train_args"] = {k: v.replace(before, after) if isinstance(v, str) else v
+                                        for k, v in args.items()}
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            atomic_write_bytes(path, buffer.getvalue())
 
 
 def detect_train(cfg: DetectTrainConfig) -> Path:
@@ -246,13 +268,18 @@ def detect_train(cfg: DetectTrainConfig) -> Path:
     _check_model(cfg.detector.model)
     data = resolve_data_yaml(cfg.data)
     ul = offline_ultralytics()
-    checked = check_yolo_dataset(data)
+    unreadable: list[Problem] = []
+    checked = check_yolo_dataset(data, unreadable)
     print(f"dataset: {', '.join(f'{v} {k}' for k, v in checked.items())}")
+    for problem in unreadable:
+        print(f"  left out: {problem}", file=sys.stderr)
     with RunDir.create(cfg.output_dir, "detect-train", Path(cfg.detector.model).stem) as run:
         from nmm_core.config import dump_yaml
 
         dump_yaml(cfg, run.file("config.yaml"))
         atomic_write_json(run.file("dataset-check.json"), checked)
+        if unreadable:
+            ValidationReport([], unreadable, len(unreadable)).write_problems(run.file("problems-dataset.jsonl"))
         model = ul.YOLO(cfg.detector.model)
         t0 = time.perf_counter()
         model.train(data=str(data), epochs=cfg.epochs, lr0=cfg.lr0, optimizer="AdamW", mosaic=cfg.mosaic,
