@@ -82,14 +82,10 @@ class PredictConfig:
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
     """Generate the set; print where it is and what it holds."""
-    from nmm_core.folders import interrupt_leaves_nothing, write_folder
+    from nmm_core.folders import synthesized
 
-    if cfg.out:
-        folder = write_folder(cfg.out, lambda tmp: synthesize(cfg.synthetic, tmp, progress=cfg.progress),
-                              marker="synthetic.json")
-    else:
-        with interrupt_leaves_nothing("the cache"):
-            folder = synthetic_folder(cfg.synthetic, progress=cfg.progress)
+    folder = synthesized(cfg.out, lambda tmp: synthesize(cfg.synthetic, tmp, progress=cfg.progress),
+                         lambda: synthetic_folder(cfg.synthetic, progress=cfg.progress), marker="synthetic.json")
     print(f"synthetic chart set: {folder}")
     for split, n in cfg.synthetic.sizes().items():
         print(f"  {split}: {n} questions")

@@ -89,3 +89,11 @@ def write_folder(out: str | Path, build: Callable[[Path], object], *, marker: st
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def synthesized(out: str, build: Callable[[Path], object], cached: Callable[[], Path], *, marker: str) -> Path:
+    """A generated data set: written whole into `out` by `build`, or with no `out` the `cached` one."""
+    if out:
+        return write_folder(out, build, marker=marker)
+    with interrupt_leaves_nothing("the cache"):
+        return cached()
