@@ -115,6 +115,9 @@ CASES: dict[str, Bad] = {
         "nmm", f"train --data {{allbad}} {COLUMNS} {ONE_STEP}", ("no usable records", "problems-train.jsonl")),
     "nmm train: a line that is not UTF-8": Bad(
         "nmm", f"train --data {{badutf}} {ONE_STEP}", ("{badutf}/train.jsonl line 2", "not UTF-8")),
+    "memes eval: a MemeCap file that is not UTF-8": Bad(
+        "nmm-memes", "eval --data-source {memes_badutf} --data-images {memes_badutf} --output-dir {tmp}/runs",
+        ("memes-test.json line 2", "not UTF-8")),
     "nmm train: twin folder with the wrong --model-family": Bad(
         "nmm", f"train {CHARTS} {ONE_STEP} --model {{twin}} --model-family idefics3",
         ("{twin}", "nmm.json", "qwen2_vl", "idefics3")),
@@ -218,6 +221,8 @@ def ws(tmp_path_factory) -> dict[str, str]:
     (root / "badutf").mkdir()
     (root / "badutf" / "train.jsonl").write_bytes(b'{"id": "a", "question": "q", "answer": "a"}\n'
                                                   b'{"id": "b", "question": "\xff", "answer": "a"}\n')
+    (root / "memes-badutf").mkdir()
+    (root / "memes-badutf" / "memes-test.json").write_bytes(b'[\n {"post_id": "\xff"}\n]\n')
     allbad = _charts_set(root / "allbad")
     for image in (allbad / "images").iterdir():
         image.write_bytes(b"not a png")
@@ -231,7 +236,7 @@ def ws(tmp_path_factory) -> dict[str, str]:
             "charts": str(root / "charts"), "wide": str(root / "wide"), "broken": str(broken),
             "coco": str(root / "coco"), "yaml": str(root / "bad.yaml"), "cohort": str(cohort),
             "adapter": str(adapter), "empty": str(root / "empty"), "badutf": str(root / "badutf"),
-            "allbad": str(allbad), "twin": str(twin_path(get_preset("tiny-qwen2-vl")))}
+            "allbad": str(allbad), "memes_badutf": str(root / "memes-badutf"), "twin": str(twin_path(get_preset("tiny-qwen2-vl")))}
 
 
 def _last_line(err: str) -> str:

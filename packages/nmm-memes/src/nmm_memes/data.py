@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from nmm_core.data import check_limit, split_examples
+from nmm_core.data import check_limit, read_utf8, split_examples
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example, Problem, ValidationReport, validate
 
@@ -152,10 +152,9 @@ def load_usable(data: MemeDataSettings, split: str) -> ValidationReport:
 
 
 def _read_json(path: Path) -> Any:
+    text = read_utf8(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return json.loads(text)
     except ValueError as exc:
         raise DataError(f"{path}: not JSON ({exc})") from None
 
