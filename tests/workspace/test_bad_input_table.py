@@ -121,6 +121,8 @@ CASES: dict[str, Bad] = {
     "nmm train: twin folder with the wrong --model-family": Bad(
         "nmm", f"train {CHARTS} {ONE_STEP} --model {{twin}} --model-family idefics3",
         ("{twin}", "nmm.json", "qwen2_vl", "idefics3")),
+    "nmm train: model folder with a damaged config.json": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --model {{tmp}}/damaged-model", ("damaged-model/config.json",)),
     "nmm train: bare hub id without --model-family": Bad(
         "nmm", f"train {CHARTS} {ONE_STEP} --model Qwen/Qwen2-VL-2B-Instruct",
         ("Qwen/Qwen2-VL-2B-Instruct", "hub id", "--model-family")),
@@ -223,6 +225,8 @@ def ws(tmp_path_factory) -> dict[str, str]:
                                                   b'{"id": "b", "question": "\xff", "answer": "a"}\n')
     (root / "memes-badutf").mkdir()
     (root / "memes-badutf" / "memes-test.json").write_bytes(b'[\n {"post_id": "\xff"}\n]\n')
+    (root / "damaged-model").mkdir()
+    (root / "damaged-model" / "config.json").write_text('{"model_type": "qwen2')
     allbad = _charts_set(root / "allbad")
     for image in (allbad / "images").iterdir():
         image.write_bytes(b"not a png")

@@ -54,7 +54,10 @@ def resolve_source(name: str, *, family: str | None = None, revision: str | None
         config_file = path / "config.json"
         if not config_file.exists():
             raise PresetError(f"model folder {path} has no config.json")
-        config = json.loads(config_file.read_text())
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PresetError(f"{config_file}: not a readable config.json ({exc})") from None
         return ModelSource(name, str(path), None, _folder_family(path, config, family), None)
     if name.count("/") == 1 and not name.startswith((".", "/")) and family is not None:
         return ModelSource(name, name, revision, get_family(family), None)
