@@ -21,12 +21,13 @@ from nmm_connectome.cli import main as connectome_main
 from nmm_core.cli import main as core_main
 from nmm_core.presets import get_preset
 from nmm_core.twins import twin_path
+from nmm_demo.cli import main as demo_main
 from nmm_memes.cli import main as memes_main
 from nmm_pathology.cli import main as pathology_main
 
 MAINS: dict[str, Callable[[list[str]], int]] = {
     "nmm": core_main, "nmm-charts": charts_main, "nmm-memes": memes_main,
-    "nmm-connectome": connectome_main, "nmm-pathology": pathology_main,
+    "nmm-connectome": connectome_main, "nmm-pathology": pathology_main, "nmm-demo": demo_main,
 }
 # `nmm` on the charts set: its columns are query/label
 COLUMNS = "--data-prompt-column query --data-answers-column label"
@@ -140,6 +141,11 @@ CASES: dict[str, Bad] = {
     "pathology compare-detector: --detector-imgsz 100": Bad(
         "nmm-pathology", "compare-detector --detector-imgsz 100 --output-dir {tmp}/runs",
         ("--detector-imgsz", "multiple of 32")),
+    "demo: --output-dir is a file": Bad(
+        "nmm-demo", "--train-size 8 --test-size 4 --output-dir {file} --no-progress", ("--output-dir", "is a file")),
+    "demo: --lr nan": Bad("nmm-demo", "--lr nan", ("--lr", "nan")),
+    "demo: --train-size 0": Bad("nmm-demo", "--train-size 0", ("train_size", "at least 1")),
+    "demo: unknown preset": Bad("nmm-demo", "--model no-such-model --output-dir {tmp}/runs", ("no-such-model",)),
     # -- handled before: must stay so
     "nmm train: missing data file": Bad("nmm", f"train --data {{tmp}}/nope.jsonl {ONE_STEP}", ("nope.jsonl",)),
     "nmm train: missing column": Bad(

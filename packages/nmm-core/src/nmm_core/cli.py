@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             print(run_train(cfg, short_answer_task()))
         else:
             cfg = config_from_parsed(EvalConfig, ns)
-            check_model_source(cfg.model, cfg.adapter)
+            check_model_source(cfg.model)  # the adapter is checked against the loaded base
             print((run_eval if ns.command == "eval" else run_compare)(cfg, short_answer_task()))
 
     return run_cli(dispatch)

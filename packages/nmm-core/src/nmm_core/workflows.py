@@ -374,7 +374,7 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
     marker = json.loads(marker_file.read_text()) if marker_file.is_file() else {}
     family = model.family or (all_presets()[name].family if name in all_presets() else None)
     if family and marker.get("family") and marker["family"] != family:
-        raise PresetError(f"adapter {folder} was trained for base '{marker.get('base')}' "
+        raise PresetError(f"adapter {folder} was trained for '{marker.get('base')}' "
                           f"({marker['family']}), not for '{name}' ({family})")
 
 
