@@ -113,3 +113,34 @@ def test_adapter_for_another_model_stops_eval_before_work(dataset, tmp_path, cap
     code, errors = _run(argv, capsys)
     assert code != 0 and "trained for base 'tiny-qwen2-vl'" in errors[0]
     _nothing_complete(tmp_path / "evals")
+
+
+def test_image_beyond_the_processors_aspect_ratio_is_skipped_and_listed(dataset, tmp_path, capsys):
+    from PIL import Image
+
+    first = json.loads((dataset / "train.jsonl").read_text().splitlines()[0])
+    Image.new("RGB", (3000, 5), "white").save(dataset / first["image"])  # Qwen2-VL refuses a ratio over 200
+    code = cli.main(_common(dataset, tmp_path / "runs"))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "kept 5 of 6" in err and "1 image shape refused by the model" in err
+    (run,) = (tmp_path / "runs").iterdir()
+    [problem] = [json.loads(line) for line in (run / "problems-train.jsonl").read_text().splitlines()]
+    assert problem["id"] == first["id"] and problem["field"] == "image" and "3000x5" in problem["why"]
+    # a family without that limit keeps it
+    code = cli.main(_common(dataset, tmp_path / "smol") + ["--model", "tiny-smolvlm"])
+    assert code == 0 and "kept 6 of 6" in capsys.readouterr().err
+
+
+def test_eval_report_says_how_many_records_were_skipped_and_where(dataset, tmp_path, capsys):
+    first = json.loads((dataset / "train.jsonl").read_text().splitlines()[0])
+    (dataset / first["image"]).write_bytes(b"not a png")
+    argv = ["eval", "--data-source", str(dataset), "--data-prompt-column", "prompt",
+            "--data-answers-column", "answers", "--data-eval-split", "train",
+            "--generation-max-new-tokens", "2", "--output-dir", str(tmp_path / "evals")]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    (run,) = (tmp_path / "evals").iterdir()
+    report = json.loads((run / "report.json").read_text())
+    assert report["records"] == {"used": 5, "total": 6, "skipped": 1, "listed_in": "problems-train.jsonl"}
+    assert "- **records**: 5 of 6 used; 1 skipped, listed in problems-train.jsonl" in (run / "report.md").read_text()
+    assert (run / "problems-train.jsonl").is_file()

@@ -62,6 +62,7 @@ def test_memes_every_command_end_to_end(tmp_path, capsys):
     ev = _only(tmp_path / "eval-user")
     assert len((ev / "predictions.jsonl").read_text().splitlines()) == 7
     assert json.loads((ev / "problems-test.jsonl").read_text())["id"] == records[0]["post_id"]
+    assert "**records**: 7 of 8 used; 1 skipped, listed in problems-test.jsonl" in (ev / "report.md").read_text()
 
     assert main(["compete", *SYNTH, *GEN, "--adapter", str(adapter), "--output-dir", str(tmp_path / "cmp")]) == 0
     cmp_run = _only(tmp_path / "cmp")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +140,10 @@ def test_pathology_yolo_trains_offline_to_a_useful_map(tmp_path, no_network, cap
     assert (run / "report.md").read_text().count("mAP50") >= 2 and (run / "metrics.png").is_file()
     weights = run / "ultralytics" / "weights" / "best.pt"
     assert weights.is_file()
+    assert Path(report["context"]["weights"]).resolve() == weights.resolve()  # relative to the cwd, as given
+    for path in run.rglob("*"):  # every path written into the run names the completed folder
+        if path.suffix in (".json", ".md", ".yaml", ".jsonl", ".csv"):
+            assert ".incomplete" not in path.read_text(), path
 
     assert main(["detect", "val", "--data", str(data), "--detector-model", str(weights),
                  "--output-dir", str(runs)]) == 0
@@ -188,3 +193,16 @@ def test_pathology_yolo_dataset_check_counts_and_names_bad_lines(tmp_path, capsy
     code = main(["detect", "train", "--data", str(data), "--output-dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2 and "mri-val-0001.txt line 1 field 'box'" in err
+
+
+def test_pathology_yolo_dataset_check_names_a_truncated_image(tmp_path, capsys):
+    from nmm_pathology.detector import check_yolo_dataset
+
+    data = write_synthetic_mri(SyntheticMriConfig(output=str(tmp_path), train_size=6, val_size=2))
+    image = tmp_path / "images/train/mri-train-0002.png"
+    image.write_bytes(image.read_bytes()[:200])  # cut short, as an interrupted copy leaves it
+    unreadable = []
+    counts = check_yolo_dataset(data, unreadable)
+    assert counts["images"] == 7 and counts["images unreadable (left out)"] == 1
+    [problem] = unreadable
+    assert problem.id == str(image) and problem.field == "image"

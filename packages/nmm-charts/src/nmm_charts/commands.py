@@ -83,10 +83,10 @@ class PredictConfig:
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
     """Generate the set; print where it is and what it holds."""
-    if cfg.out:
-        folder = synthesize(cfg.synthetic, cfg.out, progress=cfg.progress)
-    else:
-        folder = synthetic_folder(cfg.synthetic, progress=cfg.progress)
+    from nmm_core.folders import synthesized
+
+    folder = synthesized(cfg.out, lambda tmp: synthesize(cfg.synthetic, tmp, progress=cfg.progress),
+                         lambda: synthetic_folder(cfg.synthetic, progress=cfg.progress), marker="synthetic.json")
     print(f"synthetic chart set: {folder}")
     for split, n in cfg.synthetic.sizes().items():
         print(f"  {split}: {n} questions")

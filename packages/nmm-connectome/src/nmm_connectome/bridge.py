@@ -319,7 +319,7 @@ def train_bridge(rest: np.ndarray, task: np.ndarray, settings: BridgeSettings, *
         raise DataError(f"bridge: need >= 4 paired training subjects (got {len(rest)}, {len(task)})")
     seed = part_seed(settings.seed)
     torch.manual_seed(seed)
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, flag="--bridge-device")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     order = torch.randperm(len(rest), generator=gen).numpy()
     n_val = max(1, round(settings.val_fraction * len(rest))) if settings.val_fraction > 0 else 0

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from nmm_connectome.settings import BridgeSettings, RidgeSettings, Sd15Settings
 from nmm_connectome.synthetic import SyntheticSpec, synthesize
 from nmm_core.config import dump_yaml, load_yaml_config
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.runs import RunDir, append_jsonl, atomic_replace_dir, atomic_write_bytes, atomic_write_json
+from nmm_core.runs import RunDir, append_jsonl, atomic_write_bytes, atomic_write_json
 from nmm_core.seeds import part_seed, resolve_seeds, seed_run
 
 log = logging.getLogger(__name__)
@@ -132,19 +130,14 @@ class EvalConfig:
 
 def _write_cohort(cohort: Cohort, out: str | Path, problems) -> Path:
     """Write into a temporary sibling, then swap it in (an existing cohort folder is replaced)."""
-    out = Path(out)
-    if out.exists() and not (out / "cohort.json").is_file() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not a cohort folder: choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    from nmm_core.folders import write_folder
+
+    def build(tmp: Path) -> None:
         cohort.save(tmp)
         if problems:
             write_problems(problems, tmp / "problems.jsonl")
-        atomic_replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    return write_folder(out, build, marker="cohort.json")
 
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
@@ -152,7 +145,10 @@ def run_synthesize(cfg: SynthesizeConfig) -> Path:
         spec = SyntheticSpec(**{k: v for k, v in asdict(cfg).items() if k != "out"})
     except ValueError as e:
         raise ConfigError(f"data synthesize: {e}") from None
-    cohort = synthesize(spec)
+    from nmm_core.folders import interrupt_leaves_nothing
+
+    with interrupt_leaves_nothing(cfg.out):
+        cohort = synthesize(spec)
     out = _write_cohort(cohort, cfg.out, [])
     print(f"synthetic cohort: {len(cohort)} subjects, {cohort.n_regions} regions -> {out}")
     return out

@@ -123,7 +123,7 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
                           "drop --sd15-dtype float16")
     seed = part_seed(settings.seed)
     seed_run(seed, deterministic=deterministic)  # conv_in's new channels and LoRA are drawn before the trainer seeds
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, flag="--sd15-device")
     if device.type == "cuda" and (device.index or 0) != 0:
         # transformers' Trainer trains on the first visible GPU (all of them, with DataParallel)
         raise ConfigError(f"sd15.device {settings.device}: choose the GPU with CUDA_VISIBLE_DEVICES={device.index} "
@@ -195,7 +195,7 @@ def predict_sd15(model_dir: str | Path, rest_edges: np.ndarray, settings: Sd15Se
     except OSError as e:
         raise DataError(f"{model_dir}: not a saved SD1.5 model ({e})") from None
     s = Sd15Settings(**meta["settings"]) if settings is None else settings
-    device = pick_device(s.device)
+    device = pick_device(s.device, flag="--sd15-device")
     parts = load_parts(s).to(device=device)
     unet = UNet2DConditionModel.from_pretrained(model_dir / "unet").to(device).eval()
     diagonal = 1.0 if meta["kind"] == "correlation" else 0.0

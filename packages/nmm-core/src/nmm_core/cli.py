@@ -6,13 +6,14 @@ Heavy libraries are imported only inside commands, so `--help` is instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import re
 import sys
 from collections.abc import Callable
 from importlib import metadata
 
-from nmm_core.errors import NmmError
+from nmm_core.errors import Interrupted, NmmError
 
 # Distributions whose versions `info` reports when installed.
 _STACK = ("torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes",
@@ -37,8 +38,9 @@ def info_text(dist: str) -> str:
     lines.append("installed:")
     for name in names:
         lines.append(f"  {name:<16} {_version(name) or 'MISSING'}")
-    owned = [p for n, p in all_presets().items() if preset_owner(n) == dist]
-    lines.append(f"presets ({len(owned)}):")
+    presets = all_presets()
+    owned = [p for n, p in presets.items() if preset_owner(n) == dist]
+    lines.append(f"presets of {dist} ({len(owned)} of the {len(presets)} installed; `nmm presets` lists all):")
     for p in owned:
         where = "tiny twin, built locally" if p.tiny else f"{p.hub_id}@{(p.revision or '')[:10]}"
         lines.append(f"  {p.name:<18} {p.family:<10} {where}")
@@ -63,14 +65,28 @@ def presets_text() -> str:
     return "\n".join(rows)
 
 
+# OSErrors the user can fix (space, permissions, a file where a folder should be), not our bugs
+_USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                 errno.EISDIR, errno.EEXIST}
+
+
 def run_cli(fn: Callable[[], object]) -> int:
     """Run a command: a user error is one line on stderr and a non-zero exit, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         fn()
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
     except NmmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in _USER_FIXABLE or exc.filename is None:
+            raise
+        # a full or read-only disk met mid-command: where, and what the system said
+        print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: the run folder keeps its checkpoints and answers so far (continue with --resume)",
               file=sys.stderr)
@@ -101,18 +117,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def dispatch() -> None:
         from nmm_core.task import short_answer_task
-        from nmm_core.workflows import run_compare, run_eval, run_train
+        from nmm_core.workflows import check_model_source, run_compare, run_eval, run_train
 
         if ns.command == "info":
             print(info_text("nmm-core"))
         elif ns.command == "presets":
             print(presets_text())
         elif ns.command == "train":
-            print(run_train(config_from_parsed(TrainConfig, ns), short_answer_task()))
-        elif ns.command == "eval":
-            print(run_eval(config_from_parsed(EvalConfig, ns), short_answer_task()))
-        elif ns.command == "compare":
-            print(run_compare(config_from_parsed(EvalConfig, ns), short_answer_task()))
+            cfg = config_from_parsed(TrainConfig, ns)
+            check_model_source(cfg.model)
+            print(run_train(cfg, short_answer_task()))
+        else:
+            cfg = config_from_parsed(EvalConfig, ns)
+            check_model_source(cfg.model)  # the adapter is checked against the loaded base
+            print((run_eval if ns.command == "eval" else run_compare)(cfg, short_answer_task()))
 
     return run_cli(dispatch)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -102,9 +103,12 @@ class _Mismatch(Exception):
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert a flag string or a YAML value to `tp`; raise ConfigError naming `where`."""
     try:
-        return _convert(value, tp)
+        converted = _convert(value, tp)
     except _Mismatch:
         raise ConfigError(f"{where}: expected {_describe(tp)}, got {value!r}") from None
+    if isinstance(converted, float) and not math.isfinite(converted):  # nan passes every `x <= 0` check
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    return converted
 
 
 def _convert(value: Any, tp: Any) -> Any:

@@ -130,6 +130,8 @@ def _read_files(files: list[Path], split: str, limit: int | None) -> _Columns:
         kinds = ", ".join(_EXTENSIONS)
         raise DataError(f"{first}: unsupported file type {suffix!r}; use one of {kinds}")
     rows = _read_rows(first, suffix, limit)
+    if not rows:
+        raise DataError(f"{where}: no records in the file")
     names = list(dict.fromkeys(key for row in rows for key in row))
     return _Columns(where, split, names, lambda name: [row.get(name) for row in rows],
                     first.parent, json_lists=suffix == ".csv")
@@ -137,10 +139,7 @@ def _read_files(files: list[Path], split: str, limit: int | None) -> _Columns:
 
 def _read_rows(path: Path, suffix: str, limit: int | None) -> list[dict[str, Any]]:
     """Rows of a jsonl, json (a list of objects) or csv file, at most `limit` of them."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from exc
+    text = read_utf8(path)
     if suffix == ".csv":
         rows: Any = list(csv.DictReader(io.StringIO(text, newline="")))
     elif suffix == ".json":
@@ -155,6 +154,28 @@ def _read_rows(path: Path, suffix: str, limit: int | None) -> list[dict[str, Any
         if not isinstance(row, dict):
             raise DataError(f"{path} record {number}: expected an object, got {type(row).__name__}")
     return rows
+
+
+def read_utf8(path: Path) -> str:
+    """The text of `path` (a UTF-8 BOM dropped); a DataError names the line and column of a non-UTF-8 byte."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        at = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)  # utf-8-sig counts after the BOM
+        line = raw.count(b"\n", 0, at) + 1
+        column = at - (raw.rfind(b"\n", 0, at) + 1) + 1
+        raise DataError(f"{path} line {line}: not UTF-8 text (byte 0x{raw[at]:02x} at column {column}); "
+                        "save the file as UTF-8") from None
+
+
+def check_limit(limit: int | None, flag: str = "--data-limit") -> None:
+    """A ConfigError unless `limit` is None (every record) or a count of at least 1."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"{flag} must be at least 1 (or none for every record), got {limit}")
 
 
 def _json(text: str, where: str) -> Any:

@@ -5,16 +5,19 @@ from __future__ import annotations
 from nmm_core.errors import DeviceError
 
 
-def pick_device(requested: str = "auto"):
-    """`auto` -> cuda if available else cpu; an explicit cuda request without CUDA fails clearly."""
+def pick_device(requested: str = "auto", *, flag: str = "--model-device"):
+    """`auto` -> cuda if available else cpu; an explicit cuda request without CUDA fails naming `flag`."""
     import torch
 
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise DeviceError(f"{flag} {requested}: not a device; use auto, cpu or cuda[:N]") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(
-            f"device '{requested}' asked for, but CUDA is not available here; use --device cpu"
+            f"{flag} {requested}: CUDA is not available here; use {flag} cpu"
         )
     return device
 

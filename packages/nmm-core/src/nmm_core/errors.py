@@ -23,3 +23,9 @@ class PresetError(NmmError):
 
 class DeviceError(NmmError):
     """A feature needs hardware or a library this machine lacks (the message says what to do)."""
+
+
+class Interrupted(NmmError):
+    """Ctrl-C in a command that keeps nothing to resume from (the message says what is left)."""
+
+    exit_code = 130

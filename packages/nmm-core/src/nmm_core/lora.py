@@ -122,8 +122,15 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
     # so the frozen base runs exactly as a plain bf16 model; "fp32-autocast" leaves that to the
     # trainer's bf16 autocast, which also runs the base's LayerNorms, pow and softmax in fp32 on
     # CUDA (slower on Phi-2 and SigLIP, whose LayerNorm outputs are then cast once per projection).
-    peft_model = get_peft_model(model, lora_config(loaded, settings),
-                                autocast_adapter_dtype=settings.precision != "bf16")
+    try:
+        peft_model = get_peft_model(model, lora_config(loaded, settings),
+                                    autocast_adapter_dtype=settings.precision != "bf16")
+    except ValueError as exc:  # peft's NoMatchingPeftModuleError
+        if "not found in the base model" not in str(exc):
+            raise
+        raise ConfigError(f"--lora-targets {','.join(settings.targets) or '(family default)'}: no such module "
+                          f"in {loaded.family.language_prefix}; its linear layers: "
+                          f"{', '.join(linear_names(model, loaded.family.language_prefix))}") from None
     if not any(p.requires_grad for p in peft_model.parameters()):
         raise ConfigError("no LoRA target matched this model: check lora.targets")
     if settings.precision in ("fp32-master", "fp32-autocast") and half_precision(peft_model):
@@ -132,6 +139,14 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
             cast_adapter_weights(peft_model, enabled=True)
         upcast_saved_modules(peft_model, cast=settings.precision == "fp32-master")
     return peft_model
+
+
+def linear_names(model, prefix: str) -> list[str]:
+    """The distinct last names of the linear layers under `prefix` (what --lora-targets may name)."""
+    from torch import nn
+
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if name.startswith(prefix + ".") and isinstance(module, nn.Linear)})
 
 
 def upcast_saved_modules(model, *, cast: bool) -> int:
@@ -268,7 +283,8 @@ def check_adapter(loaded: LoadedModel, folder: str | Path) -> dict[str, Any]:
     marker_file = folder / ADAPTER_MARKER
     marker = json.loads(marker_file.read_text()) if marker_file.exists() else {}
     expected = marker.get("base_fingerprint")
-    if expected and expected != base_fingerprint(loaded.model):
+    other_family = marker.get("family") not in (None, loaded.family.name)
+    if other_family or expected and expected != base_fingerprint(loaded.model):
         raise PresetError(
             f"adapter {folder} was trained for base '{marker.get('base')}' "
             f"({marker.get('family')}), not for '{loaded.source.name}' ({loaded.family.name})"
@@ -281,7 +297,11 @@ def load_adapter(loaded: LoadedModel, folder: str | Path, *, merge: bool = False
     from peft import PeftModel
 
     check_adapter(loaded, folder)
-    model = PeftModel.from_pretrained(loaded.model, str(folder))
+    try:
+        model = PeftModel.from_pretrained(loaded.model, str(folder))
+    except (KeyError, ValueError, TypeError, OSError, RuntimeError) as exc:  # a damaged or foreign adapter
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise PresetError(f"adapter {folder}: cannot load it ({type(exc).__name__}: {reason})") from None
     model.eval()
     if merge:
         if loaded.quantization:

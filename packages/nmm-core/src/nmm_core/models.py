@@ -54,21 +54,44 @@ def resolve_source(name: str, *, family: str | None = None, revision: str | None
         config_file = path / "config.json"
         if not config_file.exists():
             raise PresetError(f"model folder {path} has no config.json")
-        config = json.loads(config_file.read_text())
-        fam = family_for_config(config, hint=family or read_marker(path).get("family"))
-        return ModelSource(name, str(path), None, fam, None)
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PresetError(f"{config_file}: not a readable config.json ({exc})") from None
+        return ModelSource(name, str(path), None, _folder_family(path, config, family), None)
     if name.count("/") == 1 and not name.startswith((".", "/")) and family is not None:
         return ModelSource(name, name, revision, get_family(family), None)
-    raise PresetError(
-        f"'{name}' is not a preset, nor a model folder"
-        + ("" if family else ", nor (without --family) a hub id")
-        + f"; known presets: {', '.join(all_presets())}"
-    )
+    raise PresetError(unknown_model(name, family))
+
+
+def unknown_model(name: str, family: str | None) -> str:
+    """Why `name` names no model: a hub id needs --model-family; otherwise the known presets."""
+    from nmm_core.families import FAMILIES
+
+    if family is None and name.count("/") == 1 and not name.startswith((".", "/", "~")):
+        return (f"'{name}' looks like a hub id: add --model-family ({', '.join(FAMILIES)}) and pin it with "
+                f"--model-revision <commit>; or use a preset: {', '.join(all_presets())}")
+    return f"unknown preset '{name}' (nor a model folder); known presets: {', '.join(all_presets())}"
+
+
+def _folder_family(path: Path, config: dict[str, Any], family: str | None) -> Family:
+    """A local folder's family: its nmm.json marker's, or from config.json; --model-family must agree."""
+    saved = read_marker(path).get("family")
+    if family is not None and saved is not None and family != saved:
+        raise PresetError(f"model folder {path} is a '{saved}' model (its nmm.json says so), not "
+                          f"'{family}': drop --model-family or give {saved}")
+    fam = family_for_config(config, hint=family or saved)
+    model_type = config.get("model_type")
+    if family is not None and fam.model_types and model_type not in fam.model_types:
+        raise PresetError(f"model folder {path} holds a '{model_type}' model (config.json), which family "
+                          f"'{family}' does not load: drop --model-family or give the right one")
+    return fam
 
 
 def _hub_error(source: ModelSource, exc: Exception) -> PresetError:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    hint = " (HF_HUB_OFFLINE is set: download it once with the hub reachable)" if offline else ""
+    local = Path(source.location).is_dir()  # a local folder that fails to load is not the hub's fault
+    hint = " (HF_HUB_OFFLINE is set: download it once with the hub reachable)" if offline and not local else ""
     return PresetError(
         f"cannot load '{source.location}'"
         + (f" at revision {source.revision}" if source.revision else "")

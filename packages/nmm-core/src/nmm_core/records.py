@@ -144,6 +144,25 @@ class Problem:
         return f"record {self.id!r} field {self.field!r}: {self.why}"
 
 
+@dataclass(frozen=True)
+class ImageLimits:
+    """The image shapes a family's processor accepts (Qwen2-VL's refuses an aspect ratio over 200)."""
+
+    max_aspect_ratio: float | None = None
+    min_side: int = 1
+
+    def why(self, size: tuple[int, int]) -> str | None:
+        """What is wrong with an image of (width, height) `size` for this processor, or None."""
+        width, height = size
+        if min(width, height) < self.min_side:
+            return f"image is {width}x{height}; this model needs each side at least {self.min_side} px"
+        ratio = max(width, height) / min(width, height)
+        if self.max_aspect_ratio is not None and ratio > self.max_aspect_ratio:
+            return (f"image is {width}x{height}, aspect ratio {ratio:.0f}; this model's processor accepts "
+                    f"at most {self.max_aspect_ratio:g}")
+        return None
+
+
 @dataclass
 class ValidationReport:
     """The records kept and, for every record skipped, the problem that excluded it."""
@@ -202,11 +221,34 @@ def validate(
         else:
             problems.append(problem)
     if policy == "stop" and problems:
-        listed = "; ".join(str(p) for p in problems[:_MAX_LISTED])
-        more = len(problems) - _MAX_LISTED
-        tail = f"; and {more} more" if more > 0 else ""
-        raise DataError(f"{len(problems)} of {total} records are invalid: {listed}{tail}")
+        raise _invalid(problems, total)
     return ValidationReport(kept=kept, problems=problems, total=total)
+
+
+def _invalid(problems: list[Problem], total: int) -> DataError:
+    """The error `policy="stop"` raises: how many records are bad, the first few named."""
+    listed = "; ".join(str(p) for p in problems[:_MAX_LISTED])
+    more = len(problems) - _MAX_LISTED
+    tail = f"; and {more} more" if more > 0 else ""
+    return DataError(f"{len(problems)} of {total} records are invalid: {listed}{tail}")
+
+
+def within_limits(report: ValidationReport, limits: ImageLimits | None,
+                  policy: Literal["skip", "stop"] = "skip") -> ValidationReport:
+    """`report` with the kept records whose image the model's processor would refuse moved to its problems."""
+    if limits is None or limits == ImageLimits():
+        return report
+    kept: list[Example] = []
+    problems = list(report.problems)
+    for example in report.kept:
+        why = limits.why(image_size(example)) if example.image is not None else None
+        if why is None:
+            kept.append(example)
+        else:
+            problems.append(Problem(example.id, "image", why, "image shape refused by the model"))
+    if policy == "stop" and len(problems) > len(report.problems):
+        raise _invalid(problems[len(report.problems):], report.total)
+    return ValidationReport(kept=kept, problems=problems, total=report.total)
 
 
 def _text_problem(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.evaluate import EvalResult
+from nmm_core.records import ValidationReport
 from nmm_core.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 
 
@@ -137,9 +138,11 @@ def delta_lines(results: Sequence[EvalResult], primary: str,
 
 def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
                      primary: str, context: dict[str, Any] | None = None,
-                     breakdown: dict[str, dict[str, float]] | None = None, seed: int = 0) -> dict[str, Path]:
+                     breakdown: dict[str, dict[str, float]] | None = None, seed: int = 0,
+                     records: dict[str, Any] | None = None) -> dict[str, Path]:
     """report.json, report.md and metrics.png comparing `results` (same examples, same settings);
-    `seed` draws the bootstrap's resamples."""
+    `seed` draws the bootstrap's resamples; `records` (`record_counts`) says how many records were
+    used, skipped, and where the skips are listed."""
     base, *others = results
     delta = {o.name: o.metrics[primary] - base.metrics[primary] for o in others}
     intervals = {o.name: paired_interval(base, o, primary, seed=seed) for o in others}
@@ -153,12 +156,15 @@ def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
         "bootstrap_seed": seed,
         "breakdown": breakdown or {},
         "context": context or {},
+        "records": records or {},
     }
     files = {"json": folder / "report.json", "md": folder / "report.md", "png": folder / "metrics.png"}
     atomic_write_json(files["json"], payload)
     plot_metrics(results, files["png"], title=title)
     lines = [f"# {title}", "", markdown_table(results), ""]
     lines += [f"- **{primary}**: {line}" for line in delta_lines(results, primary, intervals, seed=seed)]
+    if records:
+        lines.append(f"- **records**: {records_line(records)}")
     if breakdown:
         lines += ["", f"## {primary} by example kind", "",
                   "| kind | " + " | ".join(breakdown) + " |", "|---|" + "---|" * len(breakdown)]
@@ -174,6 +180,21 @@ def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
         lines.append("![loss](loss.png)")
     atomic_write_text(files["md"], "\n".join(lines) + "\n")
     return files
+
+
+def record_counts(report: ValidationReport, listed_in: str | None) -> dict[str, Any]:
+    """How many records of a split were used and skipped, and the file (in the run) that lists the skips."""
+    return {"used": len(report.kept), "total": report.total, "skipped": report.skipped,
+            "listed_in": listed_in if report.skipped else None}
+
+
+def records_line(records: dict[str, Any]) -> str:
+    """`record_counts` as one sentence for report.md."""
+    line = f"{records['used']} of {records['total']} used"
+    if records["skipped"]:
+        listed = f", listed in {records['listed_in']}" if records["listed_in"] else ""
+        line += f"; {records['skipped']} skipped{listed}"
+    return line
 
 
 def breakdown_by(result: EvalResult, kinds: Sequence[str], metric: str) -> dict[str, float]:

@@ -183,8 +183,9 @@ class RunDir:
     @classmethod
     def create(cls, root: str | Path, command: str, name: str) -> RunDir:
         """Make `<root>/<stamp>-<command>-<name>.incomplete/` and mark it running."""
-        root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        from nmm_core.folders import make_folder, os_error
+
+        root = make_folder(root, "--output-dir")
         stamp = datetime.now().strftime(_STAMP_FORMAT)
         base = f"{stamp}-{sanitize_name(command)}-{sanitize_name(name)}"
         for n in range(1, 10_000):
@@ -197,6 +198,8 @@ class RunDir:
                 path.mkdir()
             except FileExistsError:
                 continue
+            except OSError as exc:  # a read-only disk that still lists the folder as writable
+                raise os_error(root, "--output-dir", exc) from None
             break
         else:
             raise NmmError(f"cannot create a run folder for {base!r} in {root}")

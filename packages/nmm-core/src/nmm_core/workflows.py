@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nmm_core.config import dump_yaml
-from nmm_core.data import ColumnMap, load_examples
-from nmm_core.errors import ConfigError, PresetError
+from nmm_core.data import ColumnMap, check_limit, load_examples
+from nmm_core.errors import ConfigError, DataError, PresetError
 from nmm_core.evaluate import (
     EvalResult,
     GenerationSettings,
@@ -28,8 +28,8 @@ from nmm_core.evaluate import (
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
-from nmm_core.records import Example, ValidationReport, validate
-from nmm_core.report import delta_lines, plot_loss, print_table, write_comparison
+from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
+from nmm_core.report import delta_lines, plot_loss, print_table, record_counts, write_comparison
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
 from nmm_core.seeds import resolve_seeds, seed_run
@@ -66,6 +66,9 @@ class DataSettings:
     on_bad_record: Literal["skip", "stop"] = field(
         default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"}
     )
+
+    def __post_init__(self) -> None:
+        check_limit(self.limit)
 
     def columns(self) -> ColumnMap:
         return ColumnMap(id=self.id_column, image=self.image_column,
@@ -130,13 +133,44 @@ def load_columns(data: DataSettings, split: str) -> ValidationReport:
     return validate(examples, policy=data.on_bad_record)
 
 
-def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns) -> list[Example]:
-    """Load one split with `load`, summarise it on stderr and list its skipped records in the run."""
-    report = load(data, split)
+def model_image_limits(model: ModelSettings) -> ImageLimits | None:
+    """The image shapes the model's processor accepts, from its family (None: not a model core knows)."""
+    from nmm_core.models import resolve_source
+
+    try:
+        return resolve_source(model.model, family=model.family, revision=model.revision).family.image_limits
+    except PresetError:
+        return None  # a domain's own model (GILL), or an error the model's loading will report
+
+
+def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
+               limits: ImageLimits | None = None) -> list[Example]:
+    """Load one split with `load`, summarise it on stderr and list its skipped records in the run;
+    images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
+    return checked_split(data, split, run, load=load, limits=limits)[0]
+
+
+def checked_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
+                  limits: ImageLimits | None = None) -> tuple[list[Example], dict[str, Any]]:
+    """`load_split`'s records, and how many were used and skipped (`record_counts`) for the report."""
+    report = within_limits(load(data, split), limits, getattr(data, "on_bad_record", "skip"))
     print(f"[{split}] {report.summary()}", file=sys.stderr)
-    if report.problems and run is not None:
-        report.write_problems(run.file(f"problems-{split}.jsonl"))
-    return report.kept
+    listed = run.file(f"problems-{split}.jsonl") if report.problems and run is not None else None
+    if listed is not None:
+        report.write_problems(listed)
+    if not report.kept:
+        raise DataError(f"split {split!r} of {getattr(data, 'source', '?')}: no usable records ({report.summary()})"
+                        + (f"; each problem is listed in {listed}" if listed else ""))
+    return report.kept, record_counts(report, listed.name if listed else None)
+
+
+def _eval_split(cfg: EvalConfig, run: RunDir, examples: list[Example] | None, load: Load,
+                records: dict[str, Any] | None) -> tuple[list[Example], dict[str, Any] | None]:
+    """The examples an eval/compare scores: the domain's own (with its `records` counts), or the eval
+    split loaded and checked."""
+    if examples is not None:
+        return examples, records
+    return checked_split(cfg.data, cfg.data.eval_split, run, load=load, limits=model_image_limits(cfg.model))
 
 
 def _finished(finish: Finish | None, run: RunDir) -> dict[str, Any]:
@@ -213,7 +247,9 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     try:
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
-        train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run, load=load)
+        limits = model_image_limits(cfg.model)
+        train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run, load=load,
+                                                                    limits=limits)
         # before anything random is drawn: adapters and new parts are initialised here, before
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
@@ -282,22 +318,24 @@ TRAIN_MAY_CHANGE = ("train.num_workers", "train.logging_steps", "train.save_step
 
 
 def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
-             finish: Finish | None = None, load: Load = load_columns) -> Path:
-    """Evaluate one model; predictions.jsonl + report in a run folder."""
+             finish: Finish | None = None, load: Load = load_columns,
+             records: dict[str, Any] | None = None) -> Path:
+    """Evaluate one model; predictions.jsonl + report in a run folder (`records`: the counts behind
+    `examples`, for the report)."""
     with _eval_run(cfg, "eval") as run:
-        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load)
+        test, records = _eval_split(cfg, run, examples, load, records)
         name = "fine-tuned" if cfg.adapter else "base"
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
                                 out_file=run.file("predictions.jsonl"))
         write_comparison([result], run.path, title=f"{task.name}: {cfg.model.model}",
-                         primary=task.primary, seed=cfg.seed)
+                         primary=task.primary, seed=cfg.seed, records=records)
         print_table([result], title=f"{task.name} on {len(test)} examples")
         return run.complete(**result.metrics, seeds=resolve_seeds(cfg), **_finished(finish, run))
 
 
 def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
                 load: Load = load_columns, finish: Finish | None = None, kind: str = "compare",
-                seed: int | None = None) -> Path:
+                seed: int | None = None, records: dict[str, Any] | None = None) -> Path:
     """Base vs base + adapter on the same examples and settings; report with both, and pairs.jsonl.
 
     `kind` names the run folder (`<stamp>-<kind>-<model>`); `seed` (None: the run seed) shuffles the
@@ -307,7 +345,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
     with _eval_run(cfg, kind) as run:
         seed = cfg.seed if seed is None else seed
-        test = examples if examples is not None else load_split(cfg.data, cfg.data.eval_split, run, load=load)
+        test, records = _eval_split(cfg, run, examples, load, records)
         results = [
             evaluate_model(cfg, task, test, adapter=None, name="base",
                            out_file=run.file("predictions-base.jsonl")),
@@ -318,7 +356,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
                     run.file("pairs.jsonl"))
         write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary,
                          context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source},
-                         seed=seed)
+                         seed=seed, records=records)
         print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
         for line in delta_lines(results, task.primary, seed=seed):
             print(f"{task.primary}: {line}")
@@ -331,11 +369,13 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
     import json
 
     from nmm_core.lora import ADAPTER_MARKER
-    from nmm_core.presets import all_presets, get_preset
+    from nmm_core.models import unknown_model
+    from nmm_core.presets import all_presets
 
     name = model.model
     if not Path(name).expanduser().is_dir() and not (model.family and name.count("/") == 1):
-        get_preset(name)  # raises, listing the known presets
+        if name not in all_presets():
+            raise PresetError(unknown_model(name, model.family))
     if model.revision:
         from nmm_core.models import resolve_source
 
@@ -356,8 +396,7 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
 def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: str, *, task: Task,
                 max_new_tokens: int | None = None) -> tuple[str, float]:
     """One raw answer to one prompt about one image (adapter merged), and the seconds it took."""
-    from nmm_core.errors import DataError
-    from nmm_core.records import load_image
+    from nmm_core.records import image_size, load_image
 
     if not prompt.strip():
         raise ConfigError("the question is empty")
@@ -366,6 +405,10 @@ def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: s
     example = Example("predict", image, prompt.strip(), ())
     load_image(example)  # an unreadable image fails here, before the model loads
     check_model_source(model, adapter)
+    limits = model_image_limits(model)
+    refused = limits.why(image_size(example)) if limits is not None else None
+    if refused:
+        raise DataError(f"image {image}: {refused}")
     loaded = model.load(padding_side="left")
     net = load_adapter(loaded, adapter, merge=not loaded.quantization) if adapter else loaded.model
     if max_new_tokens is None and loaded.source.preset is not None:

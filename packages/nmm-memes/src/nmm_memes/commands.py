@@ -86,8 +86,10 @@ class PredictConfig:
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
     """Generate the set; print where it is and what it holds."""
-    folder = synthesize(cfg.synthetic, cfg.out, progress=cfg.progress) if cfg.out else \
-        synthetic_folder(cfg.synthetic, progress=cfg.progress)
+    from nmm_core.folders import synthesized
+
+    folder = synthesized(cfg.out, lambda tmp: synthesize(cfg.synthetic, tmp, progress=cfg.progress),
+                         lambda: synthetic_folder(cfg.synthetic, progress=cfg.progress), marker="synthetic.json")
     print(f"synthetic meme set (MemeCap shape): {folder}")
     print(f"  memes-trainval.json: {cfg.synthetic.trainval_size} records; memes-test.json: "
           f"{cfg.synthetic.test_size} records; images/: {cfg.synthetic.trainval_size + cfg.synthetic.test_size} PNGs")

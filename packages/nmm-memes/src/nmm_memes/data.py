@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from nmm_core.data import split_examples
+from nmm_core.data import check_limit, read_utf8, split_examples
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example, Problem, ValidationReport, validate
 from nmm_core.seeds import part_seed
@@ -56,6 +56,7 @@ class MemeDataSettings:
         default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"})
 
     def __post_init__(self) -> None:
+        check_limit(self.limit)
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -155,10 +156,9 @@ def load_usable(data: MemeDataSettings, split: str) -> ValidationReport:
 
 
 def _read_json(path: Path) -> Any:
+    text = read_utf8(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return json.loads(text)
     except ValueError as exc:
         raise DataError(f"{path}: not JSON ({exc})") from None
 

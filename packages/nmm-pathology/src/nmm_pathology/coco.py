@@ -104,9 +104,24 @@ def _copy_image(src: Path, dst: Path, record: str, counts: Counter) -> tuple[int
     return size
 
 
+def _read_coco(json_path: Path) -> dict[str, Any]:
+    """A COCO annotations file as a dict, or a DataError naming the file and where it breaks."""
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{json_path}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{json_path} line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg}); "
+                        "is the file cut short?") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{json_path}: expected a COCO object with images/annotations/categories, "
+                        f"got {type(data).__name__}")
+    return data
+
+
 def convert_split(json_path: Path, out: Path, split: str, cmap: dict[Any, int], counts: Counter) -> None:
     """One split's images and label files."""
-    data = json.loads(json_path.read_text(encoding="utf-8"))
+    data = _read_coco(json_path)
     images = _image_entries(data, json_path)
     labels: dict[Any, list[str]] = {i: [] for i in images}
     for n, ann in enumerate(data.get("annotations") or []):
@@ -154,7 +169,7 @@ def convert_coco(cfg: ConvertConfig) -> Path:
         raise DataError(f"{root}: no {ANNOTATIONS} in the folder or in train/ valid/ test/")
     categories, used = {}, set()
     for json_path in found.values():
-        data = json.loads(json_path.read_text(encoding="utf-8"))
+        data = _read_coco(json_path)
         for c in data.get("categories") or []:
             if not isinstance(c, dict) or "id" not in c:
                 raise DataError(f"{json_path} field 'categories': every entry needs an 'id', got {c!r}")

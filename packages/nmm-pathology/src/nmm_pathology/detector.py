@@ -12,14 +12,17 @@ locally before it is first imported (`offline_ultralytics`):
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.runs import RunDir, atomic_write_json
+from nmm_core.records import Example, Problem, ValidationReport, load_image
+from nmm_core.runs import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 _OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb", "vscode_msg",
         "openvino_msg")
@@ -34,7 +37,12 @@ def offline_ultralytics():
     os.environ.setdefault("YOLO_AUTOINSTALL", "0")
     os.environ.setdefault("YOLO_VERBOSE", "0")
     import ultralytics
+    from PIL import Image
+    from ultralytics.utils import patches
 
+    # Its Image.open patch meets an unreadable image by trying to install pi-heif, then raises
+    # ModuleNotFoundError for the image instead of PIL's error; we read no HEIF, so undo it.
+    Image.open = getattr(patches, "_image_open", Image.open)
     _local_fonts()
     root = Path(os.environ["YOLO_CONFIG_DIR"])
     wanted = {k: False for k in _OFF if k in ultralytics.settings}
@@ -75,6 +83,11 @@ class DetectSettings:
     device: str = field(default="cpu", metadata={"help": "cpu | 0 (CUDA index)"})
     batch: int = 16
 
+    def __post_init__(self) -> None:
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise ConfigError(f"--detector-imgsz must be a positive multiple of 32 (YOLOv8's stride), "
+                              f"got {self.imgsz}")
+
 
 @dataclass
 class DetectTrainConfig:
@@ -87,6 +100,14 @@ class DetectTrainConfig:
     mosaic: float = field(default=0.0, metadata={"help": "mosaic augmentation probability"})
     seed: int = 0
     output_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if not self.lr0 > 0:
+            raise ConfigError(f"--lr0 must be positive, got {self.lr0}")
+        if not 0 <= self.mosaic <= 1:
+            raise ConfigError(f"--mosaic is a probability in [0, 1], got {self.mosaic}")
 
 
 @dataclass
@@ -133,9 +154,10 @@ def resolve_data_yaml(data: str) -> Path:
     return root / "data.yaml"
 
 
-def check_yolo_dataset(data_yaml: Path) -> dict[str, int]:
+def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None) -> dict[str, int]:
     """Check a YOLO dataset before Ultralytics reads it: bad label lines are one error naming file, line
-    and field; label files without an image and images without a label file (negatives) are counted."""
+    and field; label files without an image and images without a label file (negatives) are counted;
+    images that do not decode are counted apart (Ultralytics leaves them out) and added to `unreadable`."""
     import yaml
 
     data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
@@ -153,6 +175,13 @@ def check_yolo_dataset(data_yaml: Path) -> dict[str, int]:
         for image in images:
             label = Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
             stems.add(label)
+            try:
+                load_image(Example(image, image, "", ()), mode=None)
+            except DataError as exc:
+                counts["images unreadable (left out)"] = counts.get("images unreadable (left out)", 0) + 1
+                if unreadable is not None:
+                    unreadable.append(Problem(image, "image", str(exc).split(": ", 1)[-1], "image unreadable"))
+                continue
             counts["images"] += 1
             if not label.is_file():
                 counts["images without labels"] += 1
@@ -214,18 +243,43 @@ def _report(run: RunDir, title: str, scores: dict[str, float], seconds: float, i
     write_comparison([result], run.path, title=title, primary="mAP50", context=context)
 
 
+def _final_paths_in(folder: Path, run: RunDir) -> None:
+    """Ultralytics' args.yaml and checkpoints name the run folder it wrote to: point them at the completed one."""
+    import torch
+
+    before, after = str(run.path.resolve()), str(run.final_path.resolve())
+    for path in folder.glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        if before in text:
+            atomic_write_text(path, text.replace(before, after))
+    for path in (folder / "weights").glob("*.pt"):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own training's file
+        args = checkpoint.get("train_args") if isinstance(checkpoint, dict) else None
+        if isinstance(args, dict) and any(isinstance(v, str) and before in v for v in args.values()):
+            checkpoint["train_args"] = {k: v.replace(before, after) if isinstance(v, str) else v
+                                        for k, v in args.items()}
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            atomic_write_bytes(path, buffer.getvalue())
+
+
 def detect_train(cfg: DetectTrainConfig) -> Path:
     """Train from the architecture (or local weights), validate, report; returns the run folder."""
     _check_model(cfg.detector.model)
     data = resolve_data_yaml(cfg.data)
     ul = offline_ultralytics()
-    checked = check_yolo_dataset(data)
+    unreadable: list[Problem] = []
+    checked = check_yolo_dataset(data, unreadable)
     print(f"dataset: {', '.join(f'{v} {k}' for k, v in checked.items())}")
+    for problem in unreadable:
+        print(f"  left out: {problem}", file=sys.stderr)
     with RunDir.create(cfg.output_dir, "detect-train", Path(cfg.detector.model).stem) as run:
         from nmm_core.config import dump_yaml
 
         dump_yaml(cfg, run.file("config.yaml"))
         atomic_write_json(run.file("dataset-check.json"), checked)
+        if unreadable:
+            ValidationReport([], unreadable, len(unreadable)).write_problems(run.file("problems-dataset.jsonl"))
         model = ul.YOLO(cfg.detector.model)
         t0 = time.perf_counter()
         model.train(data=str(data), epochs=cfg.epochs, lr0=cfg.lr0, optimizer="AdamW", mosaic=cfg.mosaic,
@@ -239,8 +293,11 @@ def detect_train(cfg: DetectTrainConfig) -> Path:
         per_image = sum(metrics.speed.values()) / 1000.0
         _report(run, f"YOLOv8 ({cfg.detector.model}) on {data}", scores, per_image, images_of(data),
                 {"data": str(data), "epochs": cfg.epochs, "imgsz": cfg.detector.imgsz,
-                 "train_seconds": round(train_seconds, 1), "weights": str(weights)})
+                 "train_seconds": round(train_seconds, 1),
+                 # where the weights are once the run is complete (the folder loses `.incomplete`)
+                 "weights": str(run.final_path / "ultralytics" / "weights" / "best.pt")})
         atomic_write_json(run.file("detector.json"), {"weights": "ultralytics/weights/best.pt", **scores})
+        _final_paths_in(run.path / "ultralytics", run)
         return run.complete(**scores)
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nmm_core.evaluate import GenerationSettings
-from nmm_core.records import Example, ValidationReport, validate
+from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
 from nmm_core.seeds import resolve_seeds
 from nmm_core.train import TrainSettings
-from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig
+from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig, model_image_limits
 from nmm_pathology.data import SYNTHETIC, SyntheticSettings, load_pathvqa, synthetic_folder
 from nmm_pathology.task import pathvqa_task
 
@@ -68,15 +68,21 @@ def resolve_data(data: DataSettings, synthetic: SyntheticSettings) -> DataSettin
     return replace(data, source=str(synthetic_folder(synthetic)))
 
 
-def load_checked(data: DataSettings, split: str) -> tuple[list[Example], ValidationReport]:
-    """PathVQA records of one split, validated (skip-and-count or stop); (kept, report)."""
+def load_checked(data: DataSettings, split: str,
+                 limits: ImageLimits | None = None) -> tuple[list[Example], ValidationReport]:
+    """PathVQA records of one split, validated (skip-and-count or stop; images the model's processor
+    refuses, by `limits`, too); (kept, report)."""
     from nmm_core.errors import ConfigError
 
     if not data.source:
         raise ConfigError(f"data.source is empty: give --data-source (a hub id, a local path or '{SYNTHETIC}')")
     examples = load_pathvqa(data.source, split=split, revision=data.revision, columns=data.columns(),
                             image_root=data.image_root, limit=data.limit)
-    report = validate(examples, policy=data.on_bad_record)
+    report = within_limits(validate(examples, policy=data.on_bad_record), limits, data.on_bad_record)
+    if not report.kept:
+        from nmm_core.errors import DataError
+
+        raise DataError(f"split {split!r} of {data.source}: no usable records ({report.summary()})")
     kinds = sum(ex.meta["kind"] == "closed" for ex in report.kept)
     print(f"[{split}] {report.summary()}; {kinds} closed (yes/no), {len(report.kept) - kinds} open",
           file=sys.stderr)
@@ -94,17 +100,18 @@ def vqa_train(cfg: VqaTrainConfig) -> Path:
 
     resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     data = resolve_data(cfg.data, cfg.synthetic)
-    examples, report = load_checked(data, data.split)
+    examples, report = load_checked(data, data.split, model_image_limits(cfg.model))
     return run_train(replace(cfg, data=data), pathvqa_task(), examples=examples,
                      finish=lambda run: _write_problems(run, data.split, report))
 
 
 def _evaluate(cfg: VqaEvalConfig, workflow) -> Path:
+    from nmm_core.report import record_counts
     from nmm_pathology.review import write_reviews
 
     resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
     data = resolve_data(cfg.data, cfg.synthetic)
-    examples, report = load_checked(data, data.eval_split)
+    examples, report = load_checked(data, data.eval_split, model_image_limits(cfg.model))
     task = pathvqa_task()
 
     def finish(run: Path) -> None:
@@ -115,7 +122,9 @@ def _evaluate(cfg: VqaEvalConfig, workflow) -> Path:
             print(f"{name}.csv: {c['disagreements']} of {c['rows']} answers to review "
                   f"({c['rescued_by_normalisation']} right only after normalisation)", file=sys.stderr)
 
-    return workflow(replace(cfg, data=data), task, examples=examples, finish=finish)
+    listed = f"problems-{data.eval_split}.jsonl" if report.problems else None
+    return workflow(replace(cfg, data=data), task, examples=examples, finish=finish,
+                    records=record_counts(report, listed))
 
 
 def vqa_eval(cfg: VqaEvalConfig) -> Path:

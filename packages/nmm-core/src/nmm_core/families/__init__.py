@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import PresetError
+from nmm_core.records import ImageLimits
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Family:
     # "module:function" (hub_id, revision) -> local folder: for published checkpoints that only
     # load into our model class after conversion
     published_converter: str | None = None
+    # what the processor refuses to resize: such records are skipped when the data is validated
+    image_limits: ImageLimits = ImageLimits()
 
     def builder(self):
         """The family's module (twin and full-size builders)."""
@@ -94,6 +97,7 @@ FAMILIES: dict[str, Family] = {
             # transformers >= 5.17: M-RoPE positions need the image-token mask
             processor_kwargs={"return_mm_token_type_ids": True},
             pixel_layout="patch-rows",
+            image_limits=ImageLimits(max_aspect_ratio=200),  # transformers' smart_resize raises beyond it
         ),
         Family(
             name="idefics3",
