@@ -145,7 +145,9 @@ CASES: dict[str, Bad] = {
         "nmm-demo", "--train-size 8 --test-size 4 --output-dir {file} --no-progress", ("--output-dir", "is a file")),
     "demo: --lr nan": Bad("nmm-demo", "--lr nan", ("--lr", "nan")),
     "demo: --train-size 0": Bad("nmm-demo", "--train-size 0", ("train_size", "at least 1")),
-    "demo: unknown preset": Bad("nmm-demo", "--model no-such-model --output-dir {tmp}/runs", ("no-such-model",)),
+    "demo: unknown preset": Bad(
+        "nmm-demo", "--model no-such-model --train-size 8 --test-size 4 --output-dir {tmp}/runs --no-progress",
+        ("no-such-model",)),
     # -- handled before: must stay so
     "nmm train: missing data file": Bad("nmm", f"train --data {{tmp}}/nope.jsonl {ONE_STEP}", ("nope.jsonl",)),
     "nmm train: missing column": Bad(
@@ -246,7 +248,8 @@ def ws(tmp_path_factory) -> dict[str, str]:
             "charts": str(root / "charts"), "wide": str(root / "wide"), "broken": str(broken),
             "coco": str(root / "coco"), "yaml": str(root / "bad.yaml"), "cohort": str(cohort),
             "adapter": str(adapter), "empty": str(root / "empty"), "badutf": str(root / "badutf"),
-            "allbad": str(allbad), "memes_badutf": str(root / "memes-badutf"), "twin": str(twin_path(get_preset("tiny-qwen2-vl")))}
+            "allbad": str(allbad), "memes_badutf": str(root / "memes-badutf"),
+            "twin": str(twin_path(get_preset("tiny-qwen2-vl")))}
 
 
 def _last_line(err: str) -> str:
