@@ -145,7 +145,9 @@ CASES: dict[str, Bad] = {
         "nmm-demo", "--train-size 8 --test-size 4 --output-dir {file} --no-progress", ("--output-dir", "is a file")),
     "demo: --lr nan": Bad("nmm-demo", "--lr nan", ("--lr", "nan")),
     "demo: --train-size 0": Bad("nmm-demo", "--train-size 0", ("train_size", "at least 1")),
-    "demo: unknown preset": Bad("nmm-demo", "--model no-such-model --output-dir {tmp}/runs", ("no-such-model",)),
+    "demo: unknown preset": Bad(
+        "nmm-demo", "--model no-such-model --train-size 8 --test-size 4 --output-dir {tmp}/runs --no-progress",
+        ("no-such-model",)),
     # -- handled before: must stay so
     "nmm train: missing data file": Bad("nmm", f"train --data {{tmp}}/nope.jsonl {ONE_STEP}", ("nope.jsonl",)),
     "nmm train: missing column": Bad(
