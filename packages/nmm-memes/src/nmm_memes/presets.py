@@ -10,3 +10,8 @@ download the repo, `nmm-memes convert SRC OUT`, then `--model OUT` (a local fold
 from nmm_core.presets import ModelPreset
 
 PRESETS: tuple[ModelPreset, ...] = ()
+
+# The offline default's recipe for the TinyLLaVA twin, over core's (lr 3e-3, batch 16, projector trained).
+TWIN_RECIPES = {
+    "tiny-tinyllava": {"train.epochs": 3.0},
+}
