@@ -11,12 +11,14 @@ import json
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.records import Example, ValidationReport, validate
 from nmm_core.train import TrainSettings
 from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig
 from nmm_pathology.data import SYNTHETIC, SyntheticSettings, load_pathvqa, synthetic_folder
+from nmm_pathology.presets import TWIN_RECIPES
 from nmm_pathology.task import pathvqa_task
 
 DEFAULT_MODEL = "tiny-llava-1.5"
@@ -38,6 +40,7 @@ class VqaTrainConfig(TrainConfig):
     model: ModelSettings = field(default_factory=_model)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=3.0))  # the study's 3 epochs
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    twin_recipes: ClassVar = TWIN_RECIPES
 
 
 @dataclass
@@ -47,6 +50,7 @@ class VqaEvalConfig(EvalConfig):
     data: DataSettings = field(default_factory=_data)
     model: ModelSettings = field(default_factory=_model)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    twin_recipes: ClassVar = TWIN_RECIPES
 
 
 @dataclass
