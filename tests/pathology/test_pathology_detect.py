@@ -126,7 +126,7 @@ def no_network(monkeypatch):
 
 
 @pytest.mark.slow
-def test_pathology_yolo_trains_offline_to_a_useful_map(tmp_path, no_network, capsys, monkeypatch):
+def test_pathology_yolo_trains_offline_far_above_its_untrained_self(tmp_path, no_network, capsys, monkeypatch):
     data = write_synthetic_mri(SyntheticMriConfig(output=str(tmp_path / "mri"), train_size=64, val_size=16))
     runs = tmp_path / "runs"
     monkeypatch.chdir(tmp_path)  # the default --output-dir is relative: "runs"
@@ -135,7 +135,11 @@ def test_pathology_yolo_trains_offline_to_a_useful_map(tmp_path, no_network, cap
     [run] = runs.glob("*-detect-train-yolov8n")
     report = json.loads((run / "report.json").read_text())
     [result] = report["results"]
-    assert result["mAP50"] > 0.1, result  # from scratch, 10 epochs on CPU (about 0.4 on this set)
+    # 0 epochs: `detect val` of the architecture itself, its random initial weights
+    assert main(["detect", "val", "--data", str(data), "--output-dir", str(tmp_path / "untrained")]) == 0
+    [untrained] = json.loads(next((tmp_path / "untrained").glob("*/report.json")).read_text())["results"]
+    # from scratch, 10 epochs on CPU: about 0.4 on this set, where the untrained net scores about 0
+    assert result["mAP50"] >= untrained["mAP50"] + 0.2, (result, untrained)
     assert 0 < result["mAP50-95"] <= result["mAP50"]
     assert (run / "report.md").read_text().count("mAP50") >= 2 and (run / "metrics.png").is_file()
     weights = run / "ultralytics" / "weights" / "best.pt"
@@ -167,7 +171,13 @@ def test_pathology_yolo_trains_offline_to_a_useful_map(tmp_path, no_network, cap
     truth = [r["tumour"] for r in rows]
     said = [r["detector_present"] for r in rows]
     assert det["presence_accuracy"] == pytest.approx(sum(t == s for t, s in zip(truth, said, strict=True)) / 16)
-    assert det["presence_recall"] > 0.5 and det["seconds_per_example"] > 0
+    # balanced accuracy: an always-"present" (or always-"absent") detector scores 0.5
+    positives = [s for t, s in zip(truth, said, strict=True) if t]
+    negatives = [not s for t, s in zip(truth, said, strict=True) if not t]
+    assert positives and negatives
+    balanced = (sum(positives) / len(positives) + sum(negatives) / len(negatives)) / 2
+    assert balanced >= 0.65, (truth, said)
+    assert det["presence_recall"] == pytest.approx(sum(positives) / len(positives)) and det["seconds_per_example"] > 0
     assert (cmp / "report.md").is_file() and (cmp / "metrics.png").is_file()
     assert no_network == []  # nothing reached for the network: settings, fonts, AMP, hub, pip
 

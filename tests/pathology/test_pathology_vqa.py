@@ -50,9 +50,7 @@ def test_pathology_vqa_compare_and_eval_report_numbers_and_review(trained, tmp_p
     base, tuned = report["results"]
     for key in ("closed_accuracy", "open_recall", "open_exact_match", "exact_match", "accuracy"):
         assert f"{key}_strict" in tuned and f"{key}_norm" in tuned
-    # the random base answers nothing sensible; the fine-tuned model has learnt at least yes/no
-    assert tuned["accuracy_norm"] > base["accuracy_norm"]
-    assert tuned["closed_accuracy_norm"] > 0.4
+    # that the default learns (above the base and always-"yes") is held by test_pathology_vqa_learning.py
     # the report's numbers are the task's scores of the saved raw predictions
     rows = read_jsonl(run / "predictions-fine-tuned.jsonl")
     again = PathVqaTask().score([r["raw_prediction"] for r in rows], [r["references"] for r in rows])

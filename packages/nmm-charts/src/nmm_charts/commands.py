@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from nmm_charts.data import (
     SPLITS,
@@ -17,6 +18,7 @@ from nmm_charts.data import (
     synthesize,
     synthetic_folder,
 )
+from nmm_charts.presets import TWIN_RECIPES
 from nmm_charts.task import chart_task
 from nmm_core.errors import ConfigError
 from nmm_core.seeds import resolve_seeds
@@ -41,6 +43,7 @@ class ChartTrainConfig(TrainConfig):
     data: DataSettings = field(default_factory=chart_data_settings)
     model: ModelSettings = field(default_factory=_model)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    twin_recipes: ClassVar = TWIN_RECIPES
 
 
 @dataclass
@@ -50,6 +53,7 @@ class ChartEvalConfig(EvalConfig):
     data: DataSettings = field(default_factory=chart_data_settings)
     model: ModelSettings = field(default_factory=_model)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    twin_recipes: ClassVar = TWIN_RECIPES
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import os
 import types
@@ -371,9 +372,29 @@ def config_from_parsed(
     if yaml_path is not None:
         values = _yaml_values(cls, _read_yaml(yaml_path), str(yaml_path))
     values.update(_flag_values(cls, vars(ns), _dest_prefix(prefix)))
-    cfg = _build(cls, values)
+    cfg = _build(cls, {**_recommended(cls, values), **values})
     resolve_seeds(cfg)  # a per-part seed not given is the run seed, in config.yaml as used
     return cfg
+
+
+def _recommended(cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """What `cls.recommended_settings` (if it has one) suggests for the settings not in `given`.
+
+    A config class may recommend values that depend on the others (a tiny twin's learning rate
+    follows from `model.model`); they sit between the field defaults and YAML/flags.
+    """
+    hook = getattr(cls, "recommended_settings", None)
+    if hook is None:
+        return {}
+    leaves = {name: tp for name, _, tp in _leaves(cls)}
+    suggested = hook({**_leaf_defaults(cls), **given})
+    out = {name: _coerce(value, leaves[name], f"recommended setting '{name}'")
+           for name, value in suggested.items() if name in leaves and name not in given}
+    if out:
+        logging.getLogger(__name__).info(
+            "recommended for this model (flags override): %s",
+            ", ".join(f"{k}={v}" for k, v in sorted(out.items())))
+    return out
 
 
 def parse_config(

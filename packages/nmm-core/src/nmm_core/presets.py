@@ -8,6 +8,7 @@ names both packages (no fuzzy matching, no silent override).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -40,9 +41,15 @@ class ModelPreset:
     quantization: str | None = None  # default for training: None | "4bit" | "8bit"
     max_new_tokens: int = 16
     twin_kwargs: dict[str, Any] = field(default_factory=dict)
+    # A tiny twin's training recipe, {dotted setting as in config.yaml: value} (`train.lr`,
+    # `lora.r`): used for the settings a user leaves unset, so that its offline default learns.
+    # Real presets keep the studies' recipes: the settings' own defaults.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         get_family(self.family)
+        if self.recipe and not self.tiny:
+            raise PresetError(f"preset '{self.name}': only a tiny twin carries a recipe")
         if self.tiny == (self.hub_id is not None):
             raise PresetError(f"preset '{self.name}': give either hub_id or tiny=True, not both")
         if self.hub_id is not None and not is_pinned(self.revision):
@@ -108,3 +115,9 @@ def get_preset(name: str) -> ModelPreset:
 def is_preset(name: str) -> bool:
     """Whether `name` is an installed preset."""
     return name in all_presets()
+
+
+def recommended_settings(name: str, domain_recipes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Preset `name`'s recipe overlaid with a domain's recipe for `name` (a preset or a domain's own twin)."""
+    preset = all_presets().get(name)
+    return {**(preset.recipe if preset is not None else {}), **domain_recipes.get(name, {})}

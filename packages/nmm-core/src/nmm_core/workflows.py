@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from nmm_core.config import dump_yaml
 from nmm_core.data import ColumnMap, check_limit, load_examples
@@ -96,8 +96,22 @@ class ModelSettings:
                           padding_side=padding_side, revision=self.revision)
 
 
+class RecommendsTwinRecipe:
+    """A command config whose unset settings take a tiny twin's recipe (its preset's, then the domain's)."""
+
+    # a domain's recipes for the twins, over the presets' own: {preset: {dotted setting: value}}
+    twin_recipes: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    @classmethod
+    def recommended_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        """The recipe for `settings["model.model"]` (called by `config_from_parsed`)."""
+        from nmm_core.presets import recommended_settings
+
+        return recommended_settings(str(settings.get("model.model", "")), cls.twin_recipes)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(RecommendsTwinRecipe):
     """`train`: LoRA/QLoRA fine-tuning into a run folder."""
 
     data: DataSettings = field(default_factory=DataSettings)
@@ -109,7 +123,7 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(RecommendsTwinRecipe):
     """`eval` / `compare`: batched generation and scores, optionally with an adapter."""
 
     data: DataSettings = field(default_factory=DataSettings)

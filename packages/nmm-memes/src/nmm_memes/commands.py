@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
@@ -23,6 +24,7 @@ from nmm_memes.data import (
 )
 from nmm_memes.gill import is_gill
 from nmm_memes.gill.settings import GillSettings
+from nmm_memes.presets import TWIN_RECIPES
 from nmm_memes.task import meme_task
 
 
@@ -42,6 +44,7 @@ class MemeTrainConfig(TrainConfig):
     model: ModelSettings = field(default_factory=_model)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
     gill: GillSettings = field(default_factory=GillSettings)
+    twin_recipes: ClassVar = TWIN_RECIPES
 
 
 @dataclass
@@ -52,6 +55,7 @@ class MemeEvalConfig(EvalConfig):
     model: ModelSettings = field(default_factory=_model)
     generation: GenerationSettings = field(default_factory=_generation)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    twin_recipes: ClassVar = TWIN_RECIPES
 
 
 @dataclass

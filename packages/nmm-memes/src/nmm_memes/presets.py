@@ -10,3 +10,10 @@ download the repo, `nmm-memes convert SRC OUT`, then `--model OUT` (a local fold
 from nmm_core.presets import ModelPreset
 
 PRESETS: tuple[ModelPreset, ...] = ()
+
+# The offline default's recipe per twin: over core's for `tiny-tinyllava` (lr 3e-3, batch 16, projector
+# trained); `tiny-gill` is memes' own twin (tiny OPT + CLIP + SD), so its recipe is all here.
+TWIN_RECIPES = {
+    "tiny-tinyllava": {"train.epochs": 3.0},
+    "tiny-gill": {"train.epochs": 3.0, "train.lr": 3e-3, "train.batch_size": 16},
+}

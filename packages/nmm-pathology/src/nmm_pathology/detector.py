@@ -302,10 +302,12 @@ def detect_train(cfg: DetectTrainConfig) -> Path:
 
 
 def detect_val(cfg: DetectValConfig) -> Path:
-    """Validate local weights on the data's val split; report with mAP50 and mAP50-95."""
+    """Validate local weights on the data's val split; report with mAP50 and mAP50-95.
+
+    An architecture .yaml is validated with its random initial weights: the untrained (0-epoch)
+    baseline a trained detector is measured against.
+    """
     _check_model(cfg.detector.model)
-    if not cfg.detector.model.endswith(".pt"):
-        raise ConfigError("detect val needs trained weights: --detector-model path/to/best.pt")
     data = resolve_data_yaml(cfg.data)
     ul = offline_ultralytics()
     with RunDir.create(cfg.output_dir, "detect-val", Path(cfg.detector.model).stem) as run:

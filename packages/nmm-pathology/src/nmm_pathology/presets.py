@@ -24,3 +24,8 @@ PRESETS = (
         description="LLaVA-1.5-13B (CLIP ViT-L/336 + Vicuna-13B); QLoRA nf4",
     ),
 )
+
+# The offline default's recipe for core's twin, over core's (lr 3e-3, batch 16, projector trained).
+TWIN_RECIPES = {
+    "tiny-llava-1.5": {"train.epochs": 2.0, "synthetic.train_size": 1200, "synthetic.test_size": 200},
+}

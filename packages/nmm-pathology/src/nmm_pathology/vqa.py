@@ -11,6 +11,7 @@ import json
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
@@ -18,6 +19,7 @@ from nmm_core.seeds import resolve_seeds
 from nmm_core.train import TrainSettings
 from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig, model_image_limits
 from nmm_pathology.data import SYNTHETIC, SyntheticSettings, load_pathvqa, synthetic_folder
+from nmm_pathology.presets import TWIN_RECIPES
 from nmm_pathology.task import pathvqa_task
 
 DEFAULT_MODEL = "tiny-llava-1.5"
@@ -39,6 +41,7 @@ class VqaTrainConfig(TrainConfig):
     model: ModelSettings = field(default_factory=_model)
     train: TrainSettings = field(default_factory=lambda: TrainSettings(epochs=3.0))  # the study's 3 epochs
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    twin_recipes: ClassVar = TWIN_RECIPES
 
 
 @dataclass
@@ -48,6 +51,7 @@ class VqaEvalConfig(EvalConfig):
     data: DataSettings = field(default_factory=_data)
     model: ModelSettings = field(default_factory=_model)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
+    twin_recipes: ClassVar = TWIN_RECIPES
 
 
 @dataclass
