@@ -53,6 +53,8 @@ def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
         "--data-source", str(data), "--data-prompt-column", "prompt",
         "--data-answers-column", "answers", "--model-model", "tiny-qwen2-vl",
         "--lora-r", "4", "--train-batch-size", "2", "--train-logging-steps", "1",
+        # the frozen vision tower and projector: the feature cache serves (the twin's recipe trains the projector)
+        "--no-lora-train-projector", "--train-lr", "2e-4",
         "--output-dir", str(out), *extra,
     ]
 

@@ -125,8 +125,8 @@ def apply_lora(loaded: LoadedModel, settings: LoraSettings, *, gradient_checkpoi
     try:
         peft_model = get_peft_model(model, lora_config(loaded, settings),
                                     autocast_adapter_dtype=settings.precision != "bf16")
-    except ValueError as exc:  # peft's NoMatchingPeftModuleError
-        if "not found in the base model" not in str(exc):
+    except ValueError as exc:  # peft's NoMatchingPeftModuleError (a ValueError), its text varies by case
+        if type(exc).__name__ != "NoMatchingPeftModuleError" and "not found in the base model" not in str(exc):
             raise
         raise ConfigError(f"--lora-targets {','.join(settings.targets) or '(family default)'}: no such module "
                           f"in {loaded.family.language_prefix}; its linear layers: "
