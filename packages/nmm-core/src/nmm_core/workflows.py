@@ -261,9 +261,8 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     try:
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
-        limits = model_image_limits(cfg.model)
-        train_set = examples if examples is not None else load_split(cfg.data, cfg.data.split, run, load=load,
-                                                                    limits=limits)
+        train_set = examples if examples is not None else load_split(
+            cfg.data, cfg.data.split, run, load=load, limits=model_image_limits(cfg.model))
         # before anything random is drawn: adapters and new parts are initialised here, before
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
