@@ -191,6 +191,23 @@ CASES: dict[str, Bad] = {
         "nmm-pathology", "vqa predict --image {tmp}/none.png --question 'what is present?'", ("none.png",)),
     "pathology detect convert: no source folder": Bad(
         "nmm-pathology", "detect convert --source {tmp}/nothing --output {tmp}/yolo", ("--source", "nothing")),
+    # -- issue 21, section 3: export
+    "nmm export: missing adapter": Bad(
+        "nmm", "export --adapter {tmp}/no-adapter --out {tmp}/exported", ("--adapter", "no-adapter", "no such folder")),
+    "nmm export: --out is a file": Bad(
+        "nmm", "export --adapter {adapter} --out {file}", ("--out", "{file}", "is a file")),
+    "nmm export: adapter for another base": Bad(
+        "nmm", "export --model tiny-smolvlm --adapter {adapter} --out {tmp}/exported",
+        ("trained for", "tiny-qwen2-vl")),
+    "nmm export: --dtype int8": Bad(
+        "nmm", "export --adapter {adapter} --out {tmp}/exported --dtype int8", ("--dtype", "int8", "bfloat16")),
+    "nmm export: --report without a report.json": Bad(
+        "nmm", "export --adapter {adapter} --out {tmp}/exported --report {charts}", ("--report", "no report.json")),
+    "charts export: --out holds other files": Bad(
+        "nmm-charts", "export --adapter {adapter} --out {charts}", ("--out", "{charts}", "holds other files")),
+    "pathology vqa export: missing adapter": Bad(
+        "nmm-pathology", "vqa export --adapter {tmp}/no-adapter --out {tmp}/exported", ("--adapter", "no-adapter")),
+    "memes export: no --adapter": Bad("nmm-memes", "export --out {tmp}/exported", ("--adapter",)),
     "pathology detect train: weights not local": Bad(
         "nmm-pathology", "detect train --detector-model yolov8n.pt --output-dir {tmp}/runs", ("not found locally",)),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nmm_core.cli import base_parser, info_text, run_cli
+from nmm_core.cli import add_export_command, base_parser, export_from_parsed, info_text, run_cli
 
 DESCRIPTION = "Chart question answering (ChartQA, PJN_CHARTS) with Qwen2-VL-2B, SmolVLM and Moondream2."
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("compare", ChartEvalConfig, "base vs merged fine-tuned adapter on the same examples"),
     ):
         add_command(sub, name, cls, help=text)
+    add_export_command(sub)
     predict = add_command(sub, "predict", PredictConfig, help="answer one question about one chart")
     predict.add_argument("image", help="chart image file")
     predict.add_argument("question", help="the question, quoted")
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             print(c.run_chart_compare(config_from_parsed(c.ChartEvalConfig, ns)))
         elif ns.command == "predict":
             c.run_predict(config_from_parsed(c.PredictConfig, ns), ns.image, ns.question)
+        elif ns.command == "export":
+            print(export_from_parsed(ns))
 
     return run_cli(dispatch)
 

@@ -103,6 +103,23 @@ def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.Argume
     return parser, sub
 
 
+def add_export_command(sub) -> None:
+    """The `export` verb (core's and every VLM domain CLI's)."""
+    from nmm_core.config import add_command
+    from nmm_core.export import ExportConfig
+
+    add_command(sub, "export", ExportConfig,
+                help="merge an adapter into its base: a standalone folder plain transformers loads")
+
+
+def export_from_parsed(ns: argparse.Namespace):
+    """Run `export` with the parsed flags; the folder written."""
+    from nmm_core.config import config_from_parsed
+    from nmm_core.export import ExportConfig, run_export
+
+    return run_export(config_from_parsed(ExportConfig, ns))
+
+
 def main(argv: list[str] | None = None) -> int:
     """`nmm`: the generic commands on any local or hub dataset in image/question/answer shape."""
     from nmm_core.config import add_command, config_from_parsed
@@ -113,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     add_command(sub, "train", TrainConfig, help="LoRA/QLoRA fine-tuning into a run folder")
     add_command(sub, "eval", EvalConfig, help="batched generation and scores")
     add_command(sub, "compare", EvalConfig, help="base vs fine-tuned on the same examples")
+    add_export_command(sub)
     ns = parser.parse_args(argv)
 
     def dispatch() -> None:
@@ -127,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config_from_parsed(TrainConfig, ns)
             check_model_source(cfg.model)
             print(run_train(cfg, short_answer_task()))
+        elif ns.command == "export":
+            print(export_from_parsed(ns))
         else:
             cfg = config_from_parsed(EvalConfig, ns)
             check_model_source(cfg.model)  # the adapter is checked against the loaded base

@@ -72,10 +72,26 @@ def _shape_fields(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _fingerprint(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(_shape_fields(config), default=str).encode()).hexdigest()[:16]
+
+
 def base_fingerprint(model) -> str:
-    """A hash of the base architecture's shapes (not its path): what an adapter must match."""
-    fields = _shape_fields(model.config.to_dict())
-    return hashlib.sha256(json.dumps(fields, default=str).encode()).hexdigest()[:16]
+    """A hash of the base architecture's shapes (not its path): what an adapter must match.
+
+    The same for the base loaded in 4/8-bit or unquantised: a QLoRA adapter merges into the latter.
+    """
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    return _fingerprint(config)
+
+
+def accepted_fingerprints(model) -> set[str]:
+    """`base_fingerprint` and the form adapters saved before it ignored quantisation carry (an
+    empty `quantization_config` entry when their base was 4/8-bit)."""
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    return {_fingerprint(config), _fingerprint({**config, "quantization_config": {}})}
 
 
 def lora_config(loaded: LoadedModel, settings: LoraSettings):
@@ -284,7 +300,7 @@ def check_adapter(loaded: LoadedModel, folder: str | Path) -> dict[str, Any]:
     marker = json.loads(marker_file.read_text()) if marker_file.exists() else {}
     expected = marker.get("base_fingerprint")
     other_family = marker.get("family") not in (None, loaded.family.name)
-    if other_family or expected and expected != base_fingerprint(loaded.model):
+    if other_family or expected and expected not in accepted_fingerprints(loaded.model):
         raise PresetError(
             f"adapter {folder} was trained for base '{marker.get('base')}' "
             f"({marker.get('family')}), not for '{loaded.source.name}' ({loaded.family.name})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nmm_core.cli import base_parser, info_text, run_cli
+from nmm_core.cli import add_export_command, base_parser, export_from_parsed, info_text, run_cli
 
 DESCRIPTION = "Meme understanding (MemeCap, MemeCraft) with TinyLLaVA and GILL, and a base-vs-fine-tuned competition."
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_command(sub, "eval", MemeEvalConfig, help="captions + ROUGE-1/2/L and BLEU against all references")
     add_command(sub, "compete", CompeteConfig,
                 help="base vs fine-tuned on the same memes: blind pairs.jsonl, win rate with CI, ratings")
+    add_export_command(sub)
     predict = add_command(sub, "predict", PredictConfig, help="what one meme means, from its image and title")
     predict.add_argument("image", help="meme image file")
     predict.add_argument("title", nargs="?", default="", help="the post title, quoted (GILL does not use it)")
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             print(run_compete(config_from_parsed(CompeteConfig, ns)))
         elif ns.command == "predict":
             c.run_predict(config_from_parsed(c.PredictConfig, ns), ns.image, ns.title)
+        elif ns.command == "export":
+            print(export_from_parsed(ns))
         elif ns.command in ("generate", "retrieve"):
             from nmm_memes.gill import generate as g
 

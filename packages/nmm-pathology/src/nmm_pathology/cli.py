@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from nmm_core.cli import base_parser, info_text, run_cli
+from nmm_core.cli import add_export_command, base_parser, info_text, run_cli
 
 DESCRIPTION = "PathVQA with LLaVA-1.5 QLoRA, and a YOLOv8 brain-tumour detection baseline."
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_command(vqa, "eval", VqaEvalConfig, help="scores strict and normalised, review CSV")
     add_command(vqa, "compare", VqaEvalConfig, help="base vs fine-tuned, review CSV per model")
     add_command(vqa, "predict", VqaPredictConfig, help="answer one question about one image")
+    add_export_command(vqa)
     det = sub.add_parser("detect", help="YOLOv8 detector: convert, synth, train, val, predict").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     add_command(det, "convert", ConvertConfig, help="COCO JSON (Roboflow export) -> YOLO images/ + labels/")
@@ -46,6 +47,7 @@ def _dispatch(ns: argparse.Namespace) -> Callable[[], object]:
         if ns.command == "info":
             print(info_text("nmm-pathology"))
             return
+        from nmm_core.export import ExportConfig, run_export
         from nmm_pathology import coco, compare, detector, mri, vqa
 
         table = {
@@ -53,6 +55,7 @@ def _dispatch(ns: argparse.Namespace) -> Callable[[], object]:
             ("vqa", "eval"): (vqa.VqaEvalConfig, vqa.vqa_eval),
             ("vqa", "compare"): (vqa.VqaEvalConfig, vqa.vqa_compare),
             ("vqa", "predict"): (vqa.VqaPredictConfig, vqa.vqa_predict),
+            ("vqa", "export"): (ExportConfig, run_export),
             ("detect", "convert"): (coco.ConvertConfig, coco.convert_command),
             ("detect", "synth"): (mri.SyntheticMriConfig, mri.synth_command),
             ("detect", "train"): (detector.DetectTrainConfig, detector.detect_train),
