@@ -33,8 +33,7 @@ answers = []
 for image, prompt in examples:
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    batch = processor(text=[text], images=[Image.open(image).convert("RGB")], return_tensors="pt",
-                      return_mm_token_type_ids=True)
+    batch = processor(text=[text], images=[Image.open(image).convert("RGB")], return_tensors="pt")
     out = model.generate(**batch, max_new_tokens=max_new, do_sample=False)
     new = out[0, batch["input_ids"].shape[1]:]
     answers.append(processor.tokenizer.decode(new, skip_special_tokens=True).strip())
@@ -164,15 +163,30 @@ def test_qlora_adapter_exports_in_bf16_with_no_quantization(tmp_path, capsys):
     assert "4bit (QLoRA) base" in (out / "README.md").read_text()
 
 
-def test_tinyllava_export_says_it_needs_nmm_to_load(tmp_path, capsys):
-    from nmm_core.families.tinyllava_model import TinyLlavaForConditionalGeneration
+@pytest.mark.parametrize("model, family, plain", [
+    ("tiny-smolvlm", "idefics3", True), ("tiny-tinyllava", "tinyllava", False), ("tiny-moondream", "moondream", False),
+])
+def test_each_family_says_how_its_folder_loads(model, family, plain, tmp_path, capsys):
+    import importlib
 
-    adapter = _perturbed_adapter(tmp_path / "run", model="tiny-tinyllava", family="tinyllava", seed=5)
+    from nmm_core.families import get_family
+
+    adapter = _perturbed_adapter(tmp_path / "run", model=model, family=family, seed=5)
     out = tmp_path / "exported"
     assert core_main(["export", "--adapter", str(adapter), "--out", str(out), "--model-device", "cpu"]) == 0
-    err = capsys.readouterr().err
-    assert "loading needs nmm-core" in err and "TinyLlavaForConditionalGeneration" in err
-    assert "loading needs nmm-core installed" in (out / "README.md").read_text()
-    model = TinyLlavaForConditionalGeneration.from_pretrained(out)
-    assert model.lm_head.bias is not None
-    assert json.loads((out / "nmm.json").read_text())["family"] == "tinyllava"  # nmm loads it as what it is
+    err, card = capsys.readouterr().err, (out / "README.md").read_text()
+    cls_path = get_family(family).model_class
+    if plain:  # SmolVLM: the Auto class gives the family's transformers class
+        from transformers import AutoModelForImageTextToText
+
+        assert "loads with plain transformers" in err and "AutoModelForImageTextToText" in card
+        assert type(AutoModelForImageTextToText.from_pretrained(out)).__name__ == cls_path
+        return
+    module, name = cls_path.split(":")
+    assert "loading needs nmm-core" in err and f"from {module} import {name}" in err
+    assert "loading needs nmm-core installed" in card and f"from {module} import {name}" in card
+    model_cls = getattr(importlib.import_module(module), name)
+    loaded = model_cls.from_pretrained(out)
+    if family == "tinyllava":
+        assert loaded.lm_head.bias is not None  # Phi-2's head bias, which a plain Llava would drop
+    assert json.loads((out / "nmm.json").read_text())["family"] == family  # nmm loads it as what it is

@@ -107,13 +107,13 @@ def loading_text(family, folder: str) -> tuple[str, bool]:
     if ":" not in family.model_class:
         auto = "AutoModelForImageTextToText" if family.chat else "AutoModelForCausalLM"
         return (f"from transformers import AutoProcessor, {auto}\n"
-                f"model = {auto}.from_pretrained({folder!r})  # a {family.model_class}\n"
+                f"model = {auto}.from_pretrained({folder!r})  # {family.model_class}\n"
                 f"processor = AutoProcessor.from_pretrained({folder!r})"), True
     module, cls = family.model_class.split(":")
     return (f"# {cls} is nmm's own class, not one of transformers': loading needs nmm-core installed\n"
             f"# (pip install nmm-core). transformers' Auto classes do not load it as it was trained.\n"
             f"from transformers import AutoProcessor\n"
-            f"from {module} import {cls}  # also registers its config and processor\n"
+            f"from {module} import {cls}\n"
             f"model = {cls}.from_pretrained({folder!r})\n"
             f"processor = AutoProcessor.from_pretrained({folder!r})"), False
 
