@@ -81,6 +81,7 @@ def _plain_load(folder: Path, rows) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh interpreter importing transformers: most of a minute on 2 busy cores
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_export_loads_with_transformers_alone_and_answers_as_nmm_does(dtype, tmp_path, capsys):
     run = tmp_path / "run"
