@@ -191,3 +191,18 @@ def test_each_family_says_how_its_folder_loads(model, family, plain, tmp_path, c
     if family == "tinyllava":
         assert loaded.lm_head.bias is not None  # Phi-2's head bias, which a plain Llava would drop
     assert json.loads((out / "nmm.json").read_text())["family"] == family  # nmm loads it as what it is
+
+
+def test_an_interrupted_export_leaves_nothing(tmp_path, capsys, monkeypatch):
+    from transformers import PreTrainedModel
+
+    adapter = _perturbed_adapter(tmp_path / "run", model="tiny-qwen2-vl", family="qwen2_vl", seed=6)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", interrupt)
+    out = tmp_path / "exports" / "exported"
+    assert core_main(["export", "--adapter", str(adapter), "--out", str(out), "--model-device", "cpu"]) == 130
+    assert "nothing was written" in capsys.readouterr().err
+    assert list((tmp_path / "exports").iterdir()) == []  # no folder, no temporary sibling
