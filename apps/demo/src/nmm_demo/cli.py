@@ -23,7 +23,7 @@ class DemoConfig:
     epochs: float = 5.0
     lr: float = 3e-3
     batch_size: int = 16
-    lora_r: int = 16
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank; alpha is 2 x r, as on every VLM path"})
     seed: int = 0
     output_dir: str = field(default="runs", metadata={"help": "where the run folder is made"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
@@ -87,7 +87,8 @@ def run_demo(cfg: DemoConfig) -> Path:
             primary=task.primary_metric, breakdown=breakdown,
             context={"model": cfg.model, "train_examples": len(train_set),
                      "test_examples": len(test_set), "epochs": cfg.epochs,
-                     "optimiser_steps": outcome.global_step, "lora_r": cfg.lora_r},
+                     "optimiser_steps": outcome.global_step, "lora_r": cfg.lora_r,
+                     "lora_alpha": lora.alpha},
             seed=cfg.seed,
         )
         print_table(results, title=f"Shapes VQA, {len(test_set)} held-out examples")
