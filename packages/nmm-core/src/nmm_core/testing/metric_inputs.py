@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 # (predictions, references, part of the ValueError's message)
@@ -14,3 +16,20 @@ BAD_INPUTS: list[tuple[Any, Any, str]] = [
     (["yes"], [5], "reference 0 is int"),
     ("yes", ["yes"], "predictions must be a list"),
 ]
+
+
+def assert_checks_inputs(fn: Callable[..., Any]) -> None:
+    """Check that `fn(predictions, references)` refuses every bad input with a ValueError that says
+    what is wrong, and scores an empty prediction 0 (for a domain's own metric functions)."""
+    for predictions, references, message in BAD_INPUTS:
+        try:
+            fn(predictions, references)
+        except ValueError as e:
+            if not re.search(message, str(e)):
+                raise AssertionError(f"{fn.__name__}: {e} (expected it to say {message!r})") from e
+        else:
+            raise AssertionError(f"{fn.__name__} accepted {predictions!r}, {references!r}")
+    result = fn([""], ["yes"])
+    values = result.values() if isinstance(result, dict) else [result]
+    if any(value not in (0.0, [0.0]) for value in values):
+        raise AssertionError(f"{fn.__name__} scores an empty prediction {result!r}, not 0")
