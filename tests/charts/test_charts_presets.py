@@ -57,3 +57,14 @@ def test_moondream2_offline_fails_with_one_clear_error_and_leaves_no_partial_con
     with pytest.raises(PresetError, match=r"cannot load 'vikhyatk/moondream2' at revision 2024-08-26 \(HF_HUB_OFFLINE"):
         load_model("moondream2")
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("preset", [p.name for p in PRESETS])
+def test_a_study_preset_keeps_lora_r16_alpha32_and_a_twin_takes_the_common_default(preset):
+    from nmm_charts.commands import ChartTrainConfig
+    from nmm_core.config import parse_config
+
+    lora = parse_config(ChartTrainConfig, argv=["--model", preset]).lora
+    assert (lora.r, lora.alpha) == (16, 32)
+    twin = parse_config(ChartTrainConfig, argv=["--lora-r", "64"]).lora  # tiny-qwen2-vl, with its recipe
+    assert (twin.r, twin.alpha) == (64, 128)

@@ -116,3 +116,12 @@ def test_sd15_training_is_core_trainers_lowers_the_loss_and_resumes_after_an_int
     assert "drop --sd15-dtype float16" in capsys.readouterr().err
 
     assert main(["train", "--data", str(cohort_dir / "cohort"), "--method", "ridge", "--resume", str(done)]) == 2
+
+
+@pytest.mark.parametrize("rank", [4, 8, 64])
+def test_sd15_lora_alpha_is_its_rank_as_published(rank):
+    from nmm_connectome.sd15 import unet_lora_config
+    from nmm_connectome.settings import Sd15Settings
+
+    config = unet_lora_config(Sd15Settings(train_unet="lora", lora_r=rank))
+    assert (config.r, config.lora_alpha) == (rank, rank)

@@ -65,3 +65,15 @@ def test_bootstrap_interval_is_seeded_and_contains_the_mean():
                   model="fine-tuned", opponent="base", samples=500)
     assert (s["wins"], s["ties"], s["losses"]) == (3, 1, 1)
     assert s["win_rate"] == pytest.approx(3.5 / 5) and s["ci_low"] <= s["win_rate"] <= s["ci_high"]
+
+
+def test_judge_pairs_lets_a_lower_is_better_metric_pick_the_shorter_answer():
+    from nmm_core.metric import Metric
+
+    words = Metric("words", per_example=lambda p, refs: float(len(p.split())), higher_is_better=False)
+    pair = Pair("t:1", "1", None, "q", ["x"], Side("base", "one two three"), Side("fine-tuned", "one"), "t")
+    (verdict,) = judge_pairs([pair], metric=words, epsilon=0.01)
+    assert (verdict.left_score, verdict.right_score, verdict.winner) == (3.0, 1.0, "fine-tuned")
+    corpus_only = Metric("c", corpus=lambda p, r: 0.0)
+    with pytest.raises(Exception, match="no per-example score"):
+        judge_pairs([pair], metric=corpus_only)

@@ -6,9 +6,9 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from nmm_core.metrics import closed_accuracy_per_example
 from nmm_core.testing.learning import train_and_compare
 from nmm_pathology.cli import main
+from nmm_pathology.metrics import closed_accuracy_per_example
 
 MARGIN = 0.05  # closed accuracy above the better constant answer
 

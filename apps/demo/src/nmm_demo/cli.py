@@ -23,7 +23,7 @@ class DemoConfig:
     epochs: float = 5.0
     lr: float = 3e-3
     batch_size: int = 16
-    lora_r: int = 16
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank; alpha is 2 x r, as on every VLM path"})
     seed: int = 0
     output_dir: str = field(default="runs", metadata={"help": "where the run folder is made"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
@@ -64,7 +64,7 @@ def run_demo(cfg: DemoConfig) -> Path:
                           progress=cfg.progress)
 
         tuned = load_model(cfg.model)
-        lora = LoraSettings(r=cfg.lora_r, alpha=2 * cfg.lora_r, train_projector=True)
+        lora = LoraSettings(r=cfg.lora_r, train_projector=True)  # alpha: the common default, 2r
         peft_model = apply_lora(tuned, lora)
         settings = TrainSettings(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                                  logging_steps=10, save_steps=10**9, seed=cfg.seed)
@@ -84,14 +84,15 @@ def run_demo(cfg: DemoConfig) -> Path:
         breakdown = {r.name: breakdown_by(r, kinds, task.primary) for r in results}
         write_comparison(
             results, run.path, title="Shapes VQA: tiny Qwen2-VL, base vs LoRA fine-tuned",
-            primary=task.primary, breakdown=breakdown,
+            primary=task.primary_metric, breakdown=breakdown,
             context={"model": cfg.model, "train_examples": len(train_set),
                      "test_examples": len(test_set), "epochs": cfg.epochs,
-                     "optimiser_steps": outcome.global_step, "lora_r": cfg.lora_r},
+                     "optimiser_steps": outcome.global_step, "lora_r": cfg.lora_r,
+                     "lora_alpha": lora.alpha},
             seed=cfg.seed,
         )
         print_table(results, title=f"Shapes VQA, {len(test_set)} held-out examples")
-        for line in delta_lines(results, task.primary, seed=cfg.seed):
+        for line in delta_lines(results, task.primary_metric, seed=cfg.seed):
             print(f"{task.primary}: {line}")
         final = run.complete(base=before.metrics[task.primary], fine_tuned=after.metrics[task.primary])
     print(f"report: {final / 'report.md'}")

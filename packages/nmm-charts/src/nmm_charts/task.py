@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from nmm_charts.metrics import RELAXED_ACCURACY
+from nmm_core.metric import Metric
+from nmm_core.metrics import EXACT_MATCH, ROUGE1, ROUGE_L
 from nmm_core.task import Task
 
 INSTRUCTION = "Answer the question with a single word or number."
@@ -30,8 +33,7 @@ class ChartTask(Task):
 
     name: str = "chartqa"
     instruction: str = INSTRUCTION
-    metrics: tuple[str, ...] = ("relaxed_accuracy", "exact_match", "rouge1", "rougeL")
-    primary: str = "relaxed_accuracy"
+    metrics: tuple[Metric, ...] = (RELAXED_ACCURACY, EXACT_MATCH, ROUGE1, ROUGE_L)
 
     def normalise(self, prediction: str) -> str:
         """First line, no "The answer is", quotes or final full stop; "1,234" as "1234"."""

@@ -106,6 +106,14 @@ class _LatentPairs(torch.utils.data.Dataset):
         return {"task": self.task[i], "rest": self.rest[i]}
 
 
+def unet_lora_config(settings: Sd15Settings):
+    """The UNet's LoRA: alpha = r (scale 1), the published SD1.5 LoRA recipe (diffusers' train_text_to_image_lora)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_r, init_lora_weights="gaussian",
+                      target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+
+
 def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bool = False,
                deterministic: bool = False) -> dict:
     """Fine-tune the widened UNet on the training subjects with core's trainer (checkpoints in
@@ -134,11 +142,8 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
                   "codec + VAE": codec.round_trip(train.task[:64], parts.vae)}
     unet = expand_unet_inputs(parts.unet, parts.unet.config.in_channels + 4).to(device)
     if settings.train_unet == "lora":
-        from peft import LoraConfig
-
         unet.requires_grad_(False)
-        unet.add_adapter(LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_r, init_lora_weights="gaussian",
-                                    target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        unet.add_adapter(unet_lora_config(settings))
         unet.conv_in.requires_grad_(True)  # the new input channels must learn
     with torch.no_grad():
         rest_lat = _latents(parts, codec, train.rest, encode_latents)

@@ -70,7 +70,8 @@ class Sd15Settings:
     image_size: int = field(default=64, metadata={"help": "pixels per side (512 for the real SD1.5)"})
     value_range: float = field(default=1.0, metadata={"help": "FC values in [-v, v] map to pixels [-1, 1]"})
     train_unet: str = field(default="full", metadata={"help": "full | lora"})
-    lora_r: int = 8
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank with --sd15-train-unet lora; alpha = r (scale "
+                                                     "1), SD1.5's own LoRA recipe, unlike the VLMs' 2 x r"})
     steps: int = 200
     batch_size: int = 8
     lr: float = 1e-4

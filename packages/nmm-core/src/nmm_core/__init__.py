@@ -32,9 +32,10 @@ _EXPORTS: dict[str, str] = {
     "generate": "evaluate",
     "Task": "task", "short_answer_task": "task",
     # metrics (fixed names)
-    "rouge": "metrics", "bleu": "metrics", "relaxed_accuracy": "metrics",
-    "exact_match": "metrics", "closed_accuracy": "metrics", "open_recall": "metrics",
+    "rouge": "metrics", "bleu": "metrics",
+    "exact_match": "metrics",
     "normalize_answer": "metrics",
+    "Metric": "metric",
     # reports, runs, config, commands
     "write_comparison": "report", "plot_loss": "report",
     "RunDir": "runs", "atomic_write_json": "runs", "atomic_write_text": "runs",

@@ -342,6 +342,8 @@ def _build(cls: type[T], values: dict[str, Any], base: Any = None, prefix: str =
         # A nested default like `field(default_factory=lambda: Lora(r=64))` is the base its
         # overrides apply to, not the nested class's own defaults.
         default = getattr(base, f.name) if base is not None else _default_of(f)
+        if f.name in getattr(base, "derived_settings", ()):
+            default = _default_of(f)  # worked out from the others (LoRA's alpha from r): derive it again
         if _is_dataclass_type(tp):
             sub_base = None if default is dataclasses.MISSING else default
             kwargs[f.name] = _build(tp, values, sub_base, name + ".")

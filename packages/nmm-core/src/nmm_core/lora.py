@@ -25,7 +25,9 @@ class LoraSettings:
     """LoRA hyper-parameters and which parts of the model train."""
 
     r: int = field(default=16, metadata={"help": "LoRA rank"})
-    alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    alpha: int | None = field(default=None, metadata={
+        "help": "LoRA alpha (scale = alpha / r); unless given, 2 x r, so the scale is 2 whatever the rank "
+                "(32 at the default r 16: the studies' recipe)"})
     dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input (0: the input is not "
                                                               "copied, a faster step)"})
     targets: tuple[str, ...] = field(
@@ -54,6 +56,12 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if self.r <= 0:
             raise ConfigError(f"lora.r must be positive, got {self.r}")
+        if self.alpha is None:
+            self.alpha = 2 * self.r
+            # config's builder takes a nested default's values as given ones: this one follows r
+            self.derived_settings = ("alpha",)
+        elif self.alpha <= 0:
+            raise ConfigError(f"lora.alpha must be positive, got {self.alpha}")
         if self.precision not in ADAPTER_PRECISIONS:
             raise ConfigError(f"lora.precision must be one of {', '.join(ADAPTER_PRECISIONS)}, got {self.precision!r}")
         if not 0 <= self.dropout < 1:

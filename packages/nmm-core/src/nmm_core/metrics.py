@@ -1,5 +1,6 @@
-"""Text metrics for evaluation: ROUGE, BLEU, ChartQA relaxed accuracy, VQA exact match,
-yes/no accuracy and open-answer recall, every one in [0, 1] (BLEU is sacrebleu's score / 100).
+"""Core's generic text metrics: ROUGE, BLEU and VQA exact match, every one in [0, 1] (BLEU is
+sacrebleu's score / 100), as functions and as `Metric` values a task declares. A domain's own
+metrics (ChartQA's relaxed accuracy, PathVQA's closed accuracy) live in its package.
 
 Every metric takes ``predictions`` (a list of str) and ``references`` (a list whose items
 are a str or a list/tuple of accepted str answers); bad inputs raise ``ValueError``.
@@ -7,28 +8,33 @@ are a str or a list/tuple of accepted str answers); bad inputs raise ``ValueErro
 
 from __future__ import annotations
 
-import math
 import re
 import string
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+from nmm_core.metric import Metric
 
 __all__ = [
+    "BLEU",
+    "EXACT_MATCH",
+    "ROUGE",
+    "ROUGE1",
+    "ROUGE2",
     "ROUGE_KEYS",
+    "ROUGE_L",
     "Reference",
     "bleu",
     "bleu_per_example",
-    "closed_accuracy",
-    "closed_accuracy_per_example",
+    "check_references",
     "exact_match",
     "exact_match_per_example",
-    "is_yes_no",
+    "mean",
     "normalize_answer",
-    "open_recall",
-    "open_recall_per_example",
-    "relaxed_accuracy",
-    "relaxed_accuracy_per_example",
+    "per_example_metric",
     "rouge",
+    "rouge_metric",
     "rouge_per_example",
 ]
 
@@ -38,10 +44,9 @@ ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")  # what `rouge` returns
 _ASCII_PUNCT = frozenset(string.punctuation)
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
-_YES_NO = ("yes", "no")
 
 
-def _check(predictions: Sequence[str], references: Sequence[Reference]) -> list[list[str]]:
+def check_references(predictions: Sequence[str], references: Sequence[Reference]) -> list[list[str]]:
     """Validate the inputs and return every example's references as a list of str."""
     for name, value in (("predictions", predictions), ("references", references)):
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -72,7 +77,8 @@ def _check(predictions: Sequence[str], references: Sequence[Reference]) -> list[
     return refs
 
 
-def _mean(values: Sequence[float]) -> float:
+def mean(values: Sequence[float]) -> float:
+    """The mean of a non-empty list of per-example scores."""
     return sum(values) / len(values)
 
 
@@ -101,11 +107,6 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", "".join(out)).split())
 
 
-def is_yes_no(text: str) -> bool:
-    """True when ``text`` normalises to exactly "yes" or "no"."""
-    return normalize_answer(text) in _YES_NO
-
-
 # ---------------------------------------------------------------- ROUGE / BLEU
 
 
@@ -113,7 +114,7 @@ def rouge_per_example(
     predictions: Sequence[str], references: Sequence[Reference]
 ) -> dict[str, list[float]]:
     """ROUGE-1/2/L F1 per example (best reference), keyed rouge1, rouge2, rougeL."""
-    refs = _check(predictions, references)
+    refs = check_references(predictions, references)
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
@@ -128,7 +129,7 @@ def rouge_per_example(
 def rouge(predictions: Sequence[str], references: Sequence[Reference]) -> dict[str, float]:
     """Mean ROUGE-1/2/L F1 in [0, 1] (best reference per example)."""
     per = rouge_per_example(predictions, references)
-    return {key: _mean(values) for key, values in per.items()}
+    return {key: mean(values) for key, values in per.items()}
 
 
 def _unit(percent: float) -> float:
@@ -142,7 +143,7 @@ def bleu(predictions: Sequence[str], references: Sequence[Reference]) -> float:
     Without effective order it is 0 whenever no prediction has a 4-gram, so it means nothing
     for one- to three-word answers: tasks with such answers do not report it.
     """
-    refs = _check(predictions, references)
+    refs = check_references(predictions, references)
     from sacrebleu.metrics import BLEU
 
     width = max(len(options) for options in refs)
@@ -159,60 +160,12 @@ def bleu_per_example(
     predictions: Sequence[str], references: Sequence[Reference]
 ) -> list[float]:
     """Sentence BLEU in [0, 1] per example (sacrebleu with effective order, divided by 100)."""
-    refs = _check(predictions, references)
+    refs = check_references(predictions, references)
     from sacrebleu.metrics import BLEU
 
     # Effective order stops a short sentence with no 4-gram match from scoring 0.
     metric = BLEU(effective_order=True)
     return [_unit(metric.sentence_score(p, options).score) for p, options in zip(predictions, refs, strict=False)]
-
-
-# ---------------------------------------------------------------- relaxed accuracy
-
-
-def _to_float(text: str) -> float | None:
-    try:
-        value = float(text.rstrip("%")) / 100.0 if text.endswith("%") else float(text)
-    except ValueError:
-        return None
-    # "nan"/"inf" parse as floats but are words here; compare them as strings.
-    return value if math.isfinite(value) else None
-
-
-def _relaxed_correct(prediction: str, target: str, tolerance: float) -> bool:
-    prediction, target = prediction.strip(), target.strip()
-    pred_value, target_value = _to_float(prediction), _to_float(target)
-    if pred_value is not None and target_value:
-        return abs(pred_value - target_value) / abs(target_value) <= tolerance
-    return prediction.lower() == target.lower()
-
-
-def relaxed_accuracy_per_example(
-    predictions: Sequence[str], references: Sequence[Reference], tolerance: float = 0.05
-) -> list[float]:
-    """ChartQA relaxed correctness (1.0 or 0.0) per example; `relaxed_accuracy` says how."""
-    refs = _check(predictions, references)
-    if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
-        raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
-    return [
-        float(any(_relaxed_correct(p, t, tolerance) for t in options))
-        for p, options in zip(predictions, refs, strict=False)
-    ]
-
-
-def relaxed_accuracy(
-    predictions: Sequence[str], references: Sequence[Reference], tolerance: float = 0.05
-) -> float:
-    """ChartQA relaxed accuracy in [0, 1]: numbers within ``tolerance`` relative error, text exact.
-
-    It is pix2struct's ``relaxed_correctness`` (ChartQA's published scores) but for two cases:
-    text is compared stripped of surrounding whitespace (the reference scores " Yes" against
-    "yes" wrong; numbers are stripped by both), and "nan"/"inf" are compared as text (the
-    reference parses them as floats, so they never match anything, even themselves). Like the
-    reference, "45%" reads as 0.45 and "$5" or "1,000" as text, so "45%" vs "45" and "$5" vs
-    "5" score 0 here where `exact_match`, which drops punctuation, scores them 1.
-    """
-    return _mean(relaxed_accuracy_per_example(predictions, references, tolerance))
 
 
 # ---------------------------------------------------------------- VQA answers
@@ -222,7 +175,7 @@ def exact_match_per_example(
     predictions: Sequence[str], references: Sequence[Reference]
 ) -> list[float]:
     """1.0 where the normalised prediction equals a normalised reference, else 0.0."""
-    refs = _check(predictions, references)
+    refs = check_references(predictions, references)
     return [
         float(normalize_answer(p) in {normalize_answer(t) for t in options})
         for p, options in zip(predictions, refs, strict=False)
@@ -235,59 +188,40 @@ def exact_match(predictions: Sequence[str], references: Sequence[Reference]) -> 
     Dropping punctuation makes it more lenient than `relaxed_accuracy` on "45%" vs "45" and
     "$5" vs "5" (equal here, wrong there), stricter on numbers within 5%.
     """
-    return _mean(exact_match_per_example(predictions, references))
+    return mean(exact_match_per_example(predictions, references))
 
 
-def _yes_no_answer(prediction: str) -> str | None:
-    # A leading yes/no is also the first standalone one, so one scan covers both rules.
-    for token in normalize_answer(prediction).split():
-        if token in _YES_NO:
-            return token
-    return None
+# ---------------------------------------------------------------- Metric values
 
 
-def closed_accuracy_per_example(
-    predictions: Sequence[str], references: Sequence[Reference]
-) -> list[float]:
-    """1.0 where the prediction's first yes/no word matches the yes/no reference."""
-    refs = _check(predictions, references)
-    scores = []
-    for i, (pred, options) in enumerate(zip(predictions, refs, strict=False)):
-        targets = {normalize_answer(t) for t in options}
-        if not targets <= set(_YES_NO):
-            raise ValueError(f"reference {i} is not yes/no: {options!r}")
-        scores.append(float(_yes_no_answer(pred) in targets))
-    return scores
+def per_example_metric(name: str, batch: Callable[[Sequence[str], Sequence[Reference]], list[float]],
+                       **kwargs) -> Metric:
+    """A `Metric` that is the mean of `batch`'s per-example scores (exact match, relaxed accuracy, ...)."""
+    return Metric(name, per_example=lambda p, refs: batch([p], [list(refs)])[0],
+                  corpus=lambda preds, refs: mean(batch(preds, refs)), **kwargs)
 
 
-def closed_accuracy(predictions: Sequence[str], references: Sequence[Reference]) -> float:
-    """Accuracy on yes/no questions, reading the prediction's first standalone yes/no word.
-
-    "normal" or "note" is no "no" here, where LLaVA-Med's evaluator (its issue #12) finds one.
-    """
-    return _mean(closed_accuracy_per_example(predictions, references))
+@lru_cache(maxsize=4)
+def _rouge_means(predictions: tuple[str, ...], references: tuple[tuple[str, ...], ...]) -> dict[str, float]:
+    # one scorer pass serves all three ROUGE keys of a task
+    return rouge(list(predictions), [list(r) for r in references])
 
 
-def _recall(prediction_tokens: set[str], target: str) -> float:
-    target_tokens = normalize_answer(target).split()
-    if not target_tokens:
-        # Nothing left after normalisation (e.g. "the"): only an equally empty answer fits.
-        return float(not prediction_tokens)
-    return sum(token in prediction_tokens for token in target_tokens) / len(target_tokens)
+def rouge_metric(key: str, *, per_example: bool = False) -> Metric:
+    """ROUGE `key` (rouge1, rouge2 or rougeL) as a `Metric`; `per_example` keeps it per example too."""
+    if key not in ROUGE_KEYS:
+        raise ValueError(f"unknown ROUGE key {key!r}: one of {ROUGE_KEYS}")
+
+    def corpus(preds: Sequence[str], refs: Sequence[Reference]) -> float:
+        check_references(preds, refs)
+        return _rouge_means(tuple(preds), tuple((r,) if isinstance(r, str) else tuple(r) for r in refs))[key]
+
+    one = (lambda p, refs: rouge_per_example([p], [list(refs)])[key][0]) if per_example else None
+    return Metric(key, per_example=one, corpus=corpus)
 
 
-def open_recall_per_example(
-    predictions: Sequence[str], references: Sequence[Reference]
-) -> list[float]:
-    """Share of the best reference's normalised tokens found in the prediction, per example."""
-    refs = _check(predictions, references)
-    scores = []
-    for pred, options in zip(predictions, refs, strict=False):
-        tokens = set(normalize_answer(pred).split())
-        scores.append(max(_recall(tokens, t) for t in options))
-    return scores
-
-
-def open_recall(predictions: Sequence[str], references: Sequence[Reference]) -> float:
-    """Mean token recall of references in predictions (PathVQA/LLaVA-Med open questions)."""
-    return _mean(open_recall_per_example(predictions, references))
+EXACT_MATCH = per_example_metric("exact_match", exact_match_per_example)
+ROUGE1, ROUGE2, ROUGE_L = (rouge_metric(key) for key in ROUGE_KEYS)
+ROUGE = (ROUGE1, ROUGE2, ROUGE_L)  # all three, for tasks with sentence answers
+# corpus-level: sacrebleu's corpus score is no mean of sentence scores
+BLEU = Metric("bleu", corpus=bleu)

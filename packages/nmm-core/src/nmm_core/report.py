@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.evaluate import EvalResult
+from nmm_core.metric import Metric
 from nmm_core.records import ValidationReport
 from nmm_core.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 
@@ -117,16 +118,32 @@ def paired_interval(first: EvalResult, other: EvalResult, metric: str, *,
     return bootstrap_interval([b[k] - a[k] for k in a], seed=seed)
 
 
-def delta_lines(results: Sequence[EvalResult], primary: str,
+def _name_and_direction(primary: str | Metric) -> tuple[str, bool]:
+    # a bare name (a detector's mAP50) is higher-is-better, resampled where rows hold it
+    return (primary.name, primary.higher_is_better) if isinstance(primary, Metric) else (primary, True)
+
+
+def _intervals(results: Sequence[EvalResult], primary: str | Metric,
+               seed: int) -> dict[str, tuple[float, float] | None]:
+    base, *others = results
+    if isinstance(primary, Metric) and primary.is_corpus_level:  # nothing per example to resample (BLEU)
+        return {o.name: None for o in others}
+    return {o.name: paired_interval(base, o, _name_and_direction(primary)[0], seed=seed) for o in others}
+
+
+def delta_lines(results: Sequence[EvalResult], primary: str | Metric,
                 intervals: dict[str, tuple[float, float] | None] | None = None, *, seed: int = 0) -> list[str]:
     """One line per model after the first: its `primary` difference and, where the metric is
     scored per example, the 95% paired-bootstrap interval and what it says."""
+    name, higher_is_better = _name_and_direction(primary)
     base, *others = results
     if intervals is None:
-        intervals = {o.name: paired_interval(base, o, primary, seed=seed) for o in others}
+        intervals = _intervals(results, primary, seed)
     lines = []
     for other in others:
-        line = f"{other.name} {other.metrics[primary] - base.metrics[primary]:+.4f} vs {base.name}"
+        line = f"{other.name} {other.metrics[name] - base.metrics[name]:+.4f} vs {base.name}"
+        if not higher_is_better:
+            line += " (lower is better)"
         if intervals[other.name] is not None:
             low, high = intervals[other.name]
             verdict = "a difference" if low > 0 or high < 0 else "no clear difference: the interval holds 0"
@@ -137,18 +154,21 @@ def delta_lines(results: Sequence[EvalResult], primary: str,
 
 
 def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
-                     primary: str, context: dict[str, Any] | None = None,
+                     primary: str | Metric, context: dict[str, Any] | None = None,
                      breakdown: dict[str, dict[str, float]] | None = None, seed: int = 0,
                      records: dict[str, Any] | None = None) -> dict[str, Path]:
     """report.json, report.md and metrics.png comparing `results` (same examples, same settings);
+    `primary` (a task's `primary_metric`, or a name read as higher-is-better) heads the deltas;
     `seed` draws the bootstrap's resamples; `records` (`record_counts`) says how many records were
     used, skipped, and where the skips are listed."""
+    name, higher_is_better = _name_and_direction(primary)
     base, *others = results
-    delta = {o.name: o.metrics[primary] - base.metrics[primary] for o in others}
-    intervals = {o.name: paired_interval(base, o, primary, seed=seed) for o in others}
+    delta = {o.name: o.metrics[name] - base.metrics[name] for o in others}
+    intervals = _intervals(results, primary, seed)
     payload = {
         "title": title,
-        "primary_metric": primary,
+        "primary_metric": name,
+        "primary_higher_is_better": higher_is_better,
         "results": [r.summary() for r in results],
         "delta_vs_first": delta,
         # how sure the delta is: it resamples the examples, so a small set shows a wide interval
@@ -162,11 +182,11 @@ def write_comparison(results: Sequence[EvalResult], folder: Path, *, title: str,
     atomic_write_json(files["json"], payload)
     plot_metrics(results, files["png"], title=title)
     lines = [f"# {title}", "", markdown_table(results), ""]
-    lines += [f"- **{primary}**: {line}" for line in delta_lines(results, primary, intervals, seed=seed)]
+    lines += [f"- **{name}**: {line}" for line in delta_lines(results, primary, intervals, seed=seed)]
     if records:
         lines.append(f"- **records**: {records_line(records)}")
     if breakdown:
-        lines += ["", f"## {primary} by example kind", "",
+        lines += ["", f"## {name} by example kind", "",
                   "| kind | " + " | ".join(breakdown) + " |", "|---|" + "---|" * len(breakdown)]
         kinds = sorted({k for v in breakdown.values() for k in v})
         for kind in kinds:

@@ -8,27 +8,49 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nmm_core import metrics
+from nmm_core.metric import Metric
+from nmm_core.metrics import EXACT_MATCH, ROUGE1, ROUGE_L
 from nmm_core.records import Example
-
-# Scores cheap and exact enough to keep per example in predictions.jsonl.
-PER_EXAMPLE = ("exact_match", "relaxed_accuracy", "closed_accuracy", "open_recall")
-CORPUS = (*PER_EXAMPLE, *metrics.ROUGE_KEYS, "rouge", "bleu")  # "rouge" stands for all three ROUGE keys
 
 
 @dataclass(frozen=True)
 class Task:
-    """Prompt wording, answer normalisation and the metrics to report (`primary` first).
+    """Prompt wording, answer normalisation and the `Metric` values to report (the first is the primary).
 
-    `metrics` names only the scores that mean something for the task's answers, each in [0, 1]:
+    `metrics` holds only the scores that mean something for the task's answers, each in [0, 1]:
     a task whose answers are a word or a number declares neither BLEU (corpus BLEU is 0 when
     no answer has 4 tokens) nor ROUGE-2 (0 for every one-word answer).
     """
 
     name: str = "vqa"
     instruction: str = ""  # appended to every question, e.g. a short-answer request
-    metrics: tuple[str, ...] = ("exact_match", "relaxed_accuracy", "rouge1", "rougeL")
-    primary: str = "exact_match"
+    metrics: tuple[Metric, ...] = (EXACT_MATCH, ROUGE1, ROUGE_L)
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise ValueError(f"task {self.name!r} declares no metric")
+        for metric in self.metrics:
+            if not isinstance(metric, Metric):
+                raise ValueError(f"task {self.name!r} declares an unknown metric {metric!r}: "
+                                 "pass Metric values (nmm_core.metrics.EXACT_MATCH, ...)")
+        names = self.metric_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"task {self.name!r} declares a metric twice: {names}")
+
+    @property
+    def primary_metric(self) -> Metric:
+        """The headline metric: the first declared (compare's delta and interval are on it)."""
+        return self.metrics[0]
+
+    @property
+    def primary(self) -> str:
+        """The headline metric's name (the key in reports)."""
+        return self.metrics[0].name
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The declared metrics' names, in order (the report's columns)."""
+        return tuple(m.name for m in self.metrics)
 
     def prompt(self, example: Example) -> str:
         """The question as the model reads it."""
@@ -49,23 +71,12 @@ class Task:
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict:
         """Corpus-level scores in [0, 1], one float per metric key."""
         preds, refs = list(predictions), self._references(references)
-        out: dict[str, float] = {}
-        rouge: dict[str, float] | None = None
-        for name in self.metrics:
-            if name not in CORPUS:
-                raise ValueError(f"task {self.name!r} declares an unknown metric {name!r}: one of {CORPUS}")
-            if name == "rouge" or name in metrics.ROUGE_KEYS:
-                rouge = rouge or metrics.rouge(preds, refs)  # one pass serves every ROUGE key
-                out.update(rouge if name == "rouge" else {name: rouge[name]})
-            else:
-                out[name] = float(getattr(metrics, name)(preds, refs))
-        return out
+        return {m.name: m.score(preds, refs) for m in self.metrics}
 
     def score_one(self, prediction: str, references: Sequence[str]) -> dict[str, float]:
-        """Per-example scores (the cheap, exact ones) for predictions.jsonl."""
-        refs = self._references([references])
-        return {name: getattr(metrics, f"{name}_per_example")([prediction], refs)[0]
-                for name in self.metrics if name in PER_EXAMPLE}
+        """Per-example scores (of the metrics that have one) for predictions.jsonl."""
+        refs = self._references([references])[0]
+        return {m.name: float(m.per_example(prediction, refs)) for m in self.metrics if m.per_example is not None}
 
 
 SHORT_ANSWER = "Answer with a single word or number."

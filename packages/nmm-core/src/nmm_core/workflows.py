@@ -341,7 +341,7 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
                                 out_file=run.file("predictions.jsonl"))
         write_comparison([result], run.path, title=f"{task.name}: {cfg.model.model}",
-                         primary=task.primary, seed=cfg.seed, records=records)
+                         primary=task.primary_metric, seed=cfg.seed, records=records)
         print_table([result], title=f"{task.name} on {len(test)} examples")
         return run.complete(**result.metrics, seeds=resolve_seeds(cfg), **_finished(finish, run))
 
@@ -367,11 +367,11 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
         ]
         write_pairs(make_pairs(test, *results, folder=run.path, task=task.name, seed=seed),
                     run.file("pairs.jsonl"))
-        write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary,
+        write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary_metric,
                          context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source},
                          seed=seed, records=records)
         print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
-        for line in delta_lines(results, task.primary, seed=seed):
+        for line in delta_lines(results, task.primary_metric, seed=seed):
             print(f"{task.primary}: {line}")
         return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
                             seeds=resolve_seeds(cfg), **_finished(finish, run))

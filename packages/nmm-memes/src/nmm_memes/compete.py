@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from nmm_core.errors import ConfigError
+from nmm_core.metric import Metric
 from nmm_core.seeds import part_seed, resolve_seeds
 from nmm_core.workflows import check_model_source
 from nmm_memes.commands import MemeEvalConfig, refuse_gill
@@ -59,17 +60,17 @@ def run_compete(cfg: CompeteConfig) -> Path:
     cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
     task = meme_task()
     return run_compare(cfg, task, load=load_usable, kind="compete", seed=cfg.judge.seed,
-                       finish=lambda folder: judge_run(folder, cfg.judge, metric=task.primary))
+                       finish=lambda folder: judge_run(folder, cfg.judge, metric=task.primary_metric))
 
 
-def judge_run(folder: Path, settings: JudgeSettings, *, metric: str) -> dict[str, float]:
+def judge_run(folder: Path, settings: JudgeSettings, *, metric: str | Metric) -> dict[str, float]:
     """Judge the run's pairs.jsonl, write the competition outputs; the win rate and its interval."""
     from nmm_core.pairs import read_pairs
 
     verdicts = judge_pairs(read_pairs(folder / "pairs.jsonl"), metric=metric, epsilon=settings.epsilon)
     summary = summarise(verdicts, model=TUNED, opponent=BASE, samples=settings.bootstrap,
                         level=settings.level, seed=part_seed(settings.seed), prior=settings.prior)
-    summary.update(metric=metric, epsilon=settings.epsilon)
+    summary.update(metric=metric.name if isinstance(metric, Metric) else metric, epsilon=settings.epsilon)
     write_competition(folder, verdicts, summary)
     print(competition_line(summary))
     return {"win_rate": summary["win_rate"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"]}

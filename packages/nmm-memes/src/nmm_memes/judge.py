@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nmm_core import metrics
-from nmm_core.errors import DataError
+from nmm_core.errors import ConfigError, DataError
+from nmm_core.metric import Metric
 from nmm_core.pairs import Pair
 from nmm_core.ratings import bootstrap_interval, bradley_terry
 
@@ -34,16 +35,24 @@ def winner(left: str, right: str, left_score: float, right_score: float, epsilon
     return left if left_score > right_score else right
 
 
-def judge_pairs(pairs: Sequence[Pair], *, metric: str = "rougeL", epsilon: float = 0.01) -> list[Verdict]:
-    """Score both answers of every pair against all its references; the higher wins."""
+def judge_pairs(pairs: Sequence[Pair], *, metric: str | Metric = "rougeL", epsilon: float = 0.01) -> list[Verdict]:
+    """Score both answers of every pair against all its references; the better wins (a ROUGE key
+    by name, or a `Metric` with a per-example score, whose `higher_is_better` says which is better)."""
     if not pairs:
         raise DataError("no pairs to judge")
     answers = [p.left.answer for p in pairs] + [p.right.answer for p in pairs]
     refs = [p.references for p in pairs] * 2
-    scores = metrics.rouge_per_example(answers, refs)[metric]
+    sign = 1.0
+    if isinstance(metric, Metric):
+        if metric.per_example is None:
+            raise ConfigError(f"metric {metric.name!r} has no per-example score to judge pairs by")
+        scores = [float(metric.per_example(a, list(r))) for a, r in zip(answers, refs, strict=True)]
+        sign = 1.0 if metric.higher_is_better else -1.0
+    else:
+        scores = metrics.rouge_per_example(answers, refs)[metric]
     n = len(pairs)
     return [Verdict(p.pair_id, p.left.model, p.right.model, scores[i], scores[n + i],
-                    winner(p.left.model, p.right.model, scores[i], scores[n + i], epsilon))
+                    winner(p.left.model, p.right.model, sign * scores[i], sign * scores[n + i], epsilon))
             for i, p in enumerate(pairs)]
 
 

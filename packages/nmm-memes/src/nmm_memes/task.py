@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nmm_core import metrics
+from nmm_core.metric import Metric
+from nmm_core.metrics import BLEU, ROUGE_KEYS, rouge_metric
 from nmm_core.records import Example
 from nmm_core.task import Task
 
@@ -19,8 +21,10 @@ class MemeTask(Task):
     """Meme meaning from image and title: ROUGE-L (primary), ROUGE-1/2 and BLEU over all references."""
 
     name: str = "memecap"
-    metrics: tuple[str, ...] = ("rouge", "bleu")
-    primary: str = "rougeL"
+    # ROUGE kept per example: the competition and compare's paired bootstrap read it per meme
+    metrics: tuple[Metric, ...] = (rouge_metric("rougeL", per_example=True),
+                                   *(rouge_metric(k, per_example=True) for k in ROUGE_KEYS if k != "rougeL"),
+                                   BLEU)
 
     def prompt(self, example: Example) -> str:
         """The question about one meme, with its post title."""

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nmm_core.data import ColumnMap, load_examples, save_example_image
-from nmm_core.metrics import is_yes_no
 from nmm_core.records import Example
 from nmm_core.runs import atomic_write_text
 from nmm_core.seeds import part_seed
+from nmm_pathology.metrics import is_yes_no
 
 HUB_ID = "flaviagiammarino/path-vqa"
 # Not pinned: DATASETS.md names card revision 12d11bc (a short hash) and the full commit of a

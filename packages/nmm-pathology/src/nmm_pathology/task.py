@@ -3,8 +3,12 @@
 The study's 67% could not be trusted because a verbose but right reply ("Yes, the image shows
 an embolus.") failed exact match. So every score is reported twice: *strict* on the model's raw
 reply, and *norm* on the short answer `extract_short_answer` pulls out of it. Core's evaluator
-passes `normalise(raw)` to `score`; here `normalise` only strips, so `score` sees the raw reply
-and computes both sets itself (predictions.jsonl keeps `raw_prediction` either way).
+passes `normalise(raw)` to `score`; here `normalise` only strips, so each metric sees the raw reply
+and a *norm* metric extracts the short answer itself (predictions.jsonl keeps `raw_prediction`
+either way).
+
+Overall accuracy counts a closed question right by its yes/no word and an open one by exact
+match, as the PathVQA literature does; exact_match applies to every question.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nmm_core import metrics
+from nmm_core.metric import Metric
 from nmm_core.task import Task
+from nmm_pathology.metrics import closed_accuracy_per_example, is_yes_no, open_recall_per_example
 
 INSTRUCTION = "Answer with a single word or short phrase."
 # Lead-ins a chatty model puts before the answer; removed repeatedly from the front.
@@ -50,7 +56,7 @@ def _strip_lead_ins(text: str) -> str:
 
 
 def _closed_refs(references: Sequence[Sequence[str]]) -> list[bool]:
-    return [bool(refs) and all(metrics.is_yes_no(r) for r in refs) for refs in references]
+    return [bool(refs) and all(is_yes_no(r) for r in refs) for refs in references]
 
 
 def _mean(values: list[float]) -> float:
@@ -62,20 +68,45 @@ def _mean(values: list[float]) -> float:
 def _per_example(prediction: str, refs: Sequence[str], closed: bool) -> dict[str, float]:
     em = metrics.exact_match_per_example([prediction], [list(refs)])[0]
     if closed:
-        correct = metrics.closed_accuracy_per_example([prediction], [list(refs)])[0]
+        correct = closed_accuracy_per_example([prediction], [list(refs)])[0]
         return {"exact_match": em, "closed_accuracy": correct, "accuracy": correct}
-    recall = metrics.open_recall_per_example([prediction], [list(refs)])[0]
+    recall = open_recall_per_example([prediction], [list(refs)])[0]
     return {"exact_match": em, "open_recall": recall, "open_exact_match": em, "accuracy": em}
+
+
+def pathvqa_metric(name: str, variant: str) -> Metric:
+    """PathVQA score `name` (one of METRIC_NAMES) on the raw reply (`strict`) or its short answer (`norm`).
+
+    closed_accuracy, open_recall and open_exact_match average over their own questions only, so
+    they have no per-example score over the whole set; exact_match and accuracy have one.
+    """
+    read = extract_short_answer if variant == "norm" else str
+
+    def rows(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[dict[str, float]]:
+        refs = [[r] if isinstance(r, str) else list(r) for r in references]
+        return [_per_example(read(p), r, c) for p, r, c in zip(predictions, refs, _closed_refs(refs), strict=True)]
+
+    def corpus(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+        return _mean([row[name] for row in rows(predictions, references) if name in row])
+
+    def one(prediction: str, references: Sequence[str]) -> float:
+        return rows([prediction], [references])[0][name]
+
+    every_question = name in ("exact_match", "accuracy")
+    return Metric(f"{name}_{variant}", per_example=one if every_question else None, corpus=corpus)
+
+
+_ALL = {f"{m}_{v}": pathvqa_metric(m, v) for v in ("strict", "norm") for m in METRIC_NAMES}
 
 
 @dataclass(frozen=True)
 class PathVqaTask(Task):
-    """PathVQA: closed accuracy, open recall and exact match, overall accuracy; strict and norm."""
+    """PathVQA: overall accuracy on the short answer (primary); closed accuracy, open recall and
+    exact match, overall accuracy; strict and norm."""
 
     name: str = "pathvqa"
     instruction: str = INSTRUCTION
-    metrics: tuple[str, ...] = tuple(f"{m}_{v}" for v in ("strict", "norm") for m in METRIC_NAMES)
-    primary: str = "accuracy_norm"
+    metrics: tuple[Metric, ...] = (_ALL["accuracy_norm"], *(m for k, m in _ALL.items() if k != "accuracy_norm"))
 
     def normalise(self, prediction: str) -> str:
         """Only stripped: `score` needs the raw reply for the strict scores."""
@@ -92,22 +123,6 @@ class PathVqaTask(Task):
         for variant, text in (("strict", prediction), ("norm", self.short_answer(prediction))):
             out.update({f"{k}_{variant}": v for k, v in _per_example(text, references, closed).items()})
         return out
-
-    def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
-        """Closed accuracy, open recall and exact match, overall exact match and accuracy, each strict and norm.
-
-        Overall accuracy counts a closed question right by its yes/no word and an open one by
-        exact match, as the PathVQA literature does; exact_match applies to every question.
-        """
-        refs = [[r] if isinstance(r, str) else list(r) for r in references]
-        closed = _closed_refs(refs)
-        out: dict[str, float] = {}
-        for variant in ("strict", "norm"):
-            texts = list(predictions) if variant == "strict" else [self.short_answer(p) for p in predictions]
-            rows = [_per_example(t, r, c) for t, r, c in zip(texts, refs, closed, strict=True)]
-            for name in METRIC_NAMES:
-                out[f"{name}_{variant}"] = _mean([row[name] for row in rows if name in row])
-        return {name: out[name] for name in self.metrics}
 
 
 def pathvqa_task() -> PathVqaTask:
