@@ -115,11 +115,16 @@ def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.Argume
 
 def print_info(dist: str, ns: argparse.Namespace) -> None:
     """`info`: the installation; with `--image WxH`, what an image of that size costs the model."""
-    print(info_text(dist))
+    size = None
     if getattr(ns, "image", None):
-        from nmm_core.image_budget import PROBE_QUESTION, image_info, parse_size
+        from nmm_core.image_budget import parse_size
 
-        print(image_info(ns.model, parse_size(ns.image), family=ns.model_family, revision=ns.model_revision,
+        size = parse_size(ns.image)  # a bad size fails before anything is printed
+    print(info_text(dist))
+    if size is not None:
+        from nmm_core.image_budget import PROBE_QUESTION, image_info
+
+        print(image_info(ns.model, size, family=ns.model_family, revision=ns.model_revision,
                          min_tokens=ns.model_min_image_tokens, max_tokens=ns.model_max_image_tokens,
                          question=ns.question or PROBE_QUESTION))
 
