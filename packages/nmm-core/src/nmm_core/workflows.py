@@ -289,6 +289,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
                             resumed_from=outcome.resumed_from and str(run.final(outcome.resumed_from)),
                             seeds=seeds, deterministic=cfg.train.deterministic,
                             feature_cache=outcome.feature_cache, world_size=state.num_processes,
+                            train_batch_size=outcome.batch_size,
                             **_finished(finish, run))
     except BaseException as exc:
         if main:
