@@ -160,9 +160,11 @@ CASES: dict[str, Bad] = {
     "nmm train: --train-batch-size 0": Bad(
         "nmm", f"train {CHARTS} {ONE_STEP} --train-batch-size 0", ("batch_size", "0")),
     "nmm train: --model-max-image-tokens 0": Bad(
-        "nmm", f"train {CHARTS} {ONE_STEP} --model-max-image-tokens 0", ("--model-max-image-tokens", "at least 1, got 0")),
+        "nmm", f"train {CHARTS} {ONE_STEP} --model-max-image-tokens 0",
+        ("--model-max-image-tokens", "at least 1, got 0")),
     "nmm train: --model-min-image-tokens negative": Bad(
-        "nmm", f"train {CHARTS} {ONE_STEP} --model-min-image-tokens -4", ("--model-min-image-tokens", "got -4")),
+        "nmm", f"train {CHARTS} {ONE_STEP} --model-min-image-tokens -4",
+        ("--model-min-image-tokens", "got -4")),
     "nmm eval: --model-min-image-tokens above the max": Bad(
         "nmm", f"eval {CHARTS} --model-min-image-tokens 64 --model-max-image-tokens 16 --output-dir {{tmp}}/runs",
         ("--model-min-image-tokens (64)", "--model-max-image-tokens (16)")),

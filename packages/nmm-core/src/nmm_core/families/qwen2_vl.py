@@ -94,7 +94,11 @@ def _token_pixels(image_processor) -> int:
 
 
 def image_token_range(processor) -> tuple[int, int]:
-    """(fewest, most) image tokens: the processor's min_pixels and max_pixels in tokens."""
+    """(fewest, most) image tokens: the processor's min_pixels and max_pixels in tokens.
+
+    transformers' smart_resize keeps a side of at least one merged patch, so an image thinner than
+    about 1:most (a 2000x20 strip) can exceed the most by that row's rounding.
+    """
     ip = processor.image_processor
     per = _token_pixels(ip)
     return -(-ip.size["shortest_edge"] // per), ip.size["longest_edge"] // per
