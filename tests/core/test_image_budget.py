@@ -127,3 +127,20 @@ def test_info_prints_the_tokens_of_an_image_size(capsys):
     family.set_image_budget(processor, None, 9)
     ids = encode_probe(processor, family, 300, 300)["input_ids"][0]
     assert f"sequence with a question: {ids.numel()} tokens" in out
+
+
+def test_an_adapters_budget_is_used_unless_another_is_given(tmp_path, caplog):
+    from nmm_core.workflows import ModelSettings, budget_for
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "nmm_adapter.json").write_text(json.dumps({"family": "qwen2_vl",
+                                                          "image_tokens": {"min": 4, "max": 1024}}))
+    used = budget_for(ModelSettings(), str(adapter))
+    assert (used.min_image_tokens, used.max_image_tokens) == (4, 1024)
+    assert budget_for(ModelSettings(), None) == ModelSettings()  # no adapter: the processor's own
+
+    with caplog.at_level(logging.WARNING):
+        told = budget_for(ModelSettings(max_image_tokens=256), str(adapter))
+    assert (told.min_image_tokens, told.max_image_tokens) == (None, 256)
+    assert "trained at 1024 image tokens, evaluating at 256" in caplog.text
