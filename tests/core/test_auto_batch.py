@@ -52,6 +52,7 @@ def test_auto_halves_the_batch_until_it_fits_and_records_it(tmp_path, monkeypatc
 
 
 
+@pytest.mark.slow  # three short trainings, about a minute on 2 cores
 def test_a_resumed_run_starts_at_the_batch_it_found(tmp_path, monkeypatch):
     import shutil
 
