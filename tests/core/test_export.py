@@ -108,7 +108,7 @@ def test_export_loads_with_transformers_alone_and_answers_as_nmm_does(dtype, tmp
 def test_export_carries_the_image_budget_and_the_compare_table(tmp_path):
     adapter = _perturbed_adapter(tmp_path / "run", model="tiny-qwen2-vl", family="qwen2_vl", seed=2)
     marker = json.loads((adapter / "nmm_adapter.json").read_text())
-    (adapter / "nmm_adapter.json").write_text(json.dumps({**marker, "max_image_tokens": 9, "min_image_tokens": 4}))
+    (adapter / "nmm_adapter.json").write_text(json.dumps({**marker, "image_tokens": {"min": 4, "max": 9}}))
     report = tmp_path / "compare-run"
     report.mkdir()
     (report / "report.json").write_text(json.dumps({

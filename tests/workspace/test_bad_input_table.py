@@ -159,6 +159,19 @@ CASES: dict[str, Bad] = {
         "nmm", f"train {CHARTS} {ONE_STEP} --model qwen-nonexistent", ("qwen-nonexistent", "tiny-qwen2-vl")),
     "nmm train: --train-batch-size 0": Bad(
         "nmm", f"train {CHARTS} {ONE_STEP} --train-batch-size 0", ("batch_size", "0")),
+    "nmm train: --model-max-image-tokens 0": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --model-max-image-tokens 0",
+        ("--model-max-image-tokens", "at least 1, got 0")),
+    "nmm train: --model-min-image-tokens negative": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --model-min-image-tokens -4",
+        ("--model-min-image-tokens", "got -4")),
+    "nmm eval: --model-min-image-tokens above the max": Bad(
+        "nmm", f"eval {CHARTS} --model-min-image-tokens 64 --model-max-image-tokens 16 --output-dir {{tmp}}/runs",
+        ("--model-min-image-tokens (64)", "--model-max-image-tokens (16)")),
+    "nmm train: LLaVA's image tokens are fixed": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --model tiny-llava-1.5 --model-max-image-tokens 8",
+        ("llava", "fixed 16 image tokens")),
+    "nmm info: --image not WxH": Bad("nmm", "info --image 640", ("--image", "WIDTHxHEIGHT", "'640'")),
     "nmm train: --train-epochs abc": Bad(
         "nmm", f"train {CHARTS} {ONE_STEP} --train-epochs abc", ("--train-epochs", "'abc'")),
     "nmm train: unknown YAML setting": Bad(

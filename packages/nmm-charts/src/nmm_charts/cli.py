@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nmm_core.cli import add_export_command, base_parser, export_from_parsed, info_text, run_cli
+from nmm_core.cli import add_export_command, base_parser, export_from_parsed, print_info, run_cli
 
 DESCRIPTION = "Chart question answering (ChartQA, PJN_CHARTS) with Qwen2-VL-2B, SmolVLM and Moondream2."
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         from nmm_core.config import config_from_parsed
 
         if ns.command == "info":
-            print(info_text("nmm-charts"))
+            print_info("nmm-charts", ns)
         elif ns.command == "data" and ns.data_command == "synthesize":
             c.run_synthesize(config_from_parsed(c.SynthesizeConfig, ns))
         elif ns.command == "data":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from nmm_core.cli import base_parser, info_text, run_cli
+from nmm_core.cli import base_parser, print_info, run_cli
 from nmm_core.config import add_command, config_from_parsed
 
 DESCRIPTION = "Predict motor-task functional connectivity from resting-state connectivity (HCP)."
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def dispatch() -> None:
         if ns.command == "info":
-            print(info_text("nmm-connectome"))
+            print_info("nmm-connectome", ns)
         elif ns.command == "data":
             cls, fn = {"synthesize": (c.SynthesizeConfig, c.run_synthesize),
                        "inspect": (c.InspectConfig, c.run_inspect),

@@ -99,7 +99,17 @@ def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.Argume
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{dist} {_version(dist)}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("info", help="version, installed libraries, presets, CUDA")
+    info = sub.add_parser("info", help="version, installed libraries, presets, CUDA; with --image, a model's "
+                                       "image tokens for that image size")
+    info.add_argument("--model", "--model-model", dest="model", default="tiny-qwen2-vl",
+                      help="preset name or model folder, for --image (default: tiny-qwen2-vl)")
+    info.add_argument("--model-family", default=None, help="family of a bare hub id")
+    info.add_argument("--model-revision", default=None, help="commit of a bare hub id")
+    info.add_argument("--model-max-image-tokens", type=int, default=None, help="the image-token budget's max")
+    info.add_argument("--model-min-image-tokens", type=int, default=None, help="the image-token budget's min")
+    info.add_argument("--image", metavar="WxH", default=None,
+                      help="print how many image tokens an image of this size becomes, and the sequence length")
+    info.add_argument("--question", default=None, help="the question for --image's sequence length")
     return parser, sub
 
 
@@ -120,6 +130,22 @@ def export_from_parsed(ns: argparse.Namespace):
     return run_export(config_from_parsed(ExportConfig, ns))
 
 
+def print_info(dist: str, ns: argparse.Namespace) -> None:
+    """`info`: the installation; with `--image WxH`, what an image of that size costs the model."""
+    size = None
+    if getattr(ns, "image", None):
+        from nmm_core.image_budget import parse_size
+
+        size = parse_size(ns.image)  # a bad size fails before anything is printed
+    print(info_text(dist))
+    if size is not None:
+        from nmm_core.image_budget import PROBE_QUESTION, image_info
+
+        print(image_info(ns.model, size, family=ns.model_family, revision=ns.model_revision,
+                         min_tokens=ns.model_min_image_tokens, max_tokens=ns.model_max_image_tokens,
+                         question=ns.question or PROBE_QUESTION))
+
+
 def main(argv: list[str] | None = None) -> int:
     """`nmm`: the generic commands on any local or hub dataset in image/question/answer shape."""
     from nmm_core.config import add_command, config_from_parsed
@@ -138,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         from nmm_core.workflows import check_model_source, run_compare, run_eval, run_train
 
         if ns.command == "info":
-            print(info_text("nmm-core"))
+            print_info("nmm-core", ns)
         elif ns.command == "presets":
             print(presets_text())
         elif ns.command == "train":

@@ -231,7 +231,10 @@ def _flag_kwargs(tp: Any) -> dict[str, Any] | None:
         return {"nargs": "*", "metavar": "ITEM"}
     if _is_mapping_type(inner):
         return None  # YAML only
-    if inner in (int, float, str) or _is_path_type(inner) or _is_union(inner):
+    if _is_union(inner):  # e.g. int | Literal["auto"]: INT|auto
+        return {"metavar": "|".join(",".join(map(str, get_args(a))) if get_origin(a) is Literal
+                                    else getattr(a, "__name__", "VALUE").upper() for a in get_args(inner))}
+    if inner in (int, float, str) or _is_path_type(inner):
         return {"metavar": getattr(inner, "__name__", "VALUE").upper()}
     raise TypeError(f"unsupported setting type {tp!r}")
 

@@ -118,21 +118,14 @@ def loading_text(family, folder: str) -> tuple[str, bool]:
             f"processor = AutoProcessor.from_pretrained({folder!r})"), False
 
 
-def carry_image_budget(processor, family, marker: dict[str, Any]) -> dict[str, int]:
-    """Set the adapter's image-token budget (`max_image_tokens`/`min_image_tokens` in its
-    nmm_adapter.json) on the processor where the family's processor takes it; what was set."""
-    budget = {k: int(marker[k]) for k in ("max_image_tokens", "min_image_tokens") if marker.get(k)}
-    image = getattr(processor, "image_processor", None)
-    if not budget or family.name != "qwen2_vl" or image is None:
-        return {}
-    # one image token per merged patch: (patch * merge)^2 pixels
-    per_token = (image.patch_size * image.merge_size) ** 2
-    size = {"shortest_edge": image.size["shortest_edge"], "longest_edge": image.size["longest_edge"]}
-    if "min_image_tokens" in budget:
-        size["shortest_edge"] = budget["min_image_tokens"] * per_token
-    if "max_image_tokens" in budget:
-        size["longest_edge"] = budget["max_image_tokens"] * per_token
-    image.size = size
+def carry_image_budget(processor, family, adapter: str | Path) -> dict[str, int]:
+    """Set the budget the adapter was trained at (its nmm_adapter.json) on the processor; what was set."""
+    from nmm_core.image_budget import adapter_budget
+
+    trained = adapter_budget(adapter) or {}
+    budget = {f"{k}_image_tokens": int(v) for k, v in trained.items() if v is not None}
+    if budget:
+        family.set_image_budget(processor, trained.get("min"), trained.get("max"))
     return budget
 
 
@@ -243,7 +236,7 @@ def _save_merged(cfg: ExportConfig, prov: Provenance, out: Path) -> dict[str, An
     if generation.pad_token_id is None:
         generation.pad_token_id = tokenizer.pad_token_id
     merged.save_pretrained(out, safe_serialization=True)
-    budget = carry_image_budget(loaded.processor, loaded.family, prov.marker)
+    budget = carry_image_budget(loaded.processor, loaded.family, prov.adapter)
     loaded.processor.save_pretrained(out)
     revision = loaded.source.revision
     provenance = {"base": loaded.source.name, "location": loaded.source.location, "revision": revision,

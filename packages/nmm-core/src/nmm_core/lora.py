@@ -274,8 +274,10 @@ def needs_autocast(model) -> bool:
     return any(p.requires_grad and p.dtype == torch.float32 and id(p) not in cast for p in model.parameters())
 
 
-def save_adapter(peft_model, folder: str | Path, *, base_name: str, family: str) -> Path:
-    """Save the adapter in peft's format (plain `PeftModel.from_pretrained` loads it), atomically."""
+def save_adapter(peft_model, folder: str | Path, *, base_name: str, family: str,
+                 image_tokens: dict[str, int] | None = None) -> Path:
+    """Save the adapter in peft's format (plain `PeftModel.from_pretrained` loads it), atomically;
+    `image_tokens` ({"min", "max"}) is the image-token budget it was trained at."""
     final = Path(folder)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
@@ -286,6 +288,8 @@ def save_adapter(peft_model, folder: str | Path, *, base_name: str, family: str)
             "family": family,
             "base_fingerprint": base_fingerprint(peft_model.get_base_model()),
         }
+        if image_tokens is not None:
+            marker["image_tokens"] = image_tokens
         (tmp / ADAPTER_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if final.exists():
             old = final.with_name(f".{final.name}.old")

@@ -156,11 +156,13 @@ def load_model(
     attn_implementation: str = "sdpa",
     padding_side: str = "right",
     revision: str | None = None,
+    image_tokens: tuple[int | None, int | None] = (None, None),
 ) -> LoadedModel:
     """Load model and processor; `name` is a preset, a local folder, or a hub id (+ family).
 
     `quantization` is None, "4bit", "8bit", or "auto" (the preset's default, e.g. QLoRA for
-    LLaVA-1.5; none for local folders and twins).
+    LLaVA-1.5; none for local folders and twins). `image_tokens` is the (min, max) image-token
+    budget set on the processor (`nmm_core.image_budget`; None: the processor's own).
     """
     source = resolve_source(name, family=family, revision=revision)
     if quantization == "auto":
@@ -173,6 +175,8 @@ def load_model(
         kwargs["device_map"] = {"": torch_device}
     cls = source.family.model_cls()
     processor = load_processor(source, padding_side=padding_side)
+    if image_tokens != (None, None):
+        source.family.set_image_budget(processor, *image_tokens)
     try:
         location, revision = _load_location(source)
         model = cls.from_pretrained(location, revision=revision, **kwargs)

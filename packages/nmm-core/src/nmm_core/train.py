@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nmm_core.chat import VlmCollator
 from nmm_core.config import Switch, check_switch
@@ -30,7 +30,10 @@ class TrainSettings:
 
     epochs: float = field(default=1.0, metadata={"help": "passes over the training set"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimiser steps (-1: by epochs)"})
-    batch_size: int = field(default=8, metadata={"help": "examples per device per step"})
+    batch_size: int | Literal["auto"] = field(default=8, metadata={
+        "help": "examples per device per step; auto: from --train-batch-size-start, halved on out-of-memory "
+                "(the Trainer's auto_find_batch_size), the batch found kept in the run folder for resume"})
+    batch_size_start: int = field(default=32, metadata={"help": "where --train-batch-size auto starts"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
     lr: float = field(default=2e-4, metadata={"help": "peak learning rate"})
     warmup: float = field(default=0.03, metadata={"help": "warm-up: a ratio (<1) or a step count"})
@@ -64,8 +67,8 @@ class TrainSettings:
     pixels_on_device: Switch = field(default="auto", metadata={"help": PIXELS_HELP})
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "grad_accum", "logging_steps", "save_steps"):
-            if getattr(self, name) < 1:
+        for name in ("batch_size", "batch_size_start", "grad_accum", "logging_steps", "save_steps"):
+            if getattr(self, name) != "auto" and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
@@ -128,7 +131,7 @@ def _trainer_class():
                 return super()._get_train_sampler(*args, **kwargs)
             # shuffled, then sorted by length within mega-batches of 50 batches (transformers' own)
             return _epoch_seeded_length_sampler()(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                self._train_batch_size * self.args.gradient_accumulation_steps,
                 lengths=self.lengths, seed=self.args.seed)
 
         def _save_checkpoint(self, model, trial):
@@ -148,6 +151,14 @@ def _trainer_class():
                 # Trainer's own is the mean over this call's steps; a resumed run's covers them all
                 logs["train_loss"] = self._total_loss_scalar / self.state.global_step
             super().log(logs, start_time)
+
+        def train(self, *args, **kwargs):
+            if not self.args.auto_find_batch_size:
+                return super().train(*args, **kwargs)
+            from nmm_core.auto_batch import halving_on_oom
+
+            with halving_on_oom():
+                return super().train(*args, **kwargs)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             from nmm_core.answer_loss import answer_only_loss
@@ -239,6 +250,7 @@ class TrainOutcome:
     log_history: list[dict[str, Any]]
     resumed_from: str | None
     feature_cache: dict[str, int] | None = None  # this process's vision-feature cache hits and misses
+    batch_size: int | None = None  # the batch per device it trained at (`--train-batch-size auto`: the one found)
 
 
 def train(model, processor, family, examples: Sequence[Example], *, task: Task,
@@ -287,6 +299,7 @@ def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, res
         log_history=list(trainer.state.log_history),
         resumed_from=last,
         feature_cache=cache,
+        batch_size=trainer._train_batch_size,
     )
 
 
@@ -369,11 +382,17 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
             getattr(m, "cast_input_dtype_enabled", True) for m in model.modules()):
         raise ConfigError("fp32-autocast adapters on a bf16 base train under bf16 autocast: pass bf16=True "
                           "(or lora precision fp32-master)")
+    auto_batch = settings.batch_size == "auto"
+    if auto_batch:
+        from nmm_core.auto_batch import batch_recorder, recorded_batch
+
+        start = recorded_batch(run_dir) or settings.batch_size_start  # a resumed run starts where it fit
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=start if auto_batch else settings.batch_size,
+        auto_find_batch_size=auto_batch,
         gradient_accumulation_steps=settings.grad_accum,
         learning_rate=settings.lr,
         warmup_steps=settings.warmup,
@@ -417,7 +436,7 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         cache = _feature_cache(model, dataset, explicit=settings.cache_vision_features == "on")
         if cache is not None:
             collator = _WithIds(collator)
-    return _trainer_class()(
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=dataset,
@@ -433,6 +452,9 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
             *callbacks,
         ],
     )
+    if auto_batch:
+        trainer.add_callback(batch_recorder(trainer, run_dir, settings.batch_size_start))
+    return trainer
 
 
 def approximate_lengths(examples: Sequence[Example]) -> list[int]:

@@ -25,6 +25,7 @@ from nmm_core.evaluate import (
     scored,
     write_predictions,
 )
+from nmm_core.image_budget import BUDGET_HELP, check_budget, resolve_budget
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
@@ -89,11 +90,17 @@ class ModelSettings:
     quantization: Literal["auto", "none", "4bit", "8bit"] = field(
         default="auto", metadata={"help": "4-bit nf4 (QLoRA), 8-bit, none; auto: the preset's default"}
     )
+    max_image_tokens: int | None = field(default=None, metadata={"help": BUDGET_HELP.format("at most")})
+    min_image_tokens: int | None = field(default=None, metadata={"help": BUDGET_HELP.format("at least")})
+
+    def __post_init__(self) -> None:
+        check_budget(self.min_image_tokens, self.max_image_tokens)
 
     def load(self, *, padding_side: str = "right") -> LoadedModel:
         return load_model(self.model, family=self.family, dtype=self.dtype, device=self.device,
                           quantization=None if self.quantization == "none" else self.quantization,
-                          padding_side=padding_side, revision=self.revision)
+                          padding_side=padding_side, revision=self.revision,
+                          image_tokens=(self.min_image_tokens, self.max_image_tokens))
 
 
 class RecommendsTwinRecipe:
@@ -233,9 +240,11 @@ def lora_trainee(cfg: TrainConfig) -> Trainee:
     """The preset/folder model with fresh LoRA adapters, saved as a peft adapter."""
     loaded = cfg.model.load()
     peft_model = apply_lora(loaded, cfg.lora, gradient_checkpointing=cfg.train.gradient_checkpointing)
+    low, high = loaded.family.image_token_range(loaded.processor)  # the budget it trains at, as the processor has it
     return Trainee(peft_model, loaded.processor, loaded.family,
                    save=lambda path: save_adapter(peft_model, path, base_name=cfg.model.model,
-                                                  family=loaded.family.name),
+                                                  family=loaded.family.name,
+                                                  image_tokens={"min": low, "max": high}),
                    device=next(loaded.model.parameters()).device,
                    bf16=str(loaded.model.dtype) == "torch.bfloat16")
 
@@ -280,6 +289,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
                             resumed_from=outcome.resumed_from and str(run.final(outcome.resumed_from)),
                             seeds=seeds, deterministic=cfg.train.deterministic,
                             feature_cache=outcome.feature_cache, world_size=state.num_processes,
+                            train_batch_size=outcome.batch_size,
                             **_finished(finish, run))
     except BaseException as exc:
         if main:
@@ -312,6 +322,13 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
                     settings=settings, name=name, out_file=out_file, resume=resume)
 
 
+def budget_for(model: ModelSettings, adapter: str | None) -> ModelSettings:
+    """`model` at the image-token budget `adapter` was trained at, unless a budget was given (a warning
+    then names both where they differ)."""
+    low, high = resolve_budget(model.min_image_tokens, model.max_image_tokens, adapter)
+    return replace(model, min_image_tokens=low, max_image_tokens=high)
+
+
 def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
     """A new run folder, or with `cfg.resume` the interrupted one, if `kind` made it with these settings;
     every RNG seeded with the run seed."""
@@ -335,6 +352,7 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
              records: dict[str, Any] | None = None) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder (`records`: the counts behind
     `examples`, for the report)."""
+    cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))
     with _eval_run(cfg, "eval") as run:
         test, records = _eval_split(cfg, run, examples, load, records)
         name = "fine-tuned" if cfg.adapter else "base"
@@ -356,6 +374,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
     """
     if not cfg.adapter:
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
+    cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))  # base and fine-tuned see the same images
     with _eval_run(cfg, kind) as run:
         seed = cfg.seed if seed is None else seed
         test, records = _eval_split(cfg, run, examples, load, records)
@@ -418,6 +437,7 @@ def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: s
     example = Example("predict", image, prompt.strip(), ())
     load_image(example)  # an unreadable image fails here, before the model loads
     check_model_source(model, adapter)
+    model = budget_for(model, adapter)
     limits = model_image_limits(model)
     refused = limits.why(image_size(example)) if limits is not None else None
     if refused:

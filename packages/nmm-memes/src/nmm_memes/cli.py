@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nmm_core.cli import add_export_command, base_parser, export_from_parsed, info_text, run_cli
+from nmm_core.cli import add_export_command, base_parser, export_from_parsed, print_info, run_cli
 
 DESCRIPTION = "Meme understanding (MemeCap, MemeCraft) with TinyLLaVA and GILL, and a base-vs-fine-tuned competition."
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         from nmm_memes import commands as c
 
         if ns.command == "info":
-            print(info_text("nmm-memes"))
+            print_info("nmm-memes", ns)
         elif ns.command == "data" and ns.data_command == "synthesize":
             c.run_synthesize(config_from_parsed(c.SynthesizeConfig, ns))
         elif ns.command == "data":

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from nmm_core.cli import add_export_command, base_parser, info_text, run_cli
+from nmm_core.cli import add_export_command, base_parser, print_info, run_cli
 
 DESCRIPTION = "PathVQA with LLaVA-1.5 QLoRA, and a YOLOv8 brain-tumour detection baseline."
 
@@ -45,7 +45,7 @@ def _dispatch(ns: argparse.Namespace) -> Callable[[], object]:
 
     def run() -> None:
         if ns.command == "info":
-            print(info_text("nmm-pathology"))
+            print_info("nmm-pathology", ns)
             return
         from nmm_core.export import ExportConfig, run_export
         from nmm_pathology import coco, compare, detector, mri, vqa

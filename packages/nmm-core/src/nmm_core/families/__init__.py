@@ -63,6 +63,14 @@ class Family:
         module, name = self.published_converter.split(":")
         return getattr(importlib.import_module(module), name)(hub_id, revision)
 
+    def image_token_range(self, processor) -> tuple[int, int]:
+        """(fewest, most) tokens one image costs under `processor`'s settings (`nmm_core.image_budget`)."""
+        return self.builder().image_token_range(processor)
+
+    def set_image_budget(self, processor, min_tokens: int | None, max_tokens: int | None) -> None:
+        """Bound the tokens one image costs, on `processor` itself (None: keep that bound as it is)."""
+        self.builder().set_image_budget(processor, min_tokens, max_tokens)
+
     def lora_target_regex(self, projections: tuple[str, ...] | None = None) -> str:
         """A peft `target_modules` regex matching the language model's projections only."""
         names = "|".join(projections or self.lora_projections)

@@ -90,3 +90,40 @@ def build_twin(out_dir: Path, *, seed: int = 0, tile: int = 32) -> None:
     )
     save_twin(Idefics3ForConditionalGeneration, config, processor, out_dir, seed=seed,
               pad_token_id=ids["<|im_end|>"], eos_token_id=ids["<end_of_utterance>"])
+
+
+def _tile_range(seq: int, k: int) -> tuple[int, int]:
+    """(fewest, most) image tokens when the longest edge is k tiles: a one-row strip, a k x k square
+    (each with the global image); one tile alone when k is 1."""
+    return (seq, seq) if k <= 1 else (seq * (k + 1), seq * (k * k + 1))
+
+
+def image_token_range(processor) -> tuple[int, int]:
+    """(fewest, most) image tokens under the processor's longest edge and splitting."""
+    ip = processor.image_processor
+    tile = ip.max_image_size["longest_edge"]
+    k = -(-ip.size["longest_edge"] // tile) if ip.do_image_splitting else 1
+    return _tile_range(processor.image_seq_len, k)
+
+
+def set_image_budget(processor, min_tokens: int | None, max_tokens: int | None) -> None:
+    """The longest edge in whole tiles (and splitting on or off) that keeps every image in the budget:
+    the most tiles the max allows, else the fewest the min needs."""
+    from dataclasses import replace
+
+    from nmm_core.errors import ConfigError
+
+    if min_tokens is None and max_tokens is None:
+        return
+    ip = processor.image_processor
+    seq, tile = processor.image_seq_len, ip.max_image_size["longest_edge"]
+    fits = [k for k in range(1, 65)
+            if (max_tokens is None or _tile_range(seq, k)[1] <= max_tokens)
+            and (min_tokens is None or _tile_range(seq, k)[0] >= min_tokens)]
+    if not fits:
+        raise ConfigError(f"idefics3 spends {seq} image tokens per {tile} px tile (a k x k tiling costs "
+                          f"{seq} x (k*k + 1), a one-row strip {seq} x (k + 1)): no tiling keeps every image "
+                          f"within --model-min/max-image-tokens {min_tokens}..{max_tokens}")
+    k = max(fits) if max_tokens is not None else min(fits)
+    ip.do_image_splitting = k > 1
+    ip.size = replace(ip.size, longest_edge=k * tile)

@@ -74,3 +74,18 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
     )
     save_twin(LlavaForConditionalGeneration, config, processor, out_dir, seed=seed,
               pad_token_id=ids["<pad>"], eos_token_id=ids["</s>"])
+
+
+
+def image_token_range(processor) -> tuple[int, int]:
+    """Every image is resized to one square: one count for all."""
+    from nmm_core.image_budget import fixed_token_range
+
+    return fixed_token_range(processor, "llava")
+
+
+def set_image_budget(processor, min_tokens: int | None, max_tokens: int | None) -> None:
+    """The count is fixed: only a budget that contains it is accepted."""
+    from nmm_core.image_budget import check_fixed
+
+    check_fixed("llava", image_token_range(processor)[0], min_tokens, max_tokens)

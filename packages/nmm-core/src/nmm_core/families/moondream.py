@@ -119,3 +119,32 @@ def build_twin(out_dir: Path, *, seed: int = 0, crop_size: int = 42) -> None:
     save_twin(MoondreamForConditionalGeneration, config, processor, out_dir, seed=seed,
               pad_token_id=eos, eos_token_id=eos)
 
+
+
+def _grid_range(seq: int, grid: int) -> tuple[int, int]:
+    """(fewest, most) tokens the vision tower encodes: the global view alone, or with grid x grid crops."""
+    return (seq, seq) if grid <= 1 else (seq, seq * (1 + grid * grid))
+
+
+def image_token_range(processor) -> tuple[int, int]:
+    """(fewest, most) image tokens encoded, `seq` per view (global + crops); the language model sees
+    the crops' features tiled into the global view's `seq` tokens, so its sequence holds `seq` always."""
+    return _grid_range(processor.image_seq_length, processor.image_processor.max_grid)
+
+
+def set_image_budget(processor, min_tokens: int | None, max_tokens: int | None) -> None:
+    """The crop grid (up to max_grid x max_grid) whose encoded views fit the max; a small image is one view,
+    so a min above `seq` cannot be met."""
+    from nmm_core.errors import ConfigError
+
+    seq = processor.image_seq_length
+    if min_tokens is not None and min_tokens > seq:
+        raise ConfigError(f"moondream encodes an image under its multi-crop size as one view of {seq} tokens: "
+                          f"--model-min-image-tokens cannot be above {seq}")
+    if max_tokens is None:
+        return
+    if max_tokens < seq:
+        raise ConfigError(f"moondream's global view alone is {seq} image tokens: "
+                          f"--model-max-image-tokens cannot be below {seq}")
+    grid = max(g for g in range(1, 9) if _grid_range(seq, g)[1] <= max_tokens)
+    processor.image_processor.max_grid = grid

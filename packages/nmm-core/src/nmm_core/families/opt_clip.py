@@ -49,3 +49,15 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
     CLIPImageProcessor(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     ).save_pretrained(out_dir / "vision")
+
+
+def image_token_range(processor) -> tuple[int, int]:
+    """No image tokens: OPT reads text only (GILL brings its own image path)."""
+    from nmm_core.errors import ConfigError
+
+    raise ConfigError("opt_clip is a text model: it has no image-token budget")
+
+
+def set_image_budget(processor, min_tokens: int | None, max_tokens: int | None) -> None:
+    """Refused: OPT reads text only."""
+    image_token_range(processor)

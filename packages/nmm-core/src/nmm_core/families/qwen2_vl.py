@@ -86,3 +86,36 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 112) -> None:
     )
     save_twin(Qwen2VLForConditionalGeneration, config, processor, out_dir, seed=seed,
               pad_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"])
+
+
+def _token_pixels(image_processor) -> int:
+    """Pixels per image token: one merged (patch x merge)^2 square."""
+    return (image_processor.patch_size * image_processor.merge_size) ** 2
+
+
+def image_token_range(processor) -> tuple[int, int]:
+    """(fewest, most) image tokens: the processor's min_pixels and max_pixels in tokens.
+
+    transformers' smart_resize keeps a side of at least one merged patch, so an image thinner than
+    about 1:most (a 2000x20 strip) can exceed the most by that row's rounding.
+    """
+    ip = processor.image_processor
+    per = _token_pixels(ip)
+    return -(-ip.size["shortest_edge"] // per), ip.size["longest_edge"] // per
+
+
+def set_image_budget(processor, min_tokens: int | None, max_tokens: int | None) -> None:
+    """min_pixels / max_pixels = tokens x (patch x merge)^2; a bound left None keeps the processor's,
+    moved only as far as the other needs."""
+    from dataclasses import replace
+
+    ip = processor.image_processor
+    per = _token_pixels(ip)
+    low, high = ip.size["shortest_edge"], ip.size["longest_edge"]
+    if max_tokens is not None:
+        high = max_tokens * per
+        low = min(low, high)
+    if min_tokens is not None:
+        low = min_tokens * per
+        high = max(high, low)
+    ip.size = replace(ip.size, shortest_edge=low, longest_edge=high)

@@ -109,3 +109,18 @@ def llava_config(tinyllava: Mapping[str, Any], *, image_token_id: int):
         multimodal_projector_bias=True,
         tie_word_embeddings=False,
     )
+
+
+
+def image_token_range(processor) -> tuple[int, int]:
+    """Every image is resized to one square: one count for all."""
+    from nmm_core.image_budget import fixed_token_range
+
+    return fixed_token_range(processor, "tinyllava")
+
+
+def set_image_budget(processor, min_tokens: int | None, max_tokens: int | None) -> None:
+    """The count is fixed: only a budget that contains it is accepted."""
+    from nmm_core.image_budget import check_fixed
+
+    check_fixed("tinyllava", image_token_range(processor)[0], min_tokens, max_tokens)
