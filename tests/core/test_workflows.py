@@ -60,7 +60,7 @@ def test_preset_defaults_fill_unset_quantization_and_answer_length(monkeypatch):
     monkeypatch.setattr(models, "resolve_source", lambda name, family=None, revision=None: models.ModelSource(
         name, source.location, None, source.family, preset))
     seen = {}
-    monkeypatch.setattr(models, "quantization_config", lambda fam, q, dtype: seen.setdefault("q", q) and None)
+    monkeypatch.setattr(models, "quantization_config", lambda fam, q, dtype, **kw: seen.setdefault("q", q) and None)
     models.load_model("tiny-4bit", quantization="auto")
     assert seen["q"] == "4bit"
 

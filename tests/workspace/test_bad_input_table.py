@@ -95,6 +95,9 @@ CASES: dict[str, Bad] = {
         setup=_read_only("readonly")),
     "nmm train: --train-lr nan": Bad("nmm", f"train {CHARTS} {ONE_STEP} --train-lr nan", ("--train-lr", "nan")),
     "nmm train: --train-lr -1": Bad("nmm", f"train {CHARTS} {ONE_STEP} --train-lr -1", ("lr", "positive")),
+    "nmm train: --model-quant-storage without 4-bit": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --model-quantization none --model-quant-storage bfloat16",
+        ("--model-quant-storage bfloat16", "4-bit", "none")),
     "nmm train: --lora-targets nonexistent_proj": Bad(
         "nmm", f"train {CHARTS} {ONE_STEP} --lora-targets nonexistent_proj",
         ("--lora-targets", "nonexistent_proj", "q_proj", "down_proj")),

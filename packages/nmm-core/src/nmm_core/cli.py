@@ -51,6 +51,9 @@ def info_text(dist: str) -> str:
     except Exception as exc:  # a broken torch install is worth seeing, not crashing on
         cuda = f"unknown ({exc})"
     lines.append(f"CUDA: {cuda}")
+    from nmm_core.distributed import distributed_text
+
+    lines.append(distributed_text())
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.devices import pick_device, pick_dtype, require_bitsandbytes
-from nmm_core.errors import PresetError
+from nmm_core.errors import ConfigError, PresetError
 from nmm_core.families import Family, family_for_config, get_family
 from nmm_core.presets import ModelPreset, all_presets, is_preset
 from nmm_core.twins import read_marker, twin_path
@@ -129,18 +129,28 @@ def load_processor(source: ModelSource, *, padding_side: str = "right"):
     return processor
 
 
-def quantization_config(family: Family, quantization: str, dtype):
+# dtypes bitsandbytes may pack 4-bit weights into (`bnb_4bit_quant_storage`)
+QUANT_STORAGES = ("uint8", "bfloat16", "float16", "float32")
+
+
+def quantization_config(family: Family, quantization: str, dtype, storage: str = "uint8"):
     """bitsandbytes settings: nf4 + double quantisation; vision tower, projector, head kept."""
+    import torch
     from transformers import BitsAndBytesConfig
 
     require_bitsandbytes(quantization)
     skip = [*family.vision_prefixes, "lm_head"]
+    if storage not in QUANT_STORAGES:
+        raise ConfigError(f"--model-quant-storage must be one of {', '.join(QUANT_STORAGES)}, got {storage!r}")
     if quantization == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
+            # FSDP shards each wrapped layer as one dtype: packing 4-bit weights into the unquantised
+            # weights' dtype (bf16) lets it shard them with the rest instead of leaving them whole
+            bnb_4bit_quant_storage=getattr(torch, storage),
             llm_int8_skip_modules=skip,
         )
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
@@ -157,21 +167,27 @@ def load_model(
     padding_side: str = "right",
     revision: str | None = None,
     image_tokens: tuple[int | None, int | None] = (None, None),
+    quant_storage: str = "uint8",
 ) -> LoadedModel:
     """Load model and processor; `name` is a preset, a local folder, or a hub id (+ family).
 
     `quantization` is None, "4bit", "8bit", or "auto" (the preset's default, e.g. QLoRA for
     LLaVA-1.5; none for local folders and twins). `image_tokens` is the (min, max) image-token
-    budget set on the processor (`nmm_core.image_budget`; None: the processor's own).
+    budget set on the processor (`nmm_core.image_budget`; None: the processor's own);
+    `quant_storage` is the dtype 4-bit weights are packed in (bf16 for FSDP).
     """
     source = resolve_source(name, family=family, revision=revision)
     if quantization == "auto":
         quantization = source.preset.quantization if source.preset else None
+    if quant_storage != "uint8" and quantization != "4bit":
+        raise ConfigError(f"--model-quant-storage {quant_storage} applies to 4-bit weights "
+                          f"(--model-quantization 4bit), not to quantization {quantization or 'none'}")
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "attn_implementation": attn_implementation}
     if quantization:
-        kwargs["quantization_config"] = quantization_config(source.family, quantization, torch_dtype)
+        kwargs["quantization_config"] = quantization_config(source.family, quantization, torch_dtype,
+                                                          storage=quant_storage)
         kwargs["device_map"] = {"": torch_device}
     cls = source.family.model_cls()
     processor = load_processor(source, padding_side=padding_side)

@@ -90,6 +90,10 @@ class ModelSettings:
     quantization: Literal["auto", "none", "4bit", "8bit"] = field(
         default="auto", metadata={"help": "4-bit nf4 (QLoRA), 8-bit, none; auto: the preset's default"}
     )
+    quant_storage: Literal["uint8", "bfloat16", "float16", "float32"] = field(
+        default="uint8", metadata={"help": "dtype 4-bit weights are packed in: uint8 (bitsandbytes' default), "
+                                           "bfloat16 for QLoRA under FSDP (configs/accelerate/fsdp2-qlora.yaml)"}
+    )
     max_image_tokens: int | None = field(default=None, metadata={"help": BUDGET_HELP.format("at most")})
     min_image_tokens: int | None = field(default=None, metadata={"help": BUDGET_HELP.format("at least")})
 
@@ -100,7 +104,8 @@ class ModelSettings:
         return load_model(self.model, family=self.family, dtype=self.dtype, device=self.device,
                           quantization=None if self.quantization == "none" else self.quantization,
                           padding_side=padding_side, revision=self.revision,
-                          image_tokens=(self.min_image_tokens, self.max_image_tokens))
+                          image_tokens=(self.min_image_tokens, self.max_image_tokens),
+                          quant_storage=self.quant_storage)
 
 
 class RecommendsTwinRecipe:
