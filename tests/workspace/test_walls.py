@@ -235,11 +235,15 @@ def test_the_scanner_finds_each_kind_of_breach(tmp_path: Path) -> None:
     _write(
         tmp_path,
         {
-            f"{core}/__init__.py": '_EXPORTS = {"run": "runs", "gone": "runs"}\n__all__ = sorted(_EXPORTS) + ["__version__"]\n',
+            f"{core}/__init__.py": (
+                '_EXPORTS = {"run": "runs", "gone": "runs"}\n__all__ = sorted(_EXPORTS) + ["__version__"]\n'
+            ),
             f"{core}/runs.py": "def run():\n    from nmm_a.data import load\n",
             f"{core}/private.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import nmm_b\nhidden = 1\n",
             "packages/nmm-a/src/nmm_a/__init__.py": '__all__ = ["load"]\n',
-            "packages/nmm-a/src/nmm_a/data.py": "from .fc import f\nfrom nmm_core.private import hidden\ndef load(): ...\n",
+            "packages/nmm-a/src/nmm_a/data.py": (
+                "from .fc import f\nfrom nmm_core.private import hidden\ndef load(): ...\n"
+            ),
             "packages/nmm-a/src/nmm_a/fc.py": "def f():\n    from nmm_a import data\n",
             "packages/nmm-b/src/nmm_b/__init__.py": "import nmm_a.data\n",
             "apps/demo/src/nmm_demo/__init__.py": (
