@@ -68,15 +68,13 @@ def qwen2_vl_processor() -> Any:
     from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    from nmm_core.families.qwen2_vl import CHAT_TEMPLATE, SPECIAL_TOKENS
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer
+    from nmm_core import qwen2_vl_twin_tokenizer
 
     config = json.loads(resources.files("nmm_core.families").joinpath(
         "configs/qwen2-vl-2b-instruct.preprocessor_config.json").read_text(encoding="utf-8"))
     for key in ("image_processor_type", "processor_class"):
         config.pop(key, None)
-    tokenizer = build_bpe_tokenizer(special_tokens=SPECIAL_TOKENS, eos_token="<|im_end|>",
-                                    pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE)
+    tokenizer = qwen2_vl_twin_tokenizer()
     return Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**config),
                             video_processor=Qwen2VLVideoProcessor(), tokenizer=tokenizer,
-                            chat_template=CHAT_TEMPLATE)
+                            chat_template=tokenizer.chat_template)

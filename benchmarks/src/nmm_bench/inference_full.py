@@ -6,12 +6,27 @@ generation is greedy with 16 new tokens forced. Benchmark 3 (generation) is `nmm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from nmm_bench import fullsize as fs
-from nmm_bench.harness import Result, interleaved, round_rows
+from nmm_bench.harness import Result, Seconds, interleaved, ratio_verdict, round_rows, time_ratios
 
 NEW_TOKENS, PAD = 16, 0
+BASE, UNMERGED, MERGED = "base", "base + unmerged adapter", "merged"
+TARGET = 1.02  # merged time / base time, issue #10 item 4
+
+
+def checks(seconds: Seconds, merged_answers: Sequence[Any], unmerged_answers: Sequence[Any]
+           ) -> dict[str, Any]:
+    """The verdict on merged vs base, the unmerged adapter's cost, and whether merging changed answers."""
+    verdict = ratio_verdict(time_ratios(seconds, MERGED, BASE), TARGET)
+    unmerged = ratio_verdict(time_ratios(seconds, UNMERGED, BASE), TARGET)
+    same = sum(m == u for m, u in zip(merged_answers, unmerged_answers, strict=True))
+    return {"merged_vs_base_median": verdict["median"], "merged_vs_base_range": verdict["range"],
+            "target": f"<= {TARGET}", "target_met": verdict["target_met"], "conclusive": verdict["conclusive"],
+            "unmerged_vs_base_median": unmerged["median"], "unmerged_vs_base_range": unmerged["range"],
+            "merged answers equal unmerged answers": f"{same}/{len(merged_answers)}"}
 
 
 def _prompts(family: str, config, scale: str, n: int, *, seed: int) -> list[dict[str, Any]]:
@@ -36,8 +51,6 @@ def _generate(model, prompts: list[dict[str, Any]], device: str) -> list[list[in
 def merged(family: str = "qwen2_vl", scale: str = "full", *, rounds: int | None = None) -> Result:
     """Time per answer of base, base + unmerged LoRA (random, non-zero B) and merged model, all
     resident, timed in interleaved rounds (see `nmm_bench.merged`)."""
-    from nmm_bench.merged import BASE, MERGED, UNMERGED, checks
-
     device = "cuda" if scale == "full" else "cpu"
     batch, batches = (16, 4) if scale == "full" else (4, 1)
     rounds = rounds or (5 if scale == "full" else 3)
@@ -72,7 +85,6 @@ def _merged_contenders(family: str, scale: str) -> tuple[dict[str, Any], Any]:
     import torch
     from peft import get_peft_model
 
-    from nmm_bench.merged import BASE, MERGED, UNMERGED
     from nmm_bench.train_full import _lora_config
 
     torch.manual_seed(0)

@@ -8,37 +8,24 @@ The verdict is the median of per-round "merged time / base time" ratios, with th
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from nmm_bench.common_inputs import require_size, variable_prompts
-from nmm_bench.harness import Result, Seconds, interleaved, ratio_verdict, round_rows, time_ratios
+from nmm_bench.harness import Result, interleaved, round_rows
 
-BASE, UNMERGED, MERGED = "base", "base + unmerged adapter", "merged"
-TARGET = 1.02  # merged time / base time, issue #10 item 4
+# The names and the verdict both sizes share live with the full-size run, which this module calls.
+from nmm_bench.inference_full import BASE, MERGED, UNMERGED, checks
+
 SMOKE_ROUNDS = 3
-
-
-def checks(seconds: Seconds, merged_answers: Sequence[Any], unmerged_answers: Sequence[Any]
-           ) -> dict[str, Any]:
-    """The verdict on merged vs base, the unmerged adapter's cost, and whether merging changed answers."""
-    verdict = ratio_verdict(time_ratios(seconds, MERGED, BASE), TARGET)
-    unmerged = ratio_verdict(time_ratios(seconds, UNMERGED, BASE), TARGET)
-    same = sum(m == u for m, u in zip(merged_answers, unmerged_answers, strict=True))
-    return {"merged_vs_base_median": verdict["median"], "merged_vs_base_range": verdict["range"],
-            "target": f"<= {TARGET}", "target_met": verdict["target_met"], "conclusive": verdict["conclusive"],
-            "unmerged_vs_base_median": unmerged["median"], "unmerged_vs_base_range": unmerged["range"],
-            "merged answers equal unmerged answers": f"{same}/{len(merged_answers)}"}
 
 
 def run(size: str, rounds: int = SMOKE_ROUNDS) -> Result:
     """Merged inference must cost what the base costs (target: <= 1.02x the base time)."""
     require_size(size)
     if size == "full":
-        from nmm_bench import inference_full
+        from nmm_bench.inference_full import merged
 
-        return inference_full.merged("qwen2_vl", "full")
+        return merged("qwen2_vl", "full")
     return _smoke(rounds)
 
 

@@ -130,7 +130,7 @@ class EvalConfig:
 
 def _write_cohort(cohort: Cohort, out: str | Path, problems) -> Path:
     """Write into a temporary sibling, then swap it in (an existing cohort folder is replaced)."""
-    from nmm_core.folders import write_folder
+    from nmm_core.files import write_folder
 
     def build(tmp: Path) -> None:
         cohort.save(tmp)
@@ -145,7 +145,7 @@ def run_synthesize(cfg: SynthesizeConfig) -> Path:
         spec = SyntheticSpec(**{k: v for k, v in asdict(cfg).items() if k != "out"})
     except ValueError as e:
         raise ConfigError(f"data synthesize: {e}") from None
-    from nmm_core.folders import interrupt_leaves_nothing
+    from nmm_core.files import interrupt_leaves_nothing
 
     with interrupt_leaves_nothing(cfg.out):
         cohort = synthesize(spec)

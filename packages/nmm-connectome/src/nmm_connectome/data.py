@@ -373,7 +373,7 @@ def load_array_folder(folder: str | Path, *, content: Literal["fc", "timeseries"
                       fisher: bool = False) -> tuple[Cohort, list[Problem]]:
     """A cohort from precomputed FC matrices or parcellated time series (frames x regions).
 
-    Time series become FC with nilearn (`fc.connectivity`); `fisher` stores Fisher z.
+    Time series become FC with nilearn (`connectivity.connectivity`); `fisher` stores Fisher z.
     """
     candidates = []
     for subject, sides in find_pairs(folder).items():
@@ -383,7 +383,7 @@ def load_array_folder(folder: str | Path, *, content: Literal["fc", "timeseries"
             try:
                 arr = read_array(path, mat_key=mat_key)
                 if content == "timeseries":
-                    from nmm_connectome.fc import connectivity
+                    from nmm_connectome.connectivity import connectivity
 
                     arr = connectivity([arr], estimator=estimator, source=str(path))
             except DataError as e:

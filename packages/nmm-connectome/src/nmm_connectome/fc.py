@@ -5,8 +5,9 @@
 - `region_timeseries`: a `*.dtseries.nii` (or a 4-D NIfTI) averaged within each parcel, the
   grayordinates matched by brain structure + vertex (surface) or by scanner coordinates
   (volume), so a file with fewer grayordinates than the atlas still maps correctly.
-- `connectivity`: nilearn's `ConnectivityMeasure(kind="correlation")` over the runs,
-  each z-scored on its own and then concatenated (HCP rest: REST1/2 x LR/RL).
+- `connectivity` (its own module: data.py's time-series folders use it too): nilearn's
+  `ConnectivityMeasure(kind="correlation")` over the runs, each z-scored on its own and then
+  concatenated (HCP rest: REST1/2 x LR/RL).
 - `build_cohort_from_cifti`: the whole HCP layout into a `Cohort`, every failure a `Problem`.
 """
 
@@ -16,10 +17,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from nmm_connectome.connectivity import Estimator, connectivity
 from nmm_connectome.data import Candidate, Cohort, Policy, assemble, fisher_z
 from nmm_core.errors import DataError
 from nmm_core.records import Problem
@@ -27,7 +29,6 @@ from nmm_core.records import Problem
 # HCP S1200 layout (MSMAll-registered; rest ICA-FIX cleaned). Override for other releases.
 HCP_REST = "{subject}/MNINonLinear/Results/rfMRI_REST*/rfMRI_REST*_Atlas_MSMAll_hp2000_clean.dtseries.nii"
 HCP_TASK = "{subject}/MNINonLinear/Results/tfMRI_MOTOR_*/tfMRI_MOTOR_*_Atlas_MSMAll.dtseries.nii"
-Estimator = Literal["empirical", "ledoit_wolf"]
 _SCHAEFER_RE = re.compile(r"^\d+Networks_(?:LH|RH)_([A-Za-z]+)_")
 
 
@@ -184,46 +185,6 @@ def parcellate(data: np.ndarray, assignment: np.ndarray, names: Sequence[str], *
     weights = sparse.csr_matrix((1.0 / counts[assignment[cols]], (cols, assignment[cols])),
                                 shape=(data.shape[1], n))
     return np.asarray(weights.T @ data.T).T.astype(np.float32)
-
-
-def connectivity(runs: Sequence[np.ndarray], *, estimator: Estimator | str = "empirical",
-                 source: str = "") -> np.ndarray:
-    """Correlation FC (regions, regions) of one or more runs of shape (frames, regions).
-
-    Each run is z-scored per region before concatenation, so runs with different scanner
-    scaling weigh by their length only. `empirical` is the plain Pearson correlation;
-    `ledoit_wolf` is nilearn's default shrinkage.
-    """
-    from nilearn.connectome import ConnectivityMeasure
-    from sklearn.covariance import EmpiricalCovariance, LedoitWolf
-
-    if not runs:
-        raise DataError(f"{source}: no runs to compute FC from")
-    parts = []
-    for k, ts in enumerate(runs):
-        ts = np.asarray(ts, dtype=np.float64)
-        where = f"{source} run {k}" if len(runs) > 1 else source
-        if ts.ndim != 2:
-            raise DataError(f"{where}: time series must be 2-D (frames, regions), got {ts.shape}")
-        if ts.shape[1] != np.shape(runs[0])[1]:
-            raise DataError(f"{where}: {ts.shape[1]} regions, first run has {np.shape(runs[0])[1]}")
-        if ts.shape[0] < 3:
-            raise DataError(f"{where}: {ts.shape[0]} frames; FC needs at least 3")
-        if not np.isfinite(ts).all():
-            raise DataError(f"{where}: {int((~np.isfinite(ts)).sum())} NaN/Inf values")
-        sd = ts.std(axis=0)
-        flat = np.flatnonzero(sd < 1e-8 * max(1.0, float(np.abs(ts).max())))
-        if len(flat):
-            raise DataError(f"{where}: {len(flat)} regions have a constant signal (first: column "
-                            f"{int(flat[0])}); FC is undefined there")
-        parts.append((ts - ts.mean(axis=0)) / sd)
-    if estimator not in ("empirical", "ledoit_wolf"):
-        raise DataError(f"estimator {estimator!r}: expected 'empirical' or 'ledoit_wolf'")
-    cov = EmpiricalCovariance() if estimator == "empirical" else LedoitWolf(store_precision=False)
-    measure = ConnectivityMeasure(kind="correlation", cov_estimator=cov, standardize="zscore_sample")
-    fc = measure.fit_transform([np.concatenate(parts)])[0]
-    np.fill_diagonal(fc, 1.0)
-    return fc
 
 
 def build_cohort_from_cifti(

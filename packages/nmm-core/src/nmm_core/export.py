@@ -252,7 +252,7 @@ def _save_merged(cfg: ExportConfig, prov: Provenance, out: Path) -> dict[str, An
 def run_export(cfg: ExportConfig) -> Path:
     """Merge `cfg.adapter` into its base and write `cfg.out` whole (a temporary sibling, then a rename)."""
     from nmm_core.families import get_family
-    from nmm_core.folders import write_folder
+    from nmm_core.files import write_folder
     from nmm_core.workflows import check_model_source
 
     prov = read_provenance(cfg.adapter)

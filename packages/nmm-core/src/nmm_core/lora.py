@@ -5,15 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import ConfigError, PresetError
+from nmm_core.files import build_folder
 from nmm_core.models import LoadedModel
 
 ADAPTER_MARKER = "nmm_adapter.json"  # beside peft's files: which base the adapter belongs to
@@ -278,10 +276,7 @@ def save_adapter(peft_model, folder: str | Path, *, base_name: str, family: str,
                  image_tokens: dict[str, int] | None = None) -> Path:
     """Save the adapter in peft's format (plain `PeftModel.from_pretrained` loads it), atomically;
     `image_tokens` ({"min", "max"}) is the image-token budget it was trained at."""
-    final = Path(folder)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
+    def build(tmp: Path) -> None:
         peft_model.save_pretrained(tmp)
         marker = {
             "base": base_name,
@@ -291,25 +286,22 @@ def save_adapter(peft_model, folder: str | Path, *, base_name: str, family: str,
         if image_tokens is not None:
             marker["image_tokens"] = image_tokens
         (tmp / ADAPTER_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    return build_folder(folder, build)
+
+
+def read_adapter_marker(folder: str | Path) -> dict[str, Any]:
+    """The `nmm_adapter.json` of an adapter folder ({} for a plain peft one); PresetError if not an adapter."""
+    folder = Path(folder)
+    if not (folder / "adapter_config.json").is_file():
+        raise PresetError(f"{folder} is not a LoRA adapter folder (no adapter_config.json)")
+    marker_file = folder / ADAPTER_MARKER
+    return json.loads(marker_file.read_text()) if marker_file.is_file() else {}
 
 
 def check_adapter(loaded: LoadedModel, folder: str | Path) -> dict[str, Any]:
     """Fail before any work if `folder` is not an adapter for `loaded`'s base model."""
-    folder = Path(folder)
-    if not (folder / "adapter_config.json").exists():
-        raise PresetError(f"{folder} is not a LoRA adapter folder (no adapter_config.json)")
-    marker_file = folder / ADAPTER_MARKER
-    marker = json.loads(marker_file.read_text()) if marker_file.exists() else {}
+    marker = read_adapter_marker(folder)
     expected = marker.get("base_fingerprint")
     other_family = marker.get("family") not in (None, loaded.family.name)
     if other_family or expected and expected not in accepted_fingerprints(loaded.model):

@@ -1,128 +1,37 @@
-"""Run folders (`<root>/<stamp>-<command>-<name>/`), atomic file writes and JSONL logs."""
+"""Run folders (`<root>/<stamp>-<command>-<name>/`) and JSONL logs (the atomic writers live in `files`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
-import uuid
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from nmm_core.errors import DataError, NmmError
+from nmm_core.files import _fsync_dir, _json_default, atomic_write_json, make_folder, os_error, remove_leftovers
+
+# The atomic writers' old home: many modules import them from here.
+from nmm_core.files import atomic_replace_dir as atomic_replace_dir
+from nmm_core.files import atomic_write_bytes as atomic_write_bytes
+from nmm_core.files import atomic_write_text as atomic_write_text
 
 INCOMPLETE_SUFFIX = ".incomplete"
 STATUS_FILE = "status.json"
 STATES = ("running", "complete", "failed")
 _STAMP_FORMAT = "%Y%m%d-%H%M%S"
 _STAMP_RE = re.compile(r"^\d{8}-\d{6}-")
-# What a write cut short leaves behind: `.name.<hex>.tmp` files (atomic_write_bytes), folders named
-# `.name.tmp-<hex>` or `.name.old-<hex>` (atomic_replace_dir) and tempfile.mkdtemp(prefix=".name-").
-_LEFTOVER_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
-_LEFTOVER_DIR = re.compile(r"^\..+(\.tmp-[0-9a-f]{8}|\.old-[0-9a-f]{8}|-[a-z0-9_]{8})$")
 
 
 def _now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` via a fsynced temp file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with 0o666 lets the umask apply, as a plain open() would (mkstemp forces 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 `text` to `path` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    item = getattr(obj, "item", None)  # numpy / tensor scalars, without importing either
-    if callable(item):
-        return item()
-    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write `obj` as indented JSON (key order kept, UTF-8, trailing newline) atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=_json_default)
-    atomic_write_text(path, text + "\n")
-
-
-def atomic_replace_dir(src_tmp_dir: str | Path, final_dir: str | Path) -> Path:
-    """Move a finished folder to `final_dir`, replacing an existing one (old moved aside first)."""
-    src, final = Path(src_tmp_dir), Path(final_dir)
-    if not src.is_dir():
-        raise NmmError(f"cannot move {src} into place: not a folder")
-    if not final.exists():
-        os.rename(src, final)
-        _fsync_dir(final.parent)
-        return final
-    aside = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(final, aside)
-    try:
-        os.rename(src, final)
-    except BaseException:
-        os.rename(aside, final)
-        raise
-    _fsync_dir(final.parent)
-    shutil.rmtree(aside, ignore_errors=True)
-    return final
-
-
 def jsonl_line(record: Any) -> str:
     """`record` as one JSON line, newline included."""
     return json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
-
-
-def remove_leftovers(folder: str | Path) -> list[Path]:
-    """Delete the temporary files and folders that interrupted atomic writes left under `folder`."""
-    removed = []
-    for root, dirs, files in os.walk(folder):
-        for name in [d for d in dirs if _LEFTOVER_DIR.match(d)]:
-            dirs.remove(name)
-            shutil.rmtree(Path(root) / name, ignore_errors=True)
-            removed.append(Path(root) / name)
-        for name in files:
-            if _LEFTOVER_FILE.match(name):
-                (Path(root) / name).unlink(missing_ok=True)
-                removed.append(Path(root) / name)
-    return removed
 
 
 def append_jsonl(path: str | Path, record: Any) -> None:
@@ -183,8 +92,6 @@ class RunDir:
     @classmethod
     def create(cls, root: str | Path, command: str, name: str) -> RunDir:
         """Make `<root>/<stamp>-<command>-<name>.incomplete/` and mark it running."""
-        from nmm_core.folders import make_folder, os_error
-
         root = make_folder(root, "--output-dir")
         stamp = datetime.now().strftime(_STAMP_FORMAT)
         base = f"{stamp}-{sanitize_name(command)}-{sanitize_name(name)}"

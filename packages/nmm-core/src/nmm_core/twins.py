@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from nmm_core.families import get_family
+from nmm_core.files import cached_folder
 from nmm_core.presets import ModelPreset
 
 MARKER = "nmm.json"  # beside config.json: which family a saved model belongs to
-
-
-def cache_root() -> Path:
-    """`$NMM_CACHE`, else `~/.cache/nmm`."""
-    return Path(os.environ.get("NMM_CACHE", Path.home() / ".cache" / "nmm"))
 
 
 def write_marker(folder: Path, *, family: str, **extra) -> None:
@@ -57,26 +49,3 @@ def twin_path(preset: ModelPreset) -> Path:
     key = f"{preset.name}-core{__version__}-tf{transformers.__version__}-{digest}"
     return cached_folder("twins", key, lambda tmp: build_twin(preset.family, tmp, **preset.twin_kwargs),
                          marker=MARKER)
-
-
-def cached_folder(kind: str, key: str, build: Callable[[Path], object], *, marker: str) -> Path:
-    """`cache_root()/kind/key`, built by `build(tmp)` on first use and renamed into place.
-
-    `marker` is a file the build writes; its presence means the folder is complete, so an
-    interrupted build is never served, and two processes building at once both end well.
-    """
-    final = cache_root() / kind / key
-    if (final / marker).exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=final.parent))
-    try:
-        build(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process built it first
-            if not (final / marker).exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final

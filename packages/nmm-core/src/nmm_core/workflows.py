@@ -403,9 +403,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
 
 def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:
     """Fail before any work: an unknown preset, or an adapter folder made for another family."""
-    import json
-
-    from nmm_core.lora import ADAPTER_MARKER
+    from nmm_core.lora import read_adapter_marker
     from nmm_core.models import unknown_model
     from nmm_core.presets import all_presets
 
@@ -420,10 +418,7 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
     if adapter is None:
         return
     folder = Path(adapter)
-    if not (folder / "adapter_config.json").is_file():
-        raise PresetError(f"{folder} is not a LoRA adapter folder (no adapter_config.json)")
-    marker_file = folder / ADAPTER_MARKER
-    marker = json.loads(marker_file.read_text()) if marker_file.is_file() else {}
+    marker = read_adapter_marker(folder)
     family = model.family or (all_presets()[name].family if name in all_presets() else None)
     if family and marker.get("family") and marker["family"] != family:
         raise PresetError(f"adapter {folder} was trained for '{marker.get('base')}' "

@@ -90,7 +90,7 @@ class PredictConfig:
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
     """Generate the set; print where it is and what it holds."""
-    from nmm_core.folders import synthesized
+    from nmm_core.files import synthesized
 
     folder = synthesized(cfg.out, lambda tmp: synthesize(cfg.synthetic, tmp, progress=cfg.progress),
                          lambda: synthetic_folder(cfg.synthetic, progress=cfg.progress), marker="synthetic.json")

@@ -102,7 +102,7 @@ def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: boo
 
 def synthetic_folder(settings: SyntheticSettings, *, progress: bool = True) -> Path:
     """The cached synthetic set for `settings` under $NMM_CACHE/memes, generated on first use."""
-    from nmm_core.twins import cached_folder
+    from nmm_core.files import cached_folder
 
     return cached_folder("memes", settings.key(), lambda tmp: synthesize(settings, tmp, progress=progress),
                          marker="synthetic.json")

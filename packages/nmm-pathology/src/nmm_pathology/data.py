@@ -9,10 +9,7 @@ a `save_to_disk` folder) loads through the same `nmm_core.data.load_examples`. A
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -154,27 +151,15 @@ def write_pathvqa_folder(splits: dict[str, list[Example]], folder: str | Path) -
 
 def synthetic_folder(settings: SyntheticSettings = SyntheticSettings(), root: str | Path | None = None) -> Path:  # noqa: B008
     """The generated set on disk (train + validation + test), built once per settings."""
-    from nmm_core.twins import cache_root
+    from nmm_core.files import build_folder, cache_root
 
     s = replace(settings, seed=part_seed(settings.seed))
     key = f"synthetic-pathvqa-v1-{s.train_size}-{s.test_size}-{s.image_size}-seed{s.seed}"
     final = Path(root) if root is not None else cache_root() / "data" / key
-    if (final / "test.jsonl").is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        write_pathvqa_folder({
-            "train": make_synthetic_pathvqa(s.train_size, seed=s.seed, split="train", image_size=s.image_size),
-            "validation": make_synthetic_pathvqa(max(1, s.test_size // 2), seed=s.seed, split="validation",
-                                                 image_size=s.image_size),
-            "test": make_synthetic_pathvqa(s.test_size, seed=s.seed, split="test", image_size=s.image_size),
-        }, tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first (or `root` exists): keep theirs
-            if not (final / "test.jsonl").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    # "test.jsonl" is written last: a folder holding it is complete, and another process's is kept.
+    return build_folder(final, lambda tmp: write_pathvqa_folder({
+        "train": make_synthetic_pathvqa(s.train_size, seed=s.seed, split="train", image_size=s.image_size),
+        "validation": make_synthetic_pathvqa(max(1, s.test_size // 2), seed=s.seed, split="validation",
+                                             image_size=s.image_size),
+        "test": make_synthetic_pathvqa(s.test_size, seed=s.seed, split="test", image_size=s.image_size),
+    }, tmp), marker="test.jsonl")

@@ -30,7 +30,7 @@ _OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "
 
 def offline_ultralytics():
     """Import ultralytics with every network path off; returns the module."""
-    from nmm_core.twins import cache_root
+    from nmm_core.files import cache_root
 
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache_root() / "ultralytics"))
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -144,7 +144,7 @@ def resolve_data_yaml(data: str) -> Path:
         if not path.is_file():
             raise DataError(f"data.yaml {data!r} does not exist")
         return path
-    from nmm_core.twins import cache_root
+    from nmm_core.files import cache_root
     from nmm_pathology.mri import SyntheticMriConfig, write_synthetic_mri
 
     cfg = SyntheticMriConfig()

@@ -162,7 +162,8 @@ def prepare_published(hub_id: str, revision: str) -> Path:
     from huggingface_hub import snapshot_download
 
     from nmm_core import __version__
-    from nmm_core.twins import MARKER, cached_folder
+    from nmm_core.files import cached_folder
+    from nmm_core.twins import MARKER
 
     key = f"{hub_id.replace('/', '--')}-{revision}-core{__version__}"
 

@@ -27,6 +27,8 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
+from nmm_core.families.moondream_processing import MoondreamImageProcessor, MoondreamProcessor
+
 MODEL_TYPE = "nmm_moondream"
 
 
@@ -231,7 +233,17 @@ class MoondreamForConditionalGeneration(MoondreamPreTrainedModel, GenerationMixi
         )
 
 
-# A saved folder names our config and processor classes; transformers' Auto classes must know them.
-from nmm_core.families.moondream_processing import register_auto_classes  # noqa: E402
+def register_auto_classes() -> None:
+    """Let AutoConfig / AutoImageProcessor / AutoProcessor load a saved folder of ours."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor
 
+    AutoConfig.register(MODEL_TYPE, MoondreamConfig, exist_ok=True)
+    # one implementation (PIL resize, torch crops) serves either backend transformers asks for
+    AutoImageProcessor.register(
+        MoondreamConfig, image_processor_classes={"torchvision": MoondreamImageProcessor,
+                                                  "pil": MoondreamImageProcessor}, exist_ok=True)
+    AutoProcessor.register(MoondreamConfig, MoondreamProcessor, exist_ok=True)
+
+
+# A saved folder names our config and processor classes; transformers' Auto classes must know them.
 register_auto_classes()

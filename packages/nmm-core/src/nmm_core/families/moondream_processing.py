@@ -117,17 +117,3 @@ class MoondreamProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values", "image_crops"]
-
-
-def register_auto_classes() -> None:
-    """Let AutoConfig / AutoImageProcessor / AutoProcessor load a saved folder of ours."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor
-
-    from nmm_core.families.moondream_model import MODEL_TYPE, MoondreamConfig
-
-    AutoConfig.register(MODEL_TYPE, MoondreamConfig, exist_ok=True)
-    # one implementation (PIL resize, torch crops) serves either backend transformers asks for
-    AutoImageProcessor.register(
-        MoondreamConfig, image_processor_classes={"torchvision": MoondreamImageProcessor,
-                                                  "pil": MoondreamImageProcessor}, exist_ok=True)
-    AutoProcessor.register(MoondreamConfig, MoondreamProcessor, exist_ok=True)

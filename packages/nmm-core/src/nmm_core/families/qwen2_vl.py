@@ -24,6 +24,18 @@ SPECIAL_TOKENS = (
 )
 
 
+
+def qwen2_vl_twin_tokenizer():
+    """The twins' locally trained BPE tokenizer with Qwen2-VL's special tokens and chat template."""
+    from nmm_core.testing.tokenizer import build_bpe_tokenizer
+
+    return build_bpe_tokenizer(
+        special_tokens=SPECIAL_TOKENS,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+    )
+
 def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 112) -> None:
     """Save a ~0.2M-parameter Qwen2-VL with its processor to `out_dir`.
 
@@ -39,14 +51,9 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 112) -> None:
     )
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer, save_twin
+    from nmm_core.testing.tokenizer import save_twin
 
-    tok = build_bpe_tokenizer(
-        special_tokens=SPECIAL_TOKENS,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        chat_template=CHAT_TEMPLATE,
-    )
+    tok = qwen2_vl_twin_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     pixels = image_size * image_size
     processor = Qwen2VLProcessor(

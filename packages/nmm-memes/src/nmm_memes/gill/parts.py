@@ -48,7 +48,7 @@ def tiny_sd_folder() -> Path:
     import diffusers
 
     from nmm_core import diffusion
-    from nmm_core.twins import cached_folder
+    from nmm_core.files import cached_folder
 
     digest = hashlib.sha1(Path(diffusion.__file__).read_bytes()).hexdigest()[:10]
     key = f"tiny-sd-gill-diffusers{diffusers.__version__}-{digest}"
