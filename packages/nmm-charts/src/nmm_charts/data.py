@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +20,7 @@ from nmm_core.errors import DataError
 from nmm_core.records import Example, ValidationReport, validate
 from nmm_core.runs import atomic_write_json, atomic_write_text
 from nmm_core.seeds import part_seed
-from nmm_core.workflows import DataSettings
+from nmm_core.sources import ColumnSource, is_synthetic
 
 PJN_CHARTS = "krowiemlekommm/PJN_CHARTS"
 CHARTQA = "HuggingFaceM4/ChartQA"
@@ -34,11 +34,8 @@ SYNTHETIC_VERSION = 1  # bump when the generator's output changes: cached sets a
 SPLITS = ("train", "val", "test")
 
 
-def chart_data_settings(**overrides) -> DataSettings:
-    """Core's data settings with the PJN_CHARTS column names (and `source` empty: synthetic)."""
-    values = {"prompt_column": "query", "answers_column": "label", "image_column": "image",
-              "split": "train", "eval_split": "test", **overrides}
-    return DataSettings(**values)
+# Core's data settings with the PJN_CHARTS column names (the domain's `data` defaults).
+CHART_DATA = {"prompt_column": "query", "answers_column": "label", "image_column": "image"}
 
 
 def hub_split(source: str, split: str) -> str:
@@ -124,15 +121,24 @@ def synthetic_folder(settings: SyntheticSettings, *, progress: bool = True) -> P
                          marker="synthetic.json")
 
 
-def resolve_data(data: DataSettings, synthetic: SyntheticSettings) -> DataSettings:
-    """`data` with the synthetic set's folder as source when none is named; hub split names fixed."""
-    from dataclasses import replace
+@dataclass(frozen=True)
+class ChartSource(ColumnSource):
+    """A chart source: the synthetic set, or a hub id / local folder with hub split names fixed."""
 
-    if not data.source:
-        return replace(data, source=str(synthetic_folder(synthetic)))
-    return replace(data, split=hub_split(data.source, data.split),
-                   eval_split=hub_split(data.source, data.eval_split),
-                   revision=data.revision or HUB_SOURCES.get(data.source))
+    def resolve(self) -> ChartSource:
+        """The synthetic set's folder when named; a known hub dataset's split names and revision."""
+        data = self.settings
+        if is_synthetic(data.source):
+            return super().resolve()
+        return replace(self, settings=replace(data, split=hub_split(data.source, data.split),
+                                              eval_split=hub_split(data.source, data.eval_split),
+                                              revision=data.revision or HUB_SOURCES.get(data.source)))
+
+    def load(self, split: str) -> ValidationReport:
+        """One split (a hub split name fixed), validated."""
+        data = self.settings
+        return load_charts(data.source, split=split, revision=data.revision, columns=data.columns(),
+                           image_root=data.image_root, limit=data.limit, policy=data.on_bad_record)
 
 
 @dataclass

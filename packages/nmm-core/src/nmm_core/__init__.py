@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "workflows", "EvalConfig": "workflows", "run_train": "workflows",
     "run_eval": "workflows", "run_compare": "workflows", "predict_one": "workflows",
     "check_model_source": "workflows",
+    "Domain": "domain", "SyntheticSet": "domain", "domain_main": "domain",
+    "DataSource": "sources", "ColumnSource": "sources",
     "build_full_size": "fullsize",
     # Stable Diffusion pieces (the `nmm-core[diffusion]` extra; diffusers loads on first use)
     "SdParts": "diffusion", "load_sd15": "diffusion", "build_tiny_sd": "diffusion",

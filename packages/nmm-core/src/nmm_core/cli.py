@@ -119,10 +119,9 @@ def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.Argume
 def add_export_command(sub) -> None:
     """The `export` verb (core's and every VLM domain CLI's)."""
     from nmm_core.config import add_command
-    from nmm_core.export import ExportConfig
+    from nmm_core.export import EXPORT_HELP, ExportConfig
 
-    add_command(sub, "export", ExportConfig,
-                help="merge an adapter into its base: a standalone folder plain transformers loads")
+    add_command(sub, "export", ExportConfig, help=EXPORT_HELP)
 
 
 def export_from_parsed(ns: argparse.Namespace):

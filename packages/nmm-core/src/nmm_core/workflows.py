@@ -34,6 +34,7 @@ from nmm_core.report import delta_lines, plot_loss, print_table, record_counts, 
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
 from nmm_core.seeds import resolve_seeds, seed_run
+from nmm_core.sources import DataSource
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
 
@@ -44,8 +45,8 @@ log = logging.getLogger(__name__)
 # returns (if anything) joins the run's completion summary in status.json.
 Finish = Callable[[Path], dict[str, Any] | None]
 
-# How one split of a domain's data settings becomes validated examples: column-mapped sources
-# use `load_columns`; a domain whose files have their own shape passes its own reader.
+# The older hook for a domain's own reader of one split (memes, until it declares a DataSource):
+# a `source=` (nmm_core.sources.DataSource) replaces it.
 Load = Callable[[Any, str], ValidationReport]
 
 
@@ -170,16 +171,18 @@ def model_image_limits(model: ModelSettings) -> ImageLimits | None:
 
 
 def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
-               limits: ImageLimits | None = None) -> list[Example]:
-    """Load one split with `load`, summarise it on stderr and list its skipped records in the run;
-    images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
-    return checked_split(data, split, run, load=load, limits=limits)[0]
+               limits: ImageLimits | None = None, source: DataSource | None = None) -> list[Example]:
+    """Load one split from `source` (or with `load`), summarise it on stderr and list its skipped records
+    in the run; images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
+    return checked_split(data, split, run, load=load, limits=limits, source=source)[0]
 
 
 def checked_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
-                  limits: ImageLimits | None = None) -> tuple[list[Example], dict[str, Any]]:
+                  limits: ImageLimits | None = None,
+                  source: DataSource | None = None) -> tuple[list[Example], dict[str, Any]]:
     """`load_split`'s records, and how many were used and skipped (`record_counts`) for the report."""
-    report = within_limits(load(data, split), limits, getattr(data, "on_bad_record", "skip"))
+    loaded = source.load(split) if source is not None else load(data, split)
+    report = within_limits(loaded, limits, getattr(data, "on_bad_record", "skip"))
     print(f"[{split}] {report.summary()}", file=sys.stderr)
     listed = run.file(f"problems-{split}.jsonl") if report.problems and run is not None else None
     if listed is not None:
@@ -191,12 +194,14 @@ def checked_split(data: Any, split: str, run: RunDir | None, *, load: Load = loa
 
 
 def _eval_split(cfg: EvalConfig, run: RunDir, examples: list[Example] | None, load: Load,
-                records: dict[str, Any] | None) -> tuple[list[Example], dict[str, Any] | None]:
+                records: dict[str, Any] | None,
+                source: DataSource | None = None) -> tuple[list[Example], dict[str, Any] | None]:
     """The examples an eval/compare scores: the domain's own (with its `records` counts), or the eval
     split loaded and checked."""
     if examples is not None:
         return examples, records
-    return checked_split(cfg.data, cfg.data.eval_split, run, load=load, limits=model_image_limits(cfg.model))
+    return checked_split(cfg.data, cfg.data.eval_split, run, load=load, limits=model_image_limits(cfg.model),
+                         source=source)
 
 
 def _finished(finish: Finish | None, run: RunDir) -> dict[str, Any]:
@@ -256,12 +261,12 @@ def lora_trainee(cfg: TrainConfig) -> Trainee:
 
 def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None,
               finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] = lora_trainee,
-              load: Load = load_columns) -> Path:
+              load: Load = load_columns, source: DataSource | None = None) -> Path:
     """Fine-tune and save the adapter; returns the completed run folder.
 
     `trainee` builds what is trained (a model of a domain's own, such as GILL, brings its own
-    collator and save); `load` reads a domain's own data format (its skips listed in the run
-    folder); the run folder, resume, multi-process and reporting stay here.
+    collator and save); `source` (resolved, its settings those of `cfg.data`) reads a domain's own
+    data (its skips listed in the run folder); the run folder, resume, multi-process and reporting stay here.
     """
     state = _process_state(cfg.model)
     main = state.is_main_process
@@ -276,7 +281,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
         train_set = examples if examples is not None else load_split(
-            cfg.data, cfg.data.split, run, load=load, limits=model_image_limits(cfg.model))
+            cfg.data, cfg.data.split, run, load=load, limits=model_image_limits(cfg.model), source=source)
         # before anything random is drawn: adapters and new parts are initialised here, before
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
@@ -354,12 +359,12 @@ TRAIN_MAY_CHANGE = ("train.num_workers", "train.logging_steps", "train.save_step
 
 def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
              finish: Finish | None = None, load: Load = load_columns,
-             records: dict[str, Any] | None = None) -> Path:
+             records: dict[str, Any] | None = None, source: DataSource | None = None) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder (`records`: the counts behind
     `examples`, for the report)."""
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))
     with _eval_run(cfg, "eval") as run:
-        test, records = _eval_split(cfg, run, examples, load, records)
+        test, records = _eval_split(cfg, run, examples, load, records, source)
         name = "fine-tuned" if cfg.adapter else "base"
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
                                 out_file=run.file("predictions.jsonl"))
@@ -371,7 +376,8 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
 
 def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
                 load: Load = load_columns, finish: Finish | None = None, kind: str = "compare",
-                seed: int | None = None, records: dict[str, Any] | None = None) -> Path:
+                seed: int | None = None, records: dict[str, Any] | None = None,
+                source: DataSource | None = None) -> Path:
     """Base vs base + adapter on the same examples and settings; report with both, and pairs.jsonl.
 
     `kind` names the run folder (`<stamp>-<kind>-<model>`); `seed` (None: the run seed) shuffles the
@@ -382,7 +388,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))  # base and fine-tuned see the same images
     with _eval_run(cfg, kind) as run:
         seed = cfg.seed if seed is None else seed
-        test, records = _eval_split(cfg, run, examples, load, records)
+        test, records = _eval_split(cfg, run, examples, load, records, source)
         results = [
             evaluate_model(cfg, task, test, adapter=None, name="base",
                            out_file=run.file("predictions-base.jsonl")),

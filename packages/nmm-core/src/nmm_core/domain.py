@@ -1,0 +1,250 @@
+"""A narrow domain declared as data; `domain_main` turns the declaration into its command line.
+
+A domain names its task, default model, data (column names, a reader, a generated set) and its
+own verbs; the kit gives every domain the same standard verbs with the same flags and help,
+from one table: `{verb: (config class, function of the config, help)}`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, make_dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from nmm_core.errors import ConfigError
+from nmm_core.export import EXPORT_HELP, ExportConfig, run_export
+from nmm_core.sources import SYNTHETIC, ColumnSource, DataSource
+from nmm_core.task import Task
+from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig
+
+# (config class, function of the parsed config, help); a config class with a `positional` mapping
+# ({name: help}) takes those as positional arguments, passed to the function after the config.
+Verb = tuple[type, Callable[..., object], str]
+
+
+@dataclass(frozen=True)
+class SyntheticSet:
+    """A domain's generated data set, the source `synthetic` (the default when it has one).
+
+    `settings` is a dataclass (its fields are the `--synthetic-*` flags) with `sizes()`, the
+    questions per split; `write(settings, folder, progress=...)` writes every split and `marker`
+    last; `cached(settings, progress=...)` returns the shared cache's copy, built on first use.
+    """
+
+    settings: type
+    write: Callable[..., Path]
+    cached: Callable[..., Path] | None = None  # None: under the cache root, keyed by the settings' values
+    marker: str = "synthetic.json"
+
+    def folder(self, domain: str, settings: Any, *, progress: bool = True) -> Path:
+        """The generated set for `settings`, built once into the shared cache."""
+        if self.cached is not None:
+            return self.cached(settings, progress=progress)
+        import hashlib
+        import json
+
+        from nmm_core.config import config_to_dict
+        from nmm_core.files import cached_folder
+
+        key = hashlib.sha1(json.dumps(config_to_dict(settings), sort_keys=True).encode()).hexdigest()[:12]
+        return cached_folder(domain.removeprefix("nmm-"), f"synthetic-{key}",
+                             lambda tmp: self.write(settings, tmp, progress=progress), marker=self.marker)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Everything a narrow domain declares; the kit owns the rest (run folders, reports, CLI)."""
+
+    name: str  # the distribution and program (`nmm-charts`)
+    description: str
+    task: Task
+    model: str = "tiny-qwen2-vl"  # the default model: a preset name (offline default: a tiny twin)
+    presets: tuple[Any, ...] = ()  # its ModelPresets (also announced via the `nmm.presets` entry point)
+    twin_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)  # DataSettings defaults (its column names)
+    synthetic: SyntheticSet | None = None
+    # (data settings, the generated set's builder or None) -> its source; core's reads columns
+    source: Callable[[Any, Callable[[], Path] | None], DataSource] = ColumnSource
+    verbs: Mapping[str, Verb] = field(default_factory=dict)  # its own, and any standard verb it replaces
+    group: str | None = None  # mount the standard verbs under this word (`nmm-pathology vqa train`)
+    group_help: str = ""
+
+    def source_of(self, cfg: Any) -> DataSource:
+        """The resolved data source of a command's config (the generated set built if named)."""
+        build = None
+        if self.synthetic is not None and hasattr(cfg, "synthetic"):
+            build = partial(self.synthetic.folder, self.name, cfg.synthetic)
+        return self.source(cfg.data, build).resolve()
+
+
+def _title(domain: Domain) -> str:
+    return "".join(part.capitalize() for part in domain.name.removeprefix("nmm-").split("-"))
+
+
+def _config(domain: Domain, verb: str, base: tuple[type, ...], doc: str, *, data: bool = True,
+            model: bool = True, synthetic: bool = True, extra: tuple = (),
+            namespace: Mapping[str, Any] | None = None) -> type:
+    """A command's settings: `base` with the domain's data, model and synthetic-set defaults."""
+    fields: list[tuple] = []
+    if data:
+        defaults = {**({"source": SYNTHETIC} if domain.synthetic else {}), **domain.data}
+        fields.append(("data", DataSettings, field(default_factory=partial(DataSettings, **defaults))))
+    if model:
+        fields.append(("model", ModelSettings, field(default_factory=partial(ModelSettings, model=domain.model))))
+    if synthetic and domain.synthetic is not None:
+        fields.append(("synthetic", domain.synthetic.settings, field(default_factory=domain.synthetic.settings)))
+    return make_dataclass(f"{_title(domain)}{verb}Config", [*fields, *extra], bases=base,
+                          namespace={"__doc__": doc, "twin_recipes": domain.twin_recipes, **(namespace or {})})
+
+
+def run_domain_train(domain: Domain, cfg: TrainConfig) -> Path:
+    """Core's `run_train` on the domain's resolved data; the completed run folder."""
+    from nmm_core.workflows import check_model_source, run_train
+
+    check_model_source(cfg.model, None)
+    source = domain.source_of(cfg)
+    return run_train(replace(cfg, data=source.settings), domain.task, source=source)
+
+
+def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False) -> Path:
+    """Core's `run_eval` (or `run_compare`: base vs merged adapter) on the domain's resolved data."""
+    from nmm_core.workflows import check_model_source, run_compare, run_eval
+
+    if compare and not cfg.adapter:
+        raise ConfigError("compare needs --adapter (the fine-tuned LoRA folder)")
+    check_model_source(cfg.model, cfg.adapter)
+    source = domain.source_of(cfg)
+    return (run_compare if compare else run_eval)(replace(cfg, data=source.settings), domain.task, source=source)
+
+
+def run_domain_predict(domain: Domain, cfg: Any, image: str, question: str) -> str:
+    """One normalised answer to one question about one image (adapter merged), printed."""
+    from nmm_core.workflows import predict_one
+
+    raw, seconds = predict_one(cfg.model, cfg.adapter, image, question, task=domain.task,
+                               max_new_tokens=cfg.max_new_tokens)
+    answer = domain.task.normalise(raw)
+    print(answer)
+    print(f"({seconds:.3f} s to generate)", file=sys.stderr)
+    return answer
+
+
+def run_domain_synthesize(domain: Domain, cfg: Any) -> Path:
+    """Write the generated set into `--out` (or the shared cache); print where and its sizes."""
+    from nmm_core.files import synthesized
+
+    made = domain.synthetic
+    folder = synthesized(cfg.out, lambda tmp: made.write(cfg.synthetic, tmp, progress=cfg.progress),
+                         lambda: made.folder(domain.name, cfg.synthetic, progress=cfg.progress), marker=made.marker)
+    print(f"synthetic {domain.name.removeprefix('nmm-')} set: {folder}")
+    for split, n in cfg.synthetic.sizes().items():
+        print(f"  {split}: {n} questions")
+    return folder
+
+
+def run_domain_inspect(domain: Domain, cfg: Any) -> None:
+    """How many records of each split are usable, and why the others are not."""
+    source = domain.source_of(cfg)
+    for split in cfg.splits:
+        print(f"[{split}] {source.load(split).summary()}")
+
+
+# the kit's own settings beside the domain's data, model and synthetic set: (name, type, field)
+_PREDICT = (("adapter", str | None, field(default=None, metadata={"help": "LoRA adapter folder (merged)"})),
+            ("max_new_tokens", int | None, field(default=None, metadata={
+                "help": "longest answer in tokens (none: the preset's)"})))
+_INSPECT = (("splits", tuple[str, ...], field(default=("train", "test"), metadata={"help": "splits to count"})),)
+_SYNTHESIZE = (("out", str, field(default="", metadata={"help": "folder to write (empty: the shared cache)"})),
+               ("progress", bool, field(default=True)))
+_POSITIONAL = {"positional": {"image": "image file", "question": "the question, quoted"}}
+
+
+def standard_verbs(domain: Domain) -> dict[str, Verb]:
+    """The verbs every domain gets, with the same flags and help (one line each)."""
+    train = _config(domain, "Train", (TrainConfig,), "`train`: LoRA/QLoRA fine-tuning into a run folder.")
+    evaluate = _config(domain, "Eval", (EvalConfig,), "`eval` / `compare`: greedy answers and scores.")
+    predict = _config(domain, "Predict", (), "`predict`: one answer for one image and question.",
+                      data=False, synthetic=False, extra=_PREDICT, namespace=_POSITIONAL)
+    inspect = _config(domain, "Inspect", (), "`data inspect`: usable and skipped records per split.",
+                      model=False, extra=_INSPECT)
+    synthesize = _config(domain, "Synthesize", (), "`data synthesize`: write the generated set.",
+                         data=False, model=False, extra=_SYNTHESIZE)
+    verbs: dict[str, Verb] = {
+        "train": (train, lambda cfg: print(run_domain_train(domain, cfg)), "LoRA/QLoRA fine-tuning into a run folder"),
+        "eval": (evaluate, lambda cfg: print(run_domain_eval(domain, cfg)),
+                 "predictions and the task's scores (with --adapter: merged)"),
+        "compare": (evaluate, lambda cfg: print(run_domain_eval(domain, cfg, compare=True)),
+                    "base vs merged fine-tuned adapter on the same examples (report, pairs.jsonl)"),
+        "predict": (predict, partial(run_domain_predict, domain), "answer one question about one image"),
+        "data inspect": (inspect, partial(run_domain_inspect, domain), "usable and skipped records per split"),
+        "data synthesize": (synthesize, partial(run_domain_synthesize, domain), "write the generated set"),
+        "export": (ExportConfig, lambda cfg: print(run_export(cfg)), EXPORT_HELP),
+    }
+    if domain.synthetic is None:
+        del verbs["data synthesize"]
+    return verbs
+
+
+def domain_verbs(domain: Domain) -> dict[str, Verb]:
+    """The standard verbs (under the domain's group, if it has one) and the domain's own."""
+    prefix = f"{domain.group} " if domain.group else ""
+    return {**{prefix + verb: spec for verb, spec in standard_verbs(domain).items()}, **domain.verbs}
+
+
+_GROUP_HELP = {"data": "the generated set and dataset inspection"}
+
+
+def domain_parser(domain: Domain, verbs: Mapping[str, Verb]):
+    """`--version`, `info` and one subcommand per verb ("data synthesize": a group and its action)."""
+    from nmm_core.cli import base_parser
+    from nmm_core.config import add_command
+
+    parser, sub = base_parser(domain.name, domain.description, domain.name)
+    groups: dict[str, Any] = {}
+    for verb, (cls, _, text) in verbs.items():
+        *path, leaf = verb.split()
+        where = sub
+        for depth, word in enumerate(path):
+            key = " ".join(path[: depth + 1])
+            if key not in groups:
+                help = domain.group_help if word == domain.group else _GROUP_HELP.get(word, "")
+                group = where.add_parser(word, help=help)
+                groups[key] = group.add_subparsers(dest=f"{key.replace(' ', '_')}_command", required=True,
+                                                   metavar="ACTION")
+            where = groups[key]
+        command = add_command(where, leaf, cls, help=text)
+        for name, help in getattr(cls, "positional", {}).items():
+            command.add_argument(name, help=help)
+        command.set_defaults(nmm_verb=verb)
+    return parser
+
+
+def domain_main(domain: Domain, argv: list[str] | None = None) -> int:
+    """Parse `argv` into one of the domain's verbs and run it (user errors: one line, exit 2)."""
+    from nmm_core.cli import print_info, run_cli
+
+    verbs = domain_verbs(domain)
+    ns = domain_parser(domain, verbs).parse_args(argv)
+
+    def dispatch() -> None:
+        from nmm_core.config import config_from_parsed
+
+        _register_presets(domain)
+        if ns.command == "info":
+            print_info(domain.name, ns)
+            return
+        cls, fn, _ = verbs[ns.nmm_verb]
+        fn(config_from_parsed(cls, ns), *(getattr(ns, name) for name in getattr(cls, "positional", ())))
+
+    return run_cli(dispatch)
+
+
+def _register_presets(domain: Domain) -> None:
+    """A downstream domain's presets that no `nmm.presets` entry point announced."""
+    from nmm_core.presets import all_presets, register
+
+    installed = all_presets()
+    register([p for p in domain.presets if p.name not in installed], owner=domain.name)

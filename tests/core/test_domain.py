@@ -1,0 +1,121 @@
+"""The domain kit: a declaration becomes a CLI with the standard verbs; data sources resolve themselves."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from nmm_core import ColumnSource, Domain, Example, SyntheticSet, domain_main, short_answer_task, write_jsonl_dataset
+from nmm_core.domain import domain_parser, domain_verbs, standard_verbs
+from nmm_core.sources import is_synthetic
+from nmm_core.workflows import DataSettings
+
+
+@dataclass
+class Dots:
+    """A toy generated set: `train_size` / `test_size` black or white squares."""
+
+    train_size: int = 3
+    test_size: int = 2
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.train_size, "test": self.test_size}
+
+
+def write_dots(settings: Dots, folder: Path, *, progress: bool = True) -> Path:
+    for split, n in settings.sizes().items():
+        examples = [Example(f"{split}{i}", Image.new("RGB", (8, 8), "white" if i % 2 else "black"),
+                            "What colour is it?", ("white" if i % 2 else "black",)) for i in range(n)]
+        write_jsonl_dataset(examples, folder, split=split)
+    (folder / "synthetic.json").write_text(json.dumps(settings.sizes()))
+    return folder
+
+
+def toy(**kw) -> Domain:
+    return Domain(name="nmm-toy", description="toy", task=short_answer_task(),
+                  data={"prompt_column": "prompt", "answers_column": "answers"},
+                  synthetic=SyntheticSet(Dots, write=write_dots), **kw)
+
+
+def test_standard_verbs_are_the_same_flags_for_every_domain():
+    plain = Domain(name="nmm-plain", description="no generated set", task=short_answer_task())
+    with_set = toy()
+    assert set(standard_verbs(with_set)) == {"train", "eval", "compare", "predict", "data inspect",
+                                             "data synthesize"}
+    assert "data synthesize" not in standard_verbs(plain)  # nothing to generate
+    for verb in ("train", "eval", "predict"):
+        flags = [{a.dest for a in domain_parser(d, domain_verbs(d))._subparsers._group_actions[0]
+                  .choices[verb]._actions} - {"data.source", "synthetic"} for d in (plain, with_set)]
+        synthetic = {f for f in flags[1] if f.startswith("synthetic.")}
+        assert flags[0] == flags[1] - synthetic, verb
+    # the default data differs only in naming the generated set
+    train, *_ = standard_verbs(with_set)["train"]
+    assert train().data.source == "synthetic" and train().data.prompt_column == "prompt"
+    assert standard_verbs(plain)["train"][0]().data.source == ""
+
+
+def test_a_group_mounts_the_standard_verbs_and_own_verbs_stay_top_level():
+    called = []
+
+    @dataclass
+    class Detect:
+        boxes: int = 1
+
+    domain = toy(group="vqa", verbs={"detect train": (Detect, lambda cfg: called.append(cfg.boxes), "boxes")})
+    parser = domain_parser(domain, domain_verbs(domain))
+    assert parser.parse_args(["vqa", "train"]).nmm_verb == "vqa train"
+    assert parser.parse_args(["vqa", "data", "inspect"]).nmm_verb == "vqa data inspect"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train"])
+    assert domain_main(domain, ["detect", "train", "--boxes", "3"]) == 0 and called == [3]
+
+
+def test_synthetic_is_spelt_one_way_and_empty_is_its_alias(tmp_path, capsys):
+    assert is_synthetic("synthetic") and is_synthetic("") and not is_synthetic("./synthetic-charts")
+    outputs = []
+    for source in ("synthetic", ""):
+        assert domain_main(toy(), ["data", "inspect", "--data-source", source,
+                                   "--synthetic-train-size", "5"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == "[train] kept 5 of 5 records\n[test] kept 2 of 2 records\n"
+
+
+def test_column_source_leaves_a_named_source_alone_and_builds_the_set_once(tmp_path):
+    built = []
+
+    def build() -> Path:
+        built.append(1)
+        return write_dots(Dots(), tmp_path)
+
+    named = ColumnSource(DataSettings(source="some/hub-id"), build)
+    assert named.resolve() is named and built == []
+    resolved = ColumnSource(DataSettings(source="synthetic", prompt_column="prompt",
+                                         answers_column="answers"), build).resolve()
+    assert resolved.settings.source == str(tmp_path) and built == [1]
+    assert [e.answers[0] for e in resolved.load("train").kept] == ["black", "white", "black"]
+
+
+def test_synthesize_writes_the_set_and_a_domain_verb_replaces_a_standard_one(tmp_path, capsys):
+    out = tmp_path / "set"
+    assert domain_main(toy(), ["data", "synthesize", "--out", str(out), "--synthetic-test-size", "4"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"synthetic toy set: {out}", "  train: 3 questions",
+                                                    "  test: 4 questions"]
+    assert len((out / "test.jsonl").read_text().splitlines()) == 4
+
+    @dataclass
+    class Mine:
+        note: str = "x"
+
+    mine = toy(verbs={"data inspect": (Mine, lambda cfg: print(f"own inspect {cfg.note}"), "its own")})
+    assert domain_main(mine, ["data", "inspect", "--note", "y"]) == 0
+    assert capsys.readouterr().out == "own inspect y\n"
+
+
+def test_bad_flag_values_end_in_one_line(capsys):
+    assert domain_main(toy(), ["data", "inspect", "--data-source", "/no/such/folder"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "/no/such/folder" in err and "\n" not in err
