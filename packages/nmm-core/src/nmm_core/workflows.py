@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from nmm_core.config import dump_yaml
 from nmm_core.data import ColumnMap, check_limit, load_examples
@@ -34,7 +34,6 @@ from nmm_core.report import delta_lines, plot_loss, print_table, record_counts, 
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
 from nmm_core.seeds import resolve_seeds, seed_run
-from nmm_core.sources import DataSource
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
 
@@ -44,6 +43,9 @@ log = logging.getLogger(__name__)
 # folder before it is marked complete, so a finished-looking run never lacks them. What it
 # returns (if anything) joins the run's completion summary in status.json.
 Finish = Callable[[Path], dict[str, Any] | None]
+
+if TYPE_CHECKING:
+    from nmm_core.sources import DataSource  # sources reads columns through this module
 
 # The older hook for a domain's own reader of one split (memes, until it declares a DataSource):
 # a `source=` (nmm_core.sources.DataSource) replaces it.
