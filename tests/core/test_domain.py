@@ -119,3 +119,20 @@ def test_bad_flag_values_end_in_one_line(capsys):
     assert domain_main(toy(), ["data", "inspect", "--data-source", "/no/such/folder"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "/no/such/folder" in err and "\n" not in err
+
+
+def test_a_domain_without_a_task_gets_only_its_own_verbs(capsys):
+    @dataclass
+    class Hello:
+        """`hello`: greet someone."""
+
+        name: str = "world"
+
+    said: list[str] = []
+    plain = Domain(name="nmm-plain", description="not a VLM domain",
+                   verbs={"hello": (Hello, lambda cfg: said.append(cfg.name), "greet someone")})
+    assert set(domain_verbs(plain)) == {"hello"}  # no train/eval/compare/predict/data/export
+    assert domain_main(plain, ["hello", "--name", "you"]) == 0 and said == ["you"]
+    with pytest.raises(SystemExit):
+        domain_main(plain, ["train"])
+    assert "invalid choice: 'train'" in capsys.readouterr().err

@@ -16,14 +16,17 @@ import numpy as np
 from nmm_connectome.data import Cohort, Policy, load_any, summarize, write_problems
 from nmm_connectome.evaluate import score, to_edges
 from nmm_connectome.fc import HCP_REST, HCP_TASK
+from nmm_connectome.methods import METHODS
 from nmm_connectome.settings import BridgeSettings, RidgeSettings, Sd15Settings
 from nmm_connectome.synthetic import SyntheticSpec, synthesize
 from nmm_core.config import dump_yaml, load_yaml_config
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.runs import RunDir, append_jsonl, atomic_write_bytes, atomic_write_json
+from nmm_core.runs import RunDir, atomic_write_bytes, atomic_write_json
 from nmm_core.seeds import part_seed, resolve_seeds, seed_run
 
 log = logging.getLogger(__name__)
+
+MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]  # the flag's choices: the table's rows
 
 
 @dataclass
@@ -87,7 +90,7 @@ class TrainConfig:
     """`train`: fit one method on the training subjects into a run folder."""
 
     data: str = field(metadata={"help": "cohort folder (data synthesize / data build-fc)"})
-    method: Literal["bridge", "ridge", "sd15"] = "bridge"
+    method: MethodName = "bridge"
     split: SplitSettings = field(default_factory=SplitSettings)
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
     ridge: RidgeSettings = field(default_factory=RidgeSettings)
@@ -229,15 +232,17 @@ def run_train(cfg: TrainConfig) -> Path:
     cohort = load_data(cfg.data, cfg.split.on_bad)
     train_ids, test_ids = split_subjects(cohort.subjects, cfg.split)
     train = cohort.subset(train_ids)
-    if cfg.resume and cfg.method != "sd15":
-        raise ConfigError(f"--resume continues an sd15 run from its checkpoints; {cfg.method} trains in "
+    method = METHODS[cfg.method]
+    if cfg.resume and method.resume_may_change is None:
+        resumable = " or ".join(name for name, m in METHODS.items() if m.resume_may_change is not None)
+        raise ConfigError(f"--resume continues an {resumable} run from its checkpoints; {cfg.method} trains in "
                           "seconds and keeps none: start it again")
     if cfg.resume:
         from nmm_core.resume import open_resumed
 
-        # what an sd15 run does not read (the other methods' settings, the run's name) may differ
-        run = open_resumed(cfg, cfg.resume, "train",
-                           may_change=("sd15.save_steps", "sd15.device", "bridge", "ridge", "name"))
+        # what the method does not read (the other methods' settings, the run's name) may differ
+        others = tuple(name for name in METHODS if name != cfg.method)
+        run = open_resumed(cfg, cfg.resume, "train", may_change=(*method.resume_may_change, *others, "name"))
     else:
         run = RunDir.create(cfg.output_dir, "train", cfg.name or cfg.method)
     with run:
@@ -246,38 +251,13 @@ def run_train(cfg: TrainConfig) -> Path:
             "data": str(Path(cfg.data).resolve()), "regions": cohort.regions, "kind": cohort.kind,
             "train": train_ids, "test": test_ids})
         start = time.perf_counter()
-        rest, task = to_edges(train.rest), to_edges(train.task)
         summary: dict = {"method": cfg.method, "train_subjects": len(train_ids)}
-        if cfg.method == "ridge":
-            from nmm_connectome.baselines import PcaRidge
-
-            model = PcaRidge.fit(rest, task, n_components=cfg.ridge.components, alphas=cfg.ridge.alphas)
-            model.save(run.subdir("model") / "ridge.npz")
-            summary["alpha"] = model.alpha
-        elif cfg.method == "bridge":
-            from nmm_connectome.bridge import train_bridge
-            from nmm_connectome.report import plot_training
-
-            rows: list[dict] = []
-
-            def record(row: dict) -> None:
-                rows.append(row)
-                append_jsonl(run.file("metrics.jsonl"), row)
-
-            model = train_bridge(rest, task, cfg.bridge, log=record)
-            model.save(run.subdir("model"))
-            plot_training(rows, run.file("loss.png"))
-            summary.update(best_step=model.best_step, best_val_loss=model.best_val_loss, steps=rows[-1]["step"])
-        else:
-            from nmm_connectome.sd15 import train_sd15
-
-            summary.update(train_sd15(train, cfg.sd15, run, resume=bool(cfg.resume),
-                                      deterministic=cfg.deterministic))
+        summary.update(method.save(method.fit(cfg, train, run), run))
         summary["seconds"] = round(time.perf_counter() - start, 2)
         summary["seeds"] = seeds
         test = cohort.subset(test_ids)
         pred = predict_edges(run.path, to_edges(test.rest))
-        held_out = score(cfg.method, pred, to_edges(test.task), task.mean(0), test_ids).summary()
+        held_out = score(cfg.method, pred, to_edges(test.task), to_edges(train.task).mean(0), test_ids).summary()
         summary["held_out"] = {k: round(v, 4) for k, v in held_out.items()}
         print(f"{cfg.method}: trained on {len(train_ids)} subjects in {summary['seconds']} s; held-out "
               f"r {held_out['r']:.3f}, subject-specific r {held_out['r_subject']:.3f}")
@@ -296,20 +276,8 @@ def run_config(run_dir: str | Path) -> TrainConfig:
 
 def predict_edges(run_dir: str | Path, rest: np.ndarray, *, one_step: bool = False) -> np.ndarray:
     """Predicted task edges (n, E) from a train run's model; `one_step`: the bridge endpoint."""
-    cfg = run_config(run_dir)
-    model_dir = Path(run_dir) / "model"
-    if cfg.method == "ridge":
-        from nmm_connectome.baselines import PcaRidge
-
-        return PcaRidge.load(model_dir / "ridge.npz").predict(rest)
-    if cfg.method == "bridge":
-        from nmm_connectome.bridge import BridgeModel
-
-        model = BridgeModel.load(model_dir)
-        return model.predict(rest, steps=1, samples=1) if one_step else model.predict(rest)
-    from nmm_connectome.sd15 import predict_sd15
-
-    return predict_sd15(model_dir, rest)
+    method = METHODS[run_config(run_dir).method]
+    return (method.one_step if one_step else method.predict)(Path(run_dir) / "model", rest)
 
 
 def _split_of(run_dir: str | Path) -> dict:
@@ -347,10 +315,7 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 # -- eval -------------------------------------------------------------------------------------------
 
 def _method_name(run_dir: str, cfg: TrainConfig, taken: set[str]) -> str:
-    if cfg.method == "bridge":
-        name = "bridge (x0-conditioned)" if cfg.bridge.condition_on_x0 else "bridge (unconditioned)"
-    else:
-        name = cfg.method
+    name = METHODS[cfg.method].label(cfg)
     if name in taken or cfg.name:
         name = f"{name} [{cfg.name or Path(run_dir).name}]"
     return name
@@ -386,12 +351,12 @@ def run_eval(cfg: EvalConfig) -> Path:
                                   f"subjects: pass the same --split-* settings as its train run")
             name = _method_name(run_dir, train_cfg, set(preds))
             preds[name] = predict_edges(run_dir, rest)
-            if train_cfg.method == "sd15":
-                trip = json.loads((Path(run_dir) / "model" / "sd15.json").read_text())["round_trip"]
-                round_trips[name] = trip
+            method = METHODS[train_cfg.method]
+            if method.round_trip is not None:
+                trip = round_trips[name] = method.round_trip(Path(run_dir) / "model")
                 context[f"{name}: matrix -> image -> matrix round trip (training task FC)"] = "; ".join(
                     f"{k}: MAE {v['mae']:.4f}, r {v['r']:.3f}" for k, v in trip.items())
-            if train_cfg.method == "bridge" and cfg.one_step:
+            if method.one_step is not None and cfg.one_step:
                 preds[f"{name}, 1-step endpoint"] = predict_edges(run_dir, rest, one_step=True)
         scores = [score(name, p, truth, g, test_ids) for name, p in preds.items()]
         example = int(np.argsort([s for s in scores[0].r_subject])[len(test_ids) // 2])  # a typical subject

@@ -60,7 +60,7 @@ class Domain:
 
     name: str  # the distribution and program (`nmm-charts`)
     description: str
-    task: Task
+    task: Task | None = None  # None: not a VLM domain, so no standard verbs (only its own)
     model: str = "tiny-qwen2-vl"  # the default model: a preset name (offline default: a tiny twin)
     presets: tuple[Any, ...] = ()  # its ModelPresets (also announced via the `nmm.presets` entry point)
     twin_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -189,9 +189,10 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
 
 
 def domain_verbs(domain: Domain) -> dict[str, Verb]:
-    """The standard verbs (under the domain's group, if it has one) and the domain's own."""
+    """The standard verbs (under the domain's group, if it has one; none without a task) and the domain's own."""
     prefix = f"{domain.group} " if domain.group else ""
-    return {**{prefix + verb: spec for verb, spec in standard_verbs(domain).items()}, **domain.verbs}
+    standard = standard_verbs(domain) if domain.task is not None else {}
+    return {**{prefix + verb: spec for verb, spec in standard.items()}, **domain.verbs}
 
 
 _GROUP_HELP = {"data": "the generated set and dataset inspection"}
@@ -244,6 +245,8 @@ def domain_main(domain: Domain, argv: list[str] | None = None) -> int:
 
 def _register_presets(domain: Domain) -> None:
     """A downstream domain's presets that no `nmm.presets` entry point announced."""
+    if not domain.presets:
+        return
     from nmm_core.presets import all_presets, register
 
     installed = all_presets()
