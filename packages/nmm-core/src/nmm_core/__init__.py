@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "workflows", "EvalConfig": "workflows", "run_train": "workflows",
     "run_eval": "workflows", "run_compare": "workflows", "predict_one": "workflows",
     "check_model_source": "workflows",
+    "DataSettings": "workflows", "ModelSettings": "workflows",
     "Domain": "domain", "SyntheticSet": "domain", "domain_main": "domain",
     "DataSource": "sources", "ColumnSource": "sources",
     "build_full_size": "fullsize",

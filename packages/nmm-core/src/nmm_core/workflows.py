@@ -6,6 +6,7 @@ Domain CLIs call these with their own `Task` and defaults; nothing here knows a 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
-from nmm_core.report import delta_lines, plot_loss, print_table, record_counts, write_comparison
+from nmm_core.report import breakdown_by, delta_lines, plot_loss, print_table, record_counts, write_comparison
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
 from nmm_core.seeds import resolve_seeds, seed_run
@@ -263,8 +264,8 @@ def lora_trainee(cfg: TrainConfig) -> Trainee:
 
 def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None,
               finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] = lora_trainee,
-              load: Load = load_columns, source: DataSource | None = None) -> Path:
-    """Fine-tune and save the adapter; returns the completed run folder.
+              load: Load = load_columns, source: DataSource | None = None, kind: str = "train") -> Path:
+    """Fine-tune and save the adapter; returns the completed run folder (`<stamp>-<kind>-<model>`).
 
     `trainee` builds what is trained (a model of a domain's own, such as GILL, brings its own
     collator and save); `source` (resolved, its settings those of `cfg.data`) reads a domain's own
@@ -274,10 +275,10 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     main = state.is_main_process
     seeds = resolve_seeds(cfg)
     if cfg.resume:
-        run = open_resumed(cfg, cfg.resume, "train", may_change=TRAIN_MAY_CHANGE, reopen=main)
+        run = open_resumed(cfg, cfg.resume, kind, may_change=TRAIN_MAY_CHANGE, reopen=main)
     else:
         run = _distributed_run_dir(
-            state, lambda: RunDir.create(cfg.output_dir, "train", Path(cfg.model.model).name)
+            state, lambda: RunDir.create(cfg.output_dir, kind, Path(cfg.model.model).name)
         )
     try:
         if main:
@@ -331,7 +332,7 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
     if settings.max_new_tokens is None and loaded.source.preset is not None:
         settings = replace(settings, max_new_tokens=loaded.source.preset.max_new_tokens)
     return evaluate(model, loaded.processor, loaded.family, examples, task=task,
-                    settings=settings, name=name, out_file=out_file, resume=resume)
+                    settings=settings, name=name, out_file=out_file, resume=resume, progress=settings.progress)
 
 
 def budget_for(model: ModelSettings, adapter: str | None) -> ModelSettings:
@@ -341,11 +342,13 @@ def budget_for(model: ModelSettings, adapter: str | None) -> ModelSettings:
     return replace(model, min_image_tokens=low, max_image_tokens=high)
 
 
-def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
-    """A new run folder, or with `cfg.resume` the interrupted one, if `kind` made it with these settings;
-    every RNG seeded with the run seed."""
+def _eval_run(cfg: EvalConfig, kind: str, into: Path | None = None) -> RunDir:
+    """A new run folder, or with `cfg.resume` the interrupted one, if `kind` made it with these settings
+    (or `into`, another run's folder); every RNG seeded with the run seed."""
     resolve_seeds(cfg)
     seed_run(cfg.seed)
+    if into is not None:
+        return RunDir(into)  # its config.yaml and completion are that run's
     if cfg.resume:
         return open_resumed(cfg, cfg.resume, kind, may_change=EVAL_MAY_CHANGE)
     run = RunDir.create(cfg.output_dir, kind, Path(cfg.model.model).name)
@@ -354,7 +357,7 @@ def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
 
 
 # what an eval/compare may change on resume: how fast it goes, not its answers
-EVAL_MAY_CHANGE = ("generation.batch_size", "generation.pixels_on_device")
+EVAL_MAY_CHANGE = ("generation.batch_size", "generation.pixels_on_device", "generation.progress")
 # ... and a train run: how often it logs and saves and how it loads data, not what it learns
 TRAIN_MAY_CHANGE = ("train.num_workers", "train.logging_steps", "train.save_steps", "train.save_total_limit")
 
@@ -379,16 +382,18 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
 def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
                 load: Load = load_columns, finish: Finish | None = None, kind: str = "compare",
                 seed: int | None = None, records: dict[str, Any] | None = None,
-                source: DataSource | None = None) -> Path:
+                source: DataSource | None = None, into: Path | None = None, breakdown: str | None = None) -> Path:
     """Base vs base + adapter on the same examples and settings; report with both, and pairs.jsonl.
 
     `kind` names the run folder (`<stamp>-<kind>-<model>`); `seed` (None: the run seed) shuffles the
-    pairs' sides and draws the bootstrap's resamples.
+    pairs' sides and draws the bootstrap's resamples; `into`: the still-incomplete folder of another
+    run to write into instead (a train run's `finish`: one folder for both), left for it to complete;
+    `breakdown`: the examples' `meta` key the report breaks the primary metric down by.
     """
     if not cfg.adapter:
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))  # base and fine-tuned see the same images
-    with _eval_run(cfg, kind) as run:
+    with _eval_run(cfg, kind, into) as run:
         seed = cfg.seed if seed is None else seed
         test, records = _eval_split(cfg, run, examples, load, records, source)
         results = [
@@ -399,12 +404,18 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
         ]
         write_pairs(make_pairs(test, *results, folder=run.path, task=task.name, seed=seed),
                     run.file("pairs.jsonl"))
+        kinds = [str(example.meta.get(breakdown)) for example in test] if breakdown else []
         write_comparison(results, run.path, title=f"{task.name}: base vs fine-tuned", primary=task.primary_metric,
-                         context={"model": cfg.model.model, "adapter": cfg.adapter, "data": cfg.data.source},
-                         seed=seed, records=records)
+                         context={"model": cfg.model.model, "data": cfg.data.source,
+                                  # with `into`, relative to the report: that run's folder is renamed on completion
+                                  "adapter": cfg.adapter if into is None else os.path.relpath(cfg.adapter, into)},
+                         seed=seed, records=records,
+                         breakdown={r.name: breakdown_by(r, kinds, task.primary) for r in results} if kinds else None)
         print_table(results, title=f"{task.name}: base vs fine-tuned on {len(test)} examples")
         for line in delta_lines(results, task.primary_metric, seed=seed):
             print(f"{task.primary}: {line}")
+        if into is not None:
+            return run.path
         return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
                             seeds=resolve_seeds(cfg), **_finished(finish, run))
 
