@@ -1,4 +1,4 @@
-"""`nmm-demo`: evaluate a tiny Qwen2-VL twin, fine-tune it with LoRA, evaluate again, report.
+"""`nmm-demo`: fine-tune a tiny Qwen2-VL twin with LoRA, then compare it with its base, report.
 
 Everything runs offline on the CPU in about a minute: the data is generated, the model is
 built from the real architecture's classes with random weights.
