@@ -108,3 +108,32 @@ def test_load_hook_reads_a_domain_source_and_lists_its_skips_in_the_run(tmp_path
     assert load_split({"own": "settings"}, "test", run, load=load) == kept
     assert "[test] kept 2 of 3 records; skipped 1: 1 image missing" in capsys.readouterr().err
     assert json.loads(run.file("problems-test.jsonl").read_text())["id"] == "x"
+
+
+def test_compare_into_a_train_run_makes_one_folder_with_a_breakdown(tmp_path):
+    # the demo's path: run_train names its folder, its finish compares base vs adapter in that folder
+    from nmm_core.lora import LoraSettings
+    from nmm_core.task import short_answer_task
+    from nmm_core.train import TrainSettings
+    from nmm_core.workflows import EvalConfig, TrainConfig, run_compare, run_train
+
+    examples = make_shapes_dataset(16, seed=6)
+    task = short_answer_task("shapes")
+    cfg = TrainConfig(lora=LoraSettings(r=4), train=TrainSettings(max_steps=2, save_steps=10**9),
+                      output_dir=str(tmp_path / "runs"))
+
+    def compare(run):
+        run_compare(EvalConfig(adapter=str(run / "adapter")), task, examples=examples[8:], into=run,
+                    breakdown="kind")
+        return {"compared": True}
+
+    final = run_train(cfg, task, examples=examples[:8], finish=compare, kind="demo")
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [final.name] and "-demo-" in final.name
+    assert {"adapter", "loss.png", "config.yaml", "report.md", "pairs.jsonl", "predictions-base.jsonl",
+            "predictions-fine-tuned.jsonl"} <= {p.name for p in final.iterdir()}
+    report = json.loads((final / "report.json").read_text())
+    kinds = {ex.meta["kind"] for ex in examples[8:]}
+    assert set(report["breakdown"]) == {"base", "fine-tuned"} and set(report["breakdown"]["base"]) == kinds
+    assert report["context"]["adapter"] == "adapter"  # relative to the report, valid once the folder is renamed
+    status = json.loads((final / "status.json").read_text())
+    assert status["state"] == "complete" and status["summary"]["compared"] is True
