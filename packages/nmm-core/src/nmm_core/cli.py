@@ -106,6 +106,7 @@ def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.Argume
 def main(argv: list[str] | None = None) -> int:
     """`nmm`: the generic commands on any local or hub dataset in image/question/answer shape."""
     from nmm_core.config import add_command, config_from_parsed
+    from nmm_core.run_list import add_runs_command, runs_command
     from nmm_core.workflows import EvalConfig, TrainConfig
 
     parser, sub = base_parser("nmm", "Fine-tune and evaluate VLMs on a narrow domain.", "nmm-core")
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     add_command(sub, "train", TrainConfig, help="LoRA/QLoRA fine-tuning into a run folder")
     add_command(sub, "eval", EvalConfig, help="batched generation and scores")
     add_command(sub, "compare", EvalConfig, help="base vs fine-tuned on the same examples")
+    add_runs_command(sub)
     ns = parser.parse_args(argv)
 
     def dispatch() -> None:
@@ -123,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             print(info_text("nmm-core"))
         elif ns.command == "presets":
             print(presets_text())
+        elif ns.command == "runs":
+            runs_command(ns.runs_dir, ns.clean_failed)
         elif ns.command == "train":
             cfg = config_from_parsed(TrainConfig, ns)
             check_model_source(cfg.model)
