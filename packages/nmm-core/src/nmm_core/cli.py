@@ -14,6 +14,7 @@ from collections.abc import Callable
 from importlib import metadata
 
 from nmm_core.errors import Interrupted, NmmError
+from nmm_core.noise import silence_third_party_noise
 
 # Distributions whose versions `info` reports when installed.
 _STACK = ("torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes",
@@ -73,6 +74,7 @@ _USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 def run_cli(fn: Callable[[], object]) -> int:
     """Run a command: a user error is one line on stderr and a non-zero exit, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    silence_third_party_noise()
     try:
         fn()
     except Interrupted as exc:
