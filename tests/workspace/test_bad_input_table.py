@@ -189,6 +189,19 @@ CASES: dict[str, Bad] = {
         "nmm-connectome", "data build-fc --source {tmp} --out {tmp}/fc", ("--parcellation",)),
     "pathology vqa predict: missing image": Bad(
         "nmm-pathology", "vqa predict --image {tmp}/none.png --question 'what is present?'", ("none.png",)),
+    "pathology vqa predict: missing image, positional": Bad(
+        "nmm-pathology", "vqa predict {tmp}/none.png 'what is present?'", ("none.png",)),
+    "pathology vqa predict: neither IMAGE nor --image": Bad(
+        "nmm-pathology", "vqa predict", ("missing IMAGE", "--image")),
+    "pathology vqa predict: no QUESTION": Bad(
+        "nmm-pathology", "vqa predict {charts}/images/c0.png", ("missing QUESTION", "--question")),
+    "pathology vqa predict: IMAGE and --image": Bad(
+        "nmm-pathology", "vqa predict {charts}/images/c0.png 'is it?' --image {charts}/images/c1.png",
+        ("IMAGE given twice", "--image")),
+    "pathology detect predict: neither IMAGE nor --source": Bad(
+        "nmm-pathology", "detect predict", ("missing IMAGE", "--source")),
+    "pathology detect predict: IMAGE and --source": Bad(
+        "nmm-pathology", "detect predict {tmp} --source {tmp}", ("IMAGE given twice", "--source")),
     "pathology detect convert: no source folder": Bad(
         "nmm-pathology", "detect convert --source {tmp}/nothing --output {tmp}/yolo", ("--source", "nothing")),
     "pathology detect train: weights not local": Bad(
