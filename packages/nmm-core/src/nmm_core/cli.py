@@ -96,11 +96,22 @@ def run_cli(fn: Callable[[], object]) -> int:
     return 0
 
 
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that rejects an unknown flag itself, so the error shows its own usage."""
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's signature)
+        # argparse hands a subcommand's leftovers up to the top-level parser, whose usage says nothing
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.ArgumentParser, object]:
     """A parser with `--version` and an `info` subcommand; returns (parser, subparsers)."""
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{dist} {_version(dist)}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=SubcommandParser)
     sub.add_parser("info", help="version, installed libraries, presets, CUDA")
     return parser, sub
 
