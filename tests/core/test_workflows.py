@@ -25,6 +25,12 @@ def test_train_eval_compare_write_their_files(tmp_path, capsys):
     assert {"config.yaml", "metrics.jsonl", "adapter", "loss.png", "status.json"} <= {
         p.name for p in run.iterdir()}
     assert json.loads((run / "status.json").read_text())["summary"]["global_step"] == 3
+    # every path recorded in the finished run names it as it is now: text, pickled args, TensorBoard events
+    scanned = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    assert {"checkpoints/checkpoint-3/training_args.bin", "config.yaml", "adapter/nmm_adapter.json"} <= scanned
+    assert any(name.startswith("tensorboard/events.out") for name in scanned)
+    stale = [name for name in scanned if b".incomplete" in (run / name).read_bytes()]
+    assert stale == [], stale
 
     assert cli.main(["eval", *common, "--output-dir", str(tmp_path / "evals"),
                      "--adapter", str(run / "adapter")]) == 0
