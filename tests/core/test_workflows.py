@@ -114,3 +114,14 @@ def test_load_hook_reads_a_domain_source_and_lists_its_skips_in_the_run(tmp_path
     assert load_split({"own": "settings"}, "test", run, load=load) == kept
     assert "[test] kept 2 of 3 records; skipped 1: 1 image missing" in capsys.readouterr().err
     assert json.loads(run.file("problems-test.jsonl").read_text())["id"] == "x"
+
+
+def test_no_progress_turns_the_generation_bar_off(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_jsonl_dataset(make_shapes_dataset(4, seed=4), data, split="test")
+    common = ["eval", "--data-source", str(data), "--data-prompt-column", "prompt", "--data-answers-column",
+              "answers", "--generation-max-new-tokens", "2", "--output-dir", str(tmp_path / "runs")]
+    assert cli.main(common) == 0
+    assert "generating" in capsys.readouterr().err  # tqdm's bar, the baseline
+    assert cli.main([*common, "--no-progress"]) == 0
+    assert "generating" not in capsys.readouterr().err

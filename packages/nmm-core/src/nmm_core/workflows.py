@@ -136,6 +136,7 @@ class EvalConfig(RecommendsTwinRecipe):
                                                    "sampling (per-part seeds left unset take it)"})
     resume: str | None = field(default=None, metadata={"help": "run folder of an interrupted eval/compare: "
                                                                   "keep its answers, generate the rest"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
 
 
 def load_columns(data: DataSettings, split: str) -> ValidationReport:
@@ -309,7 +310,7 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
     if settings.max_new_tokens is None and loaded.source.preset is not None:
         settings = replace(settings, max_new_tokens=loaded.source.preset.max_new_tokens)
     return evaluate(model, loaded.processor, loaded.family, examples, task=task,
-                    settings=settings, name=name, out_file=out_file, resume=resume)
+                    settings=settings, name=name, out_file=out_file, resume=resume, progress=cfg.progress)
 
 
 def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
@@ -325,7 +326,7 @@ def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
 
 
 # what an eval/compare may change on resume: how fast it goes, not its answers
-EVAL_MAY_CHANGE = ("generation.batch_size", "generation.pixels_on_device")
+EVAL_MAY_CHANGE = ("generation.batch_size", "generation.pixels_on_device", "progress")
 # ... and a train run: how often it logs and saves and how it loads data, not what it learns
 TRAIN_MAY_CHANGE = ("train.num_workers", "train.logging_steps", "train.save_steps", "train.save_total_limit")
 

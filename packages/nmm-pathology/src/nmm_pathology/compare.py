@@ -35,6 +35,7 @@ class CompareDetectorConfig:
     detector: DetectSettings = field(default_factory=DetectSettings)
     conf: float = field(default=0.25, metadata={"help": "detector confidence for 'present'"})
     output_dir: str = "runs"
+    progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
 
 
 def presence_scores(truth: list[bool], said: list[bool]) -> dict[str, float]:
@@ -94,7 +95,7 @@ def compare_detector(cfg: CompareDetectorConfig) -> Path:
         loaded = cfg.model.load(padding_side="left")
         model = load_adapter(loaded, cfg.adapter, merge=not loaded.quantization) if cfg.adapter else loaded.model
         vlm = evaluate(model, loaded.processor, loaded.family, examples, task=task, settings=cfg.generation,
-                       name="vlm")
+                       name="vlm", progress=cfg.progress)
         answers = [task.short_answer(r["raw_prediction"]) for r in vlm.predictions]
         vlm_said = [a == "yes" for a in answers]
         boxes, det_seconds = predict_boxes(cfg.detector.model, [p for p, _ in rows], conf=cfg.conf,
