@@ -204,7 +204,8 @@ CASES: dict[str, Bad] = {
         "nmm-pathology", "detect predict {tmp} --source {tmp}", ("IMAGE given twice", "--source")),
     # a bad flag is the subcommand's error (its prog and usage), not the top level's
     "nmm train: unknown flag": Bad("nmm", "train --bogus 1", ("nmm train: error:", "--bogus")),
-    "charts data inspect: unknown flag": Bad("nmm-charts", "data inspect --bogus", ("nmm-charts data inspect: error:",)),
+    "charts data inspect: unknown flag": Bad(
+        "nmm-charts", "data inspect --bogus", ("nmm-charts data inspect: error:",)),
     "pathology vqa eval: unknown flag": Bad("nmm-pathology", "vqa eval --bogus", ("nmm-pathology vqa eval: error:",)),
     "memes eval: unknown flag": Bad("nmm-memes", "eval --bogus", ("nmm-memes eval: error:", "--bogus")),
     "connectome train: unknown flag": Bad("nmm-connectome", "train --bogus", ("nmm-connectome train: error:",)),
