@@ -300,7 +300,16 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
             result = scored(examples, done, task=task, name=name)
             write_predictions(result, out_file)
             return result
-    loaded = cfg.model.load(padding_side="left")
+    from transformers.utils import logging as transformers_logging
+
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    if not cfg.progress:  # transformers' own "Loading weights" bar too
+        transformers_logging.disable_progress_bar()
+    try:
+        loaded = cfg.model.load(padding_side="left")
+    finally:
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()
     model = loaded.model
     if adapter:
         t0 = time.perf_counter()
