@@ -200,6 +200,8 @@ CASES: dict[str, Bad] = {
         ("IMAGE given twice", "--image")),
     "pathology detect predict: neither IMAGE nor --source": Bad(
         "nmm-pathology", "detect predict", ("missing IMAGE", "--source")),
+    "pathology detect predict: no such IMAGE": Bad(
+        "nmm-pathology", "detect predict {tmp}/none.png --detector-model {tmp}/w.pt", ("IMAGE", "none.png")),
     "pathology detect predict: IMAGE and --source": Bad(
         "nmm-pathology", "detect predict {tmp} --source {tmp}", ("IMAGE given twice", "--source")),
     # a bad flag is the subcommand's error (its prog and usage), not the top level's
@@ -239,6 +241,7 @@ def ws(tmp_path_factory) -> dict[str, str]:
     """The workspace every case's placeholders point into."""
     root = tmp_path_factory.mktemp("bad-input")
     (root / "a-file").write_text("not a folder\n")
+    (root / "w.pt").write_bytes(b"")  # weights that exist, for checks made before they are read
     (root / "readonly").mkdir()
     _charts_set(root / "charts")
     _charts_set(root / "wide", wide=True)

@@ -362,7 +362,7 @@ def detect_predict(cfg: DetectPredictConfig) -> Path:
         raise ConfigError("detect predict needs trained weights: --detector-model path/to/best.pt")
     source = Path(cfg.source)
     if not cfg.source or not source.exists():
-        raise DataError(f"--source {cfg.source!r}: no such image file or folder")
+        raise DataError(f"IMAGE (--source) {cfg.source!r}: no such image file or folder")
     images = sorted(str(p) for p in source.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")) \
         if source.is_dir() else [str(source)]
     if not images:
