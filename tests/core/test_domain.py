@@ -45,7 +45,7 @@ def test_standard_verbs_are_the_same_flags_for_every_domain():
     plain = Domain(name="nmm-plain", description="no generated set", task=short_answer_task())
     with_set = toy()
     assert set(standard_verbs(with_set)) == {"train", "eval", "compare", "predict", "data inspect",
-                                             "data synthesize", "export"}
+                                             "data synthesize", "export", "runs"}
     assert "data synthesize" not in standard_verbs(plain)  # nothing to generate
     for verb in ("train", "eval", "predict"):
         flags = [{a.dest for a in domain_parser(d, domain_verbs(d))._subparsers._group_actions[0]

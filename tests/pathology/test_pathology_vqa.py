@@ -83,7 +83,7 @@ def test_pathology_vqa_predict_answers_one_image(trained, tmp_path, capsys):
 
     folder = synthetic_folder(SyntheticSettings(train_size=128, test_size=24))
     image = sorted((folder / "images").glob("*.png"))[0]
-    assert main(["vqa", "predict", "--image", str(image), "--question", "is there necrosis?",
+    assert main(["vqa", "predict", str(image), "is there necrosis?",
                  "--adapter", str(trained / "adapter")]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["question"] == "is there necrosis?" and isinstance(out["raw"], str)
@@ -94,6 +94,25 @@ def test_pathology_vqa_predict_missing_image_is_one_line(tmp_path, capsys):
     code = main(["vqa", "predict", "--image", str(tmp_path / "none.png"), "--question", "what is present?"])
     err = capsys.readouterr().err
     assert code == 2 and "none.png" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, settings", [
+    (["vqa", "predict", "a.png", "is it?"], {"image": "a.png", "question": "is it?"}),
+    (["vqa", "predict", "--image", "a.png", "--question", "is it?"], {"image": "a.png", "question": "is it?"}),
+    (["vqa", "predict", "a.png", "--question", "is it?"], {"image": "a.png", "question": "is it?"}),
+    (["detect", "predict", "scans/"], {"source": "scans/"}),
+    (["detect", "predict", "--source", "scans/"], {"source": "scans/"}),
+])
+def test_predict_takes_positionals_with_the_flags_as_aliases(argv, settings):
+    from nmm_core.config import config_from_parsed
+    from nmm_core.positionals import take_positionals
+    from nmm_pathology.cli import _POSITIONALS, build_parser
+    from nmm_pathology.detector import DetectPredictConfig
+    from nmm_pathology.vqa import VqaPredictConfig
+
+    ns = take_positionals(build_parser().parse_args(argv), _POSITIONALS[tuple(argv[:2])])
+    cfg = config_from_parsed(VqaPredictConfig if argv[0] == "vqa" else DetectPredictConfig, ns)
+    assert {k: getattr(cfg, k) for k in settings} == settings
 
 
 def test_pathology_qlora_without_bitsandbytes_says_how_to_run_on_cpu(tmp_path, capsys, monkeypatch):

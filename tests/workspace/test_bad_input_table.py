@@ -205,6 +205,28 @@ CASES: dict[str, Bad] = {
         "nmm-connectome", "data build-fc --source {tmp} --out {tmp}/fc", ("--parcellation",)),
     "pathology vqa predict: missing image": Bad(
         "nmm-pathology", "vqa predict --image {tmp}/none.png --question 'what is present?'", ("none.png",)),
+    "pathology vqa predict: missing image, positional": Bad(
+        "nmm-pathology", "vqa predict {tmp}/none.png 'what is present?'", ("none.png",)),
+    "pathology vqa predict: neither IMAGE nor --image": Bad(
+        "nmm-pathology", "vqa predict", ("missing IMAGE", "--image")),
+    "pathology vqa predict: no QUESTION": Bad(
+        "nmm-pathology", "vqa predict {charts}/images/c0.png", ("missing QUESTION", "--question")),
+    "pathology vqa predict: IMAGE and --image": Bad(
+        "nmm-pathology", "vqa predict {charts}/images/c0.png 'is it?' --image {charts}/images/c1.png",
+        ("IMAGE given twice", "--image")),
+    "pathology detect predict: neither IMAGE nor --source": Bad(
+        "nmm-pathology", "detect predict", ("missing IMAGE", "--source")),
+    "pathology detect predict: no such IMAGE": Bad(
+        "nmm-pathology", "detect predict {tmp}/none.png --detector-model {tmp}/w.pt", ("IMAGE", "none.png")),
+    "pathology detect predict: IMAGE and --source": Bad(
+        "nmm-pathology", "detect predict {tmp} --source {tmp}", ("IMAGE given twice", "--source")),
+    # a bad flag is the subcommand's error (its prog and usage), not the top level's
+    "nmm train: unknown flag": Bad("nmm", "train --bogus 1", ("nmm train: error:", "--bogus")),
+    "charts data inspect: unknown flag": Bad(
+        "nmm-charts", "data inspect --bogus", ("nmm-charts data inspect: error:",)),
+    "pathology vqa eval: unknown flag": Bad("nmm-pathology", "vqa eval --bogus", ("nmm-pathology vqa eval: error:",)),
+    "memes eval: unknown flag": Bad("nmm-memes", "eval --bogus", ("nmm-memes eval: error:", "--bogus")),
+    "connectome train: unknown flag": Bad("nmm-connectome", "train --bogus", ("nmm-connectome train: error:",)),
     "pathology detect convert: no source folder": Bad(
         "nmm-pathology", "detect convert --source {tmp}/nothing --output {tmp}/yolo", ("--source", "nothing")),
     # -- issue 21, section 3: export
@@ -252,6 +274,7 @@ def ws(tmp_path_factory) -> dict[str, str]:
     """The workspace every case's placeholders point into."""
     root = tmp_path_factory.mktemp("bad-input")
     (root / "a-file").write_text("not a folder\n")
+    (root / "w.pt").write_bytes(b"")  # weights that exist, for checks made before they are read
     (root / "readonly").mkdir()
     _charts_set(root / "charts")
     _charts_set(root / "wide", wide=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from nmm_core.errors import ConfigError
 from nmm_core.export import EXPORT_HELP, ExportConfig, run_export
+from nmm_core.run_list import RUNS_HELP, RunsConfig, run_runs
 from nmm_core.sources import SYNTHETIC, ColumnSource, DataSource
 from nmm_core.task import Task
 from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig
@@ -182,16 +183,21 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
         "data inspect": (inspect, partial(run_domain_inspect, domain), "usable and skipped records per split"),
         "data synthesize": (synthesize, partial(run_domain_synthesize, domain), "write the generated set"),
         "export": (ExportConfig, lambda cfg: print(run_export(cfg)), EXPORT_HELP),
+        "runs": (RunsConfig, run_runs, RUNS_HELP),
     }
     if domain.synthetic is None:
         del verbs["data synthesize"]
     return verbs
 
 
+_UNGROUPED = {"runs"}  # about the run folders, not the group's task: `nmm-pathology runs`
+
+
 def domain_verbs(domain: Domain) -> dict[str, Verb]:
     """The standard verbs (under the domain's group, if it has one) and the domain's own."""
     prefix = f"{domain.group} " if domain.group else ""
-    return {**{prefix + verb: spec for verb, spec in standard_verbs(domain).items()}, **domain.verbs}
+    return {**{(verb if verb in _UNGROUPED else prefix + verb): spec
+               for verb, spec in standard_verbs(domain).items()}, **domain.verbs}
 
 
 _GROUP_HELP = {"data": "the generated set and dataset inspection"}

@@ -89,9 +89,13 @@ def print_table(results: Sequence[EvalResult], *, title: str) -> None:
     table = Table(title=title)
     for col in ["model", *keys, "s/example"]:
         table.add_column(col, justify="left" if col == "model" else "right")
-    for r in results:
-        table.add_row(r.name, *(f"{r.metrics[k]:.3f}" for k in keys), f"{r.seconds_per_example:.4f}")
-    Console(width=max(100, Console().width)).print(table)
+    rows = [[r.name, *(f"{r.metrics[k]:.3f}" for k in keys), f"{r.seconds_per_example:.4f}"] for r in results]
+    for row in rows:
+        table.add_row(*row)
+    # wide enough for every header whole: rich cuts what does not fit to "clos…"
+    cells = [["model", *keys, "s/example"], *rows]
+    needed = sum(max(len(row[i]) for row in cells) + 3 for i in range(len(cells[0]))) + 1
+    Console(width=max(100, Console().width, needed)).print(table)
 
 
 def paired_interval(first: EvalResult, other: EvalResult, metric: str, *,

@@ -8,6 +8,7 @@ the JSONL log. Domains change what goes in (examples, task, preset), never the l
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,14 @@ from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
 from nmm_core.records import Example
-from nmm_core.runs import append_jsonl, atomic_write_json, atomic_write_text, jsonl_line, read_jsonl
+from nmm_core.runs import (
+    INCOMPLETE_SUFFIX,
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    jsonl_line,
+    read_jsonl,
+)
 from nmm_core.task import Task
 
 log = logging.getLogger(__name__)
@@ -106,8 +114,37 @@ class _WithIds:
 EXAMPLE_IDS = "example_ids"
 
 
+_IN_RUNNING_FOLDER = re.compile(re.escape(INCOMPLETE_SUFFIX) + r"(?=[/\\]|$)")
+
+
+def completed_args(args: Any) -> Any:
+    """A copy of TrainingArguments whose paths name the run folder as it is once complete (no `.incomplete`)."""
+    import copy
+    import dataclasses
+
+    recorded = copy.copy(args)
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name, None)
+        if isinstance(value, str) and INCOMPLETE_SUFFIX in value:
+            setattr(recorded, f.name, _IN_RUNNING_FOLDER.sub("", value))
+    return recorded
+
+
+def _tensorboard_callback(writer: Any) -> Any:
+    """transformers' TensorBoardCallback, logging the arguments with the completed run's paths."""
+    from transformers.integrations import TensorBoardCallback
+
+    class CompletedPathsTensorBoard(TensorBoardCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            super().on_train_begin(completed_args(args), state, control, **kwargs)
+
+    return CompletedPathsTensorBoard(writer)
+
+
 def _trainer_class():
+    import torch
     from transformers import Trainer
+    from transformers.trainer import TRAINING_ARGS_NAME
 
     class NmmTrainer(Trainer):
         """`Trainer` with answer-only logits and the vision-feature cache as switches."""
@@ -133,6 +170,12 @@ def _trainer_class():
             return _epoch_seeded_length_sampler()(
                 self._train_batch_size * self.args.gradient_accumulation_steps,
                 lengths=self.lengths, seed=self.args.seed)
+
+        def _save(self, output_dir=None, state_dict=None):
+            super()._save(output_dir, state_dict)
+            if self.args.should_save:  # written again: Trainer's copy names the `.incomplete` folder
+                folder = Path(output_dir if output_dir is not None else self.args.output_dir)
+                torch.save(completed_args(self.args), folder / TRAINING_ARGS_NAME)
 
         def _save_checkpoint(self, model, trial):
             # Trainer keeps its running loss sums in memory only; saved with the checkpoint (before
@@ -367,7 +410,6 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
     """
     from torch.utils.tensorboard import SummaryWriter
     from transformers import TrainingArguments
-    from transformers.integrations import TensorBoardCallback
 
     from nmm_core.kernels import apply_liger, compile_layers, liger_available
     from nmm_core.lora import frozen_dtypes, half_precision, needs_autocast
@@ -447,8 +489,8 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         lengths=approximate_lengths(dataset.examples) if settings.group_by_length else None,
         callbacks=[
             _jsonl_logger(run_dir / "metrics.jsonl"),
-            TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard"),
-                                              purge_step=None if resumed_step is None else resumed_step + 1)),
+            _tensorboard_callback(SummaryWriter(log_dir=str(run_dir / "tensorboard"),
+                                                purge_step=None if resumed_step is None else resumed_step + 1)),
             *callbacks,
         ],
     )

@@ -151,6 +151,7 @@ class EvalConfig(RecommendsTwinRecipe):
                                                    "sampling (per-part seeds left unset take it)"})
     resume: str | None = field(default=None, metadata={"help": "run folder of an interrupted eval/compare: "
                                                                   "keep its answers, generate the rest"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
 
 
 def load_columns(data: DataSettings, split: str) -> ValidationReport:
@@ -321,7 +322,16 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
             result = scored(examples, done, task=task, name=name)
             write_predictions(result, out_file)
             return result
-    loaded = cfg.model.load(padding_side="left")
+    from transformers.utils import logging as transformers_logging
+
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    if not cfg.progress:  # transformers' own "Loading weights" bar too
+        transformers_logging.disable_progress_bar()
+    try:
+        loaded = cfg.model.load(padding_side="left")
+    finally:
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()
     model = loaded.model
     if adapter:
         t0 = time.perf_counter()
@@ -331,7 +341,7 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
     if settings.max_new_tokens is None and loaded.source.preset is not None:
         settings = replace(settings, max_new_tokens=loaded.source.preset.max_new_tokens)
     return evaluate(model, loaded.processor, loaded.family, examples, task=task,
-                    settings=settings, name=name, out_file=out_file, resume=resume)
+                    settings=settings, name=name, out_file=out_file, resume=resume, progress=cfg.progress)
 
 
 def budget_for(model: ModelSettings, adapter: str | None) -> ModelSettings:
@@ -354,7 +364,7 @@ def _eval_run(cfg: EvalConfig, kind: str) -> RunDir:
 
 
 # what an eval/compare may change on resume: how fast it goes, not its answers
-EVAL_MAY_CHANGE = ("generation.batch_size", "generation.pixels_on_device")
+EVAL_MAY_CHANGE = ("generation.batch_size", "generation.pixels_on_device", "progress")
 # ... and a train run: how often it logs and saves and how it loads data, not what it learns
 TRAIN_MAY_CHANGE = ("train.num_workers", "train.logging_steps", "train.save_steps", "train.save_total_limit")
 

@@ -151,7 +151,7 @@ def vqa_predict(cfg: VqaPredictConfig) -> dict[str, str]:
     from nmm_core.workflows import predict_one
 
     if not cfg.image or not cfg.question.strip():
-        raise ConfigError("vqa predict needs --image FILE and --question TEXT")
+        raise ConfigError("vqa predict needs IMAGE and QUESTION (or --image FILE and --question TEXT)")
     task = pathvqa_task()
     raw, _ = predict_one(cfg.model, cfg.adapter, cfg.image, cfg.question, task=task,
                          max_new_tokens=cfg.generation.max_new_tokens)
