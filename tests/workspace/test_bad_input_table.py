@@ -193,6 +193,24 @@ CASES: dict[str, Bad] = {
         "nmm-pathology", "detect convert --source {tmp}/nothing --output {tmp}/yolo", ("--source", "nothing")),
     "pathology detect train: weights not local": Bad(
         "nmm-pathology", "detect train --detector-model yolov8n.pt --output-dir {tmp}/runs", ("not found locally",)),
+    # -- validation during training (issue 21, section 1)
+    "nmm train: --train-eval-steps -1": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --train-eval-steps -1", ("eval_steps", "at least 1", "-1")),
+    "nmm train: --data-val-fraction 1.5": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --data-val-fraction 1.5", ("--data-val-fraction", "between 0 and 1")),
+    "nmm train: a holdout of four records leaves none to validate on": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --train-eval-steps 1", ("4 training records", "--data-val-fraction")),
+    "nmm train: --data-val-split that the source lacks": Bad(
+        "nmm", f"train {CHARTS} {ONE_STEP} --train-eval-steps 1 --data-val-split nope", ("nope",)),
+    "charts train: --train-keep-best metric without a generate limit": Bad(
+        "nmm-charts", "train --train-eval-steps 10 --train-keep-best metric --output-dir {tmp}/runs",
+        ("keep_best metric", "eval_generate_limit")),
+    "pathology vqa train: patience without eval steps": Bad(
+        "nmm-pathology", "vqa train --train-early-stopping-patience 3 --output-dir {tmp}/runs",
+        ("early_stopping_patience needs eval_steps",)),
+    "memes train: keep-best with save steps not a multiple of eval steps": Bad(
+        "nmm-memes", "train --train-eval-steps 30 --train-keep-best loss --output-dir {tmp}/runs",
+        ("save_steps", "multiple of eval_steps (30)")),
 }
 
 

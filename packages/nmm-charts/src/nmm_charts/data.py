@@ -37,7 +37,7 @@ SPLITS = ("train", "val", "test")
 def chart_data_settings(**overrides) -> DataSettings:
     """Core's data settings with the PJN_CHARTS column names (and `source` empty: synthetic)."""
     values = {"prompt_column": "query", "answers_column": "label", "image_column": "image",
-              "split": "train", "eval_split": "test", **overrides}
+              "split": "train", "eval_split": "test", "val_split": "val", **overrides}
     return DataSettings(**values)
 
 

@@ -275,6 +275,15 @@ def save_adapter(peft_model, folder: str | Path, *, base_name: str, family: str)
     return final
 
 
+def mark_adapter(folder: str | Path, **fields: Any) -> None:
+    """Add `fields` to the adapter's marker file (atomically); a folder without one is left as it is."""
+    from nmm_core.runs import atomic_write_json
+
+    marker = Path(folder) / ADAPTER_MARKER
+    if marker.is_file():
+        atomic_write_json(marker, {**json.loads(marker.read_text()), **fields})
+
+
 def check_adapter(loaded: LoadedModel, folder: str | Path) -> dict[str, Any]:
     """Fail before any work if `folder` is not an adapter for `loaded`'s base model."""
     folder = Path(folder)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from nmm_core.config import dump_yaml
-from nmm_core.data import ColumnMap, check_limit, load_examples
+from nmm_core.data import ColumnMap, check_limit, check_val_fraction, holdout, load_examples
 from nmm_core.errors import ConfigError, DataError, PresetError
 from nmm_core.evaluate import (
     EvalResult,
@@ -25,14 +25,14 @@ from nmm_core.evaluate import (
     scored,
     write_predictions,
 )
-from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
+from nmm_core.lora import LoraSettings, apply_lora, load_adapter, mark_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
 from nmm_core.report import delta_lines, plot_loss, print_table, record_counts, write_comparison
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
-from nmm_core.seeds import resolve_seeds, seed_run
+from nmm_core.seeds import part_seed, resolve_seeds, seed_run
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
 
@@ -66,9 +66,15 @@ class DataSettings:
     on_bad_record: Literal["skip", "stop"] = field(
         default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"}
     )
+    val_split: str = field(default="", metadata={"help": "validation split of --train-eval-steps (empty: a "
+                                                         "seeded holdout of the training split)"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of the training split held out for "
+                                                               "validation where there is no validation split"})
+    split_seed: int | None = field(default=None, metadata={"help": "seed of that holdout (default: the run seed)"})
 
     def __post_init__(self) -> None:
         check_limit(self.limit)
+        check_val_fraction(self.val_fraction)
 
     def columns(self) -> ColumnMap:
         return ColumnMap(id=self.id_column, image=self.image_column,
@@ -266,17 +272,22 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         # before anything random is drawn: adapters and new parts are initialised here, before
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
+        train_set, val_set, validation = validation_set(cfg, train_set, run, load=load)
         built = trainee(cfg)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
-                        bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator)
+                        bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator,
+                        eval_examples=val_set)
         state.wait_for_everyone()
         if not main:
             return run.final_path
         built.save(run.file("adapter"))
+        mark_adapter(run.file("adapter"), weights=outcome.weights)
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
+        if validation is not None:
+            validation.update(stopped_early=outcome.stopped_early)
         return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
-                            examples=len(train_set),
+                            examples=len(train_set), weights=outcome.weights, validation=validation,
                             resumed_from=outcome.resumed_from and str(run.final(outcome.resumed_from)),
                             seeds=seeds, deterministic=cfg.train.deterministic,
                             feature_cache=outcome.feature_cache, world_size=state.num_processes,
@@ -285,6 +296,23 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         if main:
             run.fail(exc)
         raise
+
+
+def validation_set(cfg: TrainConfig, train_set: list[Example], run: RunDir, *,
+                   load: Load = load_columns) -> tuple[list[Example], list[Example], dict[str, Any] | None]:
+    """(training examples, validation examples, what the validation set is) for `--train-eval-steps`:
+    the data's validation split where it names one, else a seeded holdout of the training split."""
+    if cfg.train.eval_steps is None:
+        return train_set, [], None
+    data = cfg.data
+    if getattr(data, "val_split", ""):
+        val_set = load_split(data, data.val_split, run, load=load, limits=model_image_limits(cfg.model))
+        return train_set, val_set, {"split": data.val_split, "examples": len(val_set)}
+    kept, held = holdout(train_set, data.val_fraction, seed=part_seed(data.split_seed))
+    print(f"[validation] {len(held)} of the {len(train_set)} training records held out "
+          f"(fraction {data.val_fraction}, seed {part_seed(data.split_seed)})", file=sys.stderr)
+    return kept, held, {"split": f"holdout of {data.split}", "fraction": data.val_fraction,
+                        "seed": part_seed(data.split_seed), "examples": len(held)}
 
 
 def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adapter: str | None,
