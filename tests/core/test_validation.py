@@ -74,11 +74,12 @@ def test_good_validation_settings_parse_and_become_the_trainers_arguments():
     assert evaluation_arguments(cfg.train, "exact_match") == {
         "eval_strategy": "steps", "eval_steps": 20, "per_device_eval_batch_size": cfg.train.batch_size,
         "prediction_loss_only": True, "metric_for_best_model": "eval_exact_match", "greater_is_better": True,
-        "load_best_model_at_end": True}
+        "load_best_model_at_end": True, "restore_callback_states_from_checkpoint": True}
     by_epoch = TrainSettings(eval_steps="epoch", early_stopping_patience=3)
     assert evaluation_arguments(by_epoch, "exact_match") == {
         "eval_strategy": "epoch", "per_device_eval_batch_size": 8, "prediction_loss_only": True,
-        "metric_for_best_model": "eval_loss", "greater_is_better": False}  # patience alone: the last step is kept
+        "metric_for_best_model": "eval_loss", "greater_is_better": False,
+        "restore_callback_states_from_checkpoint": True}  # patience alone: the last step is kept
     assert evaluation_arguments(TrainSettings(), "exact_match") == {}  # no validation: the Trainer's defaults
     assert parse_config(TrainConfig, argv=["--train-eval-steps", "epoch"]).train.eval_steps == "epoch"
     assert parse_config(TrainConfig, argv=["--train-seed", "5"]).data.split_seed == 5
@@ -115,23 +116,91 @@ def test_the_loss_plot_shows_the_validation_curve(tmp_path):
     assert (tmp_path / "loss.png").stat().st_size > 0
 
 
-@pytest.mark.slow
-def test_keep_best_holds_an_earlier_step_and_early_stopping_ends_the_run(tmp_path):
-    """8 training questions, a high constant learning rate and 60 epochs: the validation loss turns
-    up while the training loss falls; the adapter holds the best validated step, not the last."""
-    from nmm_core.cli import main
+def test_a_resumed_run_finds_its_best_checkpoint_where_the_run_folder_is_now(tmp_path):
+    from nmm_core.train import _best_checkpoint
+
+    checkpoints = tmp_path / "moved" / "checkpoints"
+    for step in (12, 16):
+        (checkpoints / f"checkpoint-{step}").mkdir(parents=True)
+    state = {"global_step": 16, "best_model_checkpoint": "/gone/run.incomplete/checkpoints/checkpoint-12"}
+    (checkpoints / "checkpoint-16" / "trainer_state.json").write_text(json.dumps(state))
+    assert _best_checkpoint(str(checkpoints / "checkpoint-16"), checkpoints) == str(checkpoints / "checkpoint-12")
+    state["best_model_checkpoint"] = "/gone/checkpoints/checkpoint-8"  # rotated away: none
+    (checkpoints / "checkpoint-16" / "trainer_state.json").write_text(json.dumps(state))
+    assert _best_checkpoint(str(checkpoints / "checkpoint-16"), checkpoints) is None
+    assert _best_checkpoint(None, checkpoints) is None
+
+
+def _overfit_args(data: Path, out: Path, *extra: str) -> list[str]:
+    """8 training questions, a high constant learning rate, 60 epochs, validation every 2 steps."""
+    return ["--data", str(data), "--data-prompt-column", "prompt", "--data-answers-column", "answers",
+            "--data-val-split", "val", "--lora-r", "8", "--train-batch-size", "8", "--train-lr", "1e-2",
+            "--train-scheduler", "constant", "--train-warmup", "0", "--train-epochs", "60",
+            "--train-logging-steps", "1", "--train-eval-steps", "2", "--train-save-steps", "2",
+            "--train-keep-best", "loss", "--train-early-stopping-patience", "6",
+            "--output-dir", str(out), *extra]
+
+
+def _overfit_data(tmp_path: Path) -> Path:
     from nmm_core.testing.shapes import make_shapes_dataset
 
     data = tmp_path / "data"
     write_jsonl_dataset(make_shapes_dataset(8, seed=2), data, split="train")
     write_jsonl_dataset(make_shapes_dataset(16, seed=3), data, split="val")
+    return data
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_best_step_and_resumed_elsewhere_keeps_the_best(tmp_path):
+    """Killed after step 17 (checkpoints: the best so far and 16), its folder moved (the state names
+    the old place), then resumed: the best so far stays the kept step, and early stopping's count of
+    validations without improvement carries over (the run stops 6 validations after the best)."""
+    import shutil
+
+    from nmm_core.testing.processes import run_killed
+
+    data = _overfit_data(tmp_path)
+    out, moved = tmp_path / "runs", tmp_path / "moved"
+    run_killed("nmm_core.cli", "train", *_overfit_args(data, out), after_step=17)
+    shutil.move(out, moved)
+    (run,) = moved.glob("*.incomplete")
+    saved = json.loads((run / "checkpoints" / "checkpoint-16" / "trainer_state.json").read_text())
+    best_so_far = Path(saved["best_model_checkpoint"]).name
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted({best_so_far, "checkpoint-16"})
+
+    from nmm_core.cli import main
+
+    assert main(["train", *_overfit_args(data, moved), "--resume", str(run)]) == 0
+    final = run.with_name(run.name.removesuffix(".incomplete"))
+    summary = json.loads((final / "status.json").read_text())["summary"]
+    val = {r["step"]: r["eval_loss"] for r in read_jsonl(final / "metrics.jsonl") if "eval_loss" in r}
+    kept = summary["weights"]["step"]
+    assert summary["resumed_from"] == str(final / "checkpoints" / "checkpoint-16")
+    assert f"checkpoint-{kept}" == best_so_far and val[kept] == min(val.values())
+    assert summary["global_step"] == kept + 6 * 2  # patience 6, a validation every 2 steps
+    _assert_adapter_is_checkpoint(final, kept, other=summary["global_step"])
+
+
+def _assert_adapter_is_checkpoint(run: Path, step: int, *, other: int) -> None:
+    """The run's adapter holds checkpoint-`step`'s weights, not checkpoint-`other`'s."""
+    from safetensors.torch import load_file
+
+    adapter = load_file(run / "adapter" / "adapter_model.safetensors")
+    best = load_file(run / "checkpoints" / f"checkpoint-{step}" / "adapter_model.safetensors")
+    newest = load_file(run / "checkpoints" / f"checkpoint-{other}" / "adapter_model.safetensors")
+    assert all((adapter[k] == best[k]).all() for k in best)
+    assert any((adapter[k] != newest[k]).any() for k in newest)
+
+
+@pytest.mark.slow
+def test_keep_best_holds_an_earlier_step_and_early_stopping_ends_the_run(tmp_path):
+    """8 training questions, a high constant learning rate and 60 epochs: the validation loss turns
+    up while the training loss falls; the adapter holds the best validated step, not the last."""
+    from nmm_core.cli import main
+
     epochs = 60
-    assert main(["train", "--data", str(data), "--data-prompt-column", "prompt", "--data-answers-column", "answers",
-                 "--data-val-split", "val", "--lora-r", "8", "--train-batch-size", "8", "--train-lr", "1e-2",
-                 "--train-scheduler", "constant", "--train-warmup", "0", "--train-epochs", str(epochs),
-                 "--train-logging-steps", "1", "--train-eval-steps", "2", "--train-save-steps", "2",
-                 "--train-keep-best", "loss", "--train-early-stopping-patience", "6",
-                 "--train-eval-generate-limit", "4", "--output-dir", str(tmp_path / "runs")]) == 0
+    assert main(["train", *_overfit_args(_overfit_data(tmp_path), tmp_path / "runs"),
+                 "--train-eval-generate-limit", "4"]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run / "status.json").read_text())["summary"]
     rows = read_jsonl(run / "metrics.jsonl")
@@ -146,12 +215,5 @@ def test_keep_best_holds_an_earlier_step_and_early_stopping_ends_the_run(tmp_pat
     assert marker["weights"] == summary["weights"]
     assert [r["step"] for r in rows if "eval_exact_match" in r] == sorted(val)  # the generated metric at each
     assert (run / "checkpoints" / f"checkpoint-{kept}").is_dir()  # rotation kept the best
-    # the adapter is the best step's: its weights are that checkpoint's, not the last one's
-    from safetensors.torch import load_file
-
-    adapter = load_file(run / "adapter" / "adapter_model.safetensors")
-    best = load_file(run / "checkpoints" / f"checkpoint-{kept}" / "adapter_model.safetensors")
-    newest = load_file(run / "checkpoints" / f"checkpoint-{last}" / "adapter_model.safetensors")
-    assert all((adapter[k] == best[k]).all() for k in best)
-    assert any((adapter[k] != newest[k]).any() for k in newest)
+    _assert_adapter_is_checkpoint(run, kept, other=last)
     assert Path(run / "loss.png").stat().st_size > 0

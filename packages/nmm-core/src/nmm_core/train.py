@@ -564,6 +564,8 @@ def evaluation_arguments(settings: TrainSettings, metric: str | None) -> dict[st
         out.update(metric_for_best_model=f"eval_{metric}" if by_metric else "eval_loss", greater_is_better=by_metric)
     if settings.keep_best:
         out["load_best_model_at_end"] = True
+    if settings.early_stopping_patience:
+        out["restore_callback_states_from_checkpoint"] = True  # a resumed run keeps its count of bad validations
     return out
 
 
