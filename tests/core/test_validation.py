@@ -70,7 +70,6 @@ def test_good_validation_settings_parse_and_become_the_trainers_arguments():
                                           "--train-eval-generate-limit", "16", "--train-early-stopping-patience", "2",
                                           "--data-val-fraction", "0.25"])
     assert cfg.train.eval_steps == 20 and cfg.data.val_fraction == 0.25
-    assert cfg.data.split_seed == cfg.train.seed == 0  # the holdout follows the run seed
     assert evaluation_arguments(cfg.train, "exact_match") == {
         "eval_strategy": "steps", "eval_steps": 20, "per_device_eval_batch_size": cfg.train.batch_size,
         "prediction_loss_only": True, "metric_for_best_model": "eval_exact_match", "greater_is_better": True,
@@ -82,7 +81,6 @@ def test_good_validation_settings_parse_and_become_the_trainers_arguments():
         "restore_callback_states_from_checkpoint": True}  # patience alone: the last step is kept
     assert evaluation_arguments(TrainSettings(), "exact_match") == {}  # no validation: the Trainer's defaults
     assert parse_config(TrainConfig, argv=["--train-eval-steps", "epoch"]).train.eval_steps == "epoch"
-    assert parse_config(TrainConfig, argv=["--train-seed", "5"]).data.split_seed == 5
 
 
 def test_the_loss_plot_shows_the_validation_curve(tmp_path):
@@ -129,6 +127,29 @@ def test_a_resumed_run_finds_its_best_checkpoint_where_the_run_folder_is_now(tmp
     (checkpoints / "checkpoint-16" / "trainer_state.json").write_text(json.dumps(state))
     assert _best_checkpoint(str(checkpoints / "checkpoint-16"), checkpoints) is None
     assert _best_checkpoint(None, checkpoints) is None
+
+
+def test_without_a_validation_split_train_holds_out_a_seeded_share_and_records_it(tmp_path):
+    from nmm_core.cli import main
+    from nmm_core.testing.shapes import make_shapes_dataset
+
+    data = tmp_path / "data"
+    write_jsonl_dataset(make_shapes_dataset(20, seed=4), data, split="train")
+    args = ["train", "--data", str(data), "--data-prompt-column", "prompt", "--data-answers-column", "answers",
+            "--lora-r", "4", "--train-batch-size", "4", "--train-max-steps", "2", "--train-eval-steps", "1",
+            "--data-val-fraction", "0.25", "--train-seed", "3", "--output-dir", str(tmp_path / "runs")]
+    assert main(args) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "status.json").read_text())["summary"]
+    assert summary["validation"] == {"split": "holdout of train", "fraction": 0.25, "seed": 3, "examples": 5,
+                                     "stopped_early": False}
+    assert summary["examples"] == 15  # the held-out five are not trained on
+    assert summary["weights"] == {"step": 2, "reason": "last step"}
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "eval_loss" in r] == [1, 2]
+    import yaml
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["val_fraction"] == 0.25 and saved["train"]["seed"] == 3  # what draws the holdout
 
 
 def _overfit_args(data: Path, out: Path, *extra: str) -> list[str]:

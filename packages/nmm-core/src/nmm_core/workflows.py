@@ -32,7 +32,7 @@ from nmm_core.records import Example, ImageLimits, ValidationReport, validate, w
 from nmm_core.report import delta_lines, plot_loss, print_table, record_counts, write_comparison
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
-from nmm_core.seeds import part_seed, resolve_seeds, seed_run
+from nmm_core.seeds import resolve_seeds, seed_run
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
 
@@ -68,9 +68,8 @@ class DataSettings:
     )
     val_split: str = field(default="", metadata={"help": "validation split of --train-eval-steps (empty: a "
                                                          "seeded holdout of the training split)"})
-    val_fraction: float = field(default=0.1, metadata={"help": "share of the training split held out for "
-                                                               "validation where there is no validation split"})
-    split_seed: int | None = field(default=None, metadata={"help": "seed of that holdout (default: the run seed)"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of the training split held out (drawn "
+                                                               "with the run seed) where there is no validation split"})
 
     def __post_init__(self) -> None:
         check_limit(self.limit)
@@ -308,11 +307,12 @@ def validation_set(cfg: TrainConfig, train_set: list[Example], run: RunDir, *,
     if getattr(data, "val_split", ""):
         val_set = load_split(data, data.val_split, run, load=load, limits=model_image_limits(cfg.model))
         return train_set, val_set, {"split": data.val_split, "examples": len(val_set)}
-    kept, held = holdout(train_set, data.val_fraction, seed=part_seed(data.split_seed))
+    seed = cfg.train.seed  # the run seed: one seed fixes the run, its holdout included
+    kept, held = holdout(train_set, data.val_fraction, seed=seed)
     print(f"[validation] {len(held)} of the {len(train_set)} training records held out "
-          f"(fraction {data.val_fraction}, seed {part_seed(data.split_seed)})", file=sys.stderr)
-    return kept, held, {"split": f"holdout of {data.split}", "fraction": data.val_fraction,
-                        "seed": part_seed(data.split_seed), "examples": len(held)}
+          f"(fraction {data.val_fraction}, seed {seed})", file=sys.stderr)
+    return kept, held, {"split": f"holdout of {data.split}", "fraction": data.val_fraction, "seed": seed,
+                        "examples": len(held)}
 
 
 def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adapter: str | None,
