@@ -64,7 +64,7 @@ class TrainSettings:
     pixels_on_device: Switch = field(default="auto", metadata={"help": PIXELS_HELP})
     eval_steps: int | Literal["epoch"] | None = field(default=None, metadata={
         "help": "validation loss on the data's validation split every N optimiser steps, or each epoch "
-                "(none: no validation)"})
+                "(none: no validation)", "metavar": "N|epoch"})
     eval_generate_limit: int = field(default=0, metadata={
         "help": "at each validation, also generate answers for the first K validation examples and log "
                 "eval_<the task's primary metric> (0: the loss only)"})
