@@ -240,3 +240,10 @@ def test_keep_best_holds_an_earlier_step_and_early_stopping_ends_the_run(tmp_pat
     assert (run / "checkpoints" / f"checkpoint-{kept}").is_dir()  # rotation kept the best
     _assert_adapter_is_checkpoint(run, kept, other=last)
     assert Path(run / "loss.png").stat().st_size > 0
+
+    # killed after its last save, before it was marked complete: resuming trains no more
+    assert main(["train", *_overfit_args(_overfit_data(tmp_path), tmp_path / "runs"),
+                 "--train-eval-generate-limit", "4", "--resume", str(run)]) == 0
+    again = json.loads((run / "status.json").read_text())["summary"]
+    assert (again["global_step"], again["weights"]) == (last, summary["weights"])
+    _assert_adapter_is_checkpoint(run, kept, other=last)

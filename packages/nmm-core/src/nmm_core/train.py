@@ -426,14 +426,15 @@ def run_trainer(trainer, checkpoint: str | None) -> tuple[int, float]:
     """`trainer.train(resume_from_checkpoint=checkpoint)`: (optimiser steps, mean training loss over
     every step, those before the checkpoint included).
 
-    A checkpoint that already holds every step (the process stopped after saving it) is loaded,
-    not trained on: transformers would take one more step from a final checkpoint saved mid-epoch.
+    A checkpoint that already holds every step (the process stopped after saving it), or the one
+    early stopping ended the run at, is loaded (with the best step's weights where those are kept),
+    not trained on: transformers would take more steps from it.
     """
     from transformers.trainer_callback import TrainerState
 
     if checkpoint is not None:
         state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-        if state.max_steps and state.global_step >= state.max_steps:
+        if _stopped_at(state):
             log.info("%s holds all %d steps: nothing left to train", checkpoint, state.global_step)
             trainer._load_from_checkpoint(checkpoint)
             trainer.state = state
@@ -447,6 +448,14 @@ def run_trainer(trainer, checkpoint: str | None) -> tuple[int, float]:
             return state.global_step, sum(losses) / len(losses) if losses else float("nan")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     return result.global_step, trainer._total_loss_scalar / max(result.global_step, 1)
+
+
+def _stopped_at(state) -> bool:
+    """Whether a checkpoint's state is where its run ended: its last step, or early stopping's stop
+    (the Trainer saves its control, which says so, with the checkpoint)."""
+    control = state.stateful_callbacks.get("TrainerControl") or {}
+    stop = isinstance(control, dict) and bool(control.get("args", {}).get("should_training_stop"))
+    return bool(state.max_steps and state.global_step >= state.max_steps) or stop
 
 
 def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, bf16: bool = False,
