@@ -268,10 +268,10 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
             dump_yaml(cfg, run.file("config.yaml"))
         train_set = examples if examples is not None else load_split(
             cfg.data, cfg.data.split, run, load=load, limits=model_image_limits(cfg.model))
+        train_set, val_set, validation = validation_set(cfg, train_set, run, load=load)
         # before anything random is drawn: adapters and new parts are initialised here, before
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
-        train_set, val_set, validation = validation_set(cfg, train_set, run, load=load)
         built = trainee(cfg)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
@@ -307,12 +307,12 @@ def validation_set(cfg: TrainConfig, train_set: list[Example], run: RunDir, *,
     if getattr(data, "val_split", ""):
         val_set = load_split(data, data.val_split, run, load=load, limits=model_image_limits(cfg.model))
         return train_set, val_set, {"split": data.val_split, "examples": len(val_set)}
-    seed = cfg.train.seed  # the run seed: one seed fixes the run, its holdout included
-    kept, held = holdout(train_set, data.val_fraction, seed=seed)
+    seed, fraction = cfg.train.seed, getattr(data, "val_fraction", 0.1)  # the run seed draws the holdout too
+    kept, held = holdout(train_set, fraction, seed=seed)
     print(f"[validation] {len(held)} of the {len(train_set)} training records held out "
-          f"(fraction {data.val_fraction}, seed {seed})", file=sys.stderr)
-    return kept, held, {"split": f"holdout of {data.split}", "fraction": data.val_fraction, "seed": seed,
-                        "examples": len(held)}
+          f"(fraction {fraction}, seed {seed})", file=sys.stderr)
+    return kept, held, {"split": f"holdout of {getattr(data, 'split', 'train')}", "fraction": fraction,
+                        "seed": seed, "examples": len(held)}
 
 
 def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adapter: str | None,
