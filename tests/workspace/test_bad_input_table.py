@@ -248,6 +248,21 @@ CASES: dict[str, Bad] = {
     "memes export: no --adapter": Bad("nmm-memes", "export --out {tmp}/exported", ("--adapter",)),
     "pathology detect train: weights not local": Bad(
         "nmm-pathology", "detect train --detector-model yolov8n.pt --output-dir {tmp}/runs", ("not found locally",)),
+    # -- validation during training (issue 21, section 1); the charts set's 4 records hold none out at 0.1
+    **{f"nmm train: {flags}": Bad("nmm", f"train {CHARTS} {ONE_STEP} {flags}", says) for flags, says in (
+        ("--train-eval-steps -1", ("eval_steps", "at least 1", "-1")),
+        ("--data-val-fraction 1.5", ("--data-val-fraction", "between 0 and 1")),
+        ("--train-eval-steps 1", ("4 training records", "--data-val-fraction")),
+        ("--train-eval-steps 1 --data-val-split nope", ("nope",)))},
+    "charts train: --train-keep-best metric without a generate limit": Bad(
+        "nmm-charts", "train --train-eval-steps 10 --train-keep-best metric --output-dir {tmp}/runs",
+        ("keep_best metric", "eval_generate_limit")),
+    "pathology vqa train: patience without eval steps": Bad(
+        "nmm-pathology", "vqa train --train-early-stopping-patience 3 --output-dir {tmp}/runs",
+        ("early_stopping_patience needs eval_steps",)),
+    "memes train: keep-best with save steps not a multiple of eval steps": Bad(
+        "nmm-memes", "train --train-eval-steps 30 --train-keep-best loss --output-dir {tmp}/runs",
+        ("save_steps", "multiple of eval_steps (30)")),
 }
 
 

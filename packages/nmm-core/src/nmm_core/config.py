@@ -254,6 +254,8 @@ def add_dataclass_arguments(
     for key, f, tp in _leaves(cls):
         dest = _dest_prefix(prefix) + key
         kwargs = _flag_kwargs(tp)
+        if kwargs is not None and "metavar" in f.metadata:  # a union's own name says nothing
+            kwargs["metavar"] = f.metadata["metavar"]
         if kwargs is not None:
             # A short alias (metadata "aliases", e.g. `--model` for `--model-model`) only at the
             # top level: under a prefix two commands' aliases could collide.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from nmm_core.config import dump_yaml
-from nmm_core.data import ColumnMap, check_limit, load_examples
+from nmm_core.data import ColumnMap, check_limit, check_val_fraction, holdout, load_examples
 from nmm_core.errors import ConfigError, DataError, PresetError
 from nmm_core.evaluate import (
     EvalResult,
@@ -26,7 +26,7 @@ from nmm_core.evaluate import (
     write_predictions,
 )
 from nmm_core.image_budget import BUDGET_HELP, check_budget, resolve_budget
-from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
+from nmm_core.lora import LoraSettings, apply_lora, load_adapter, mark_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
@@ -70,9 +70,14 @@ class DataSettings:
     on_bad_record: Literal["skip", "stop"] = field(
         default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"}
     )
+    val_split: str = field(default="", metadata={"help": "validation split of --train-eval-steps (empty: a "
+                                                         "seeded holdout of the training split)"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of the training split held out (drawn "
+                                                               "with the run seed) where there is no validation split"})
 
     def __post_init__(self) -> None:
         check_limit(self.limit)
+        check_val_fraction(self.val_fraction)
 
     def columns(self) -> ColumnMap:
         return ColumnMap(id=self.id_column, image=self.image_column,
@@ -285,20 +290,25 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
             dump_yaml(cfg, run.file("config.yaml"))
         train_set = examples if examples is not None else load_split(
             cfg.data, cfg.data.split, run, load=load, limits=model_image_limits(cfg.model), source=source)
+        train_set, val_set, validation = validation_set(cfg, train_set, run, load=load, source=source)
         # before anything random is drawn: adapters and new parts are initialised here, before
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
         built = trainee(cfg)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
-                        bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator)
+                        bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator,
+                        eval_examples=val_set)
         state.wait_for_everyone()
         if not main:
             return run.final_path
         built.save(run.file("adapter"))
+        mark_adapter(run.file("adapter"), weights=outcome.weights)
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
+        if validation is not None:
+            validation.update(stopped_early=outcome.stopped_early)
         return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
-                            examples=len(train_set),
+                            examples=len(train_set), weights=outcome.weights, validation=validation,
                             resumed_from=outcome.resumed_from and str(run.final(outcome.resumed_from)),
                             seeds=seeds, deterministic=cfg.train.deterministic,
                             feature_cache=outcome.feature_cache, world_size=state.num_processes,
@@ -308,6 +318,25 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         if main:
             run.fail(exc)
         raise
+
+
+def validation_set(cfg: TrainConfig, train_set: list[Example], run: RunDir, *, load: Load = load_columns,
+                   source: DataSource | None = None) -> tuple[list[Example], list[Example], dict[str, Any] | None]:
+    """(training examples, validation examples, what the validation set is) for `--train-eval-steps`:
+    the data's validation split where it names one, else a seeded holdout of the training split."""
+    if cfg.train.eval_steps is None:
+        return train_set, [], None
+    data = cfg.data
+    if getattr(data, "val_split", ""):
+        val_set = load_split(data, data.val_split, run, load=load, limits=model_image_limits(cfg.model),
+                             source=source)
+        return train_set, val_set, {"split": data.val_split, "examples": len(val_set)}
+    seed, fraction = cfg.train.seed, getattr(data, "val_fraction", 0.1)  # the run seed draws the holdout too
+    kept, held = holdout(train_set, fraction, seed=seed)
+    print(f"[validation] {len(held)} of the {len(train_set)} training records held out "
+          f"(fraction {fraction}, seed {seed})", file=sys.stderr)
+    return kept, held, {"split": f"holdout of {getattr(data, 'split', 'train')}", "fraction": fraction,
+                        "seed": seed, "examples": len(held)}
 
 
 def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adapter: str | None,

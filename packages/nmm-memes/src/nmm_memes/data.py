@@ -51,6 +51,7 @@ class MemeDataSettings:
     split_seed: int | None = field(default=None, metadata={"help": "seed of MemeCap's 10% validation split "
                                                                    "(default: the run seed)"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of trainval kept for validation"})
+    val_split: str = field(default="validation", metadata={"help": "validation split of --train-eval-steps"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N records of a split"})
     on_bad_record: Literal["skip", "stop"] = field(
         default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"})

@@ -26,7 +26,7 @@ DEFAULT_MODEL = "tiny-llava-1.5"
 
 
 def _data() -> DataSettings:
-    return DataSettings(source=SYNTHETIC)
+    return DataSettings(source=SYNTHETIC, val_split="validation")
 
 
 def _model() -> ModelSettings:
@@ -106,7 +106,8 @@ def vqa_train(cfg: VqaTrainConfig) -> Path:
     data = resolve_data(cfg.data, cfg.synthetic)
     examples, report = load_checked(data, data.split, model_image_limits(cfg.model))
     return run_train(replace(cfg, data=data), pathvqa_task(), examples=examples,
-                     finish=lambda run: _write_problems(run, data.split, report))
+                     finish=lambda run: _write_problems(run, data.split, report),
+                     load=lambda d, split: load_checked(d, split, model_image_limits(cfg.model))[1])
 
 
 def _evaluate(cfg: VqaEvalConfig, workflow) -> Path:
