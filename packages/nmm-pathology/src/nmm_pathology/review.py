@@ -16,6 +16,7 @@ from pathlib import Path
 from nmm_core.data import save_example_image
 from nmm_core.records import Example
 from nmm_core.runs import atomic_write_json, atomic_write_text, read_jsonl
+from nmm_core.sources import DataSource
 from nmm_pathology.task import PathVqaTask
 
 COLUMNS = ("id", "kind", "image", "question", "reference", "raw_prediction", "normalised_prediction",
@@ -66,3 +67,18 @@ def write_reviews(run: Path, examples: Sequence[Example], task: PathVqaTask) -> 
         out[name] = write_review(file, examples, task, run / f"{name}.csv")
     atomic_write_json(run / "review.json", {"examples": len(examples), "questions": kinds, "reviews": out})
     return out
+
+
+def review_run(source: DataSource, run: Path) -> None:
+    """The review files of an eval/compare run (before it is complete), from its eval split read again."""
+    import sys
+
+    from nmm_pathology.task import pathvqa_task
+
+    scored = {row["id"] for row in read_jsonl(min(run.glob("predictions*.jsonl")))}  # those the model's images allowed
+    examples = [ex for ex in source.load(source.settings.eval_split).kept if ex.id in scored]
+    closed = sum(ex.meta["kind"] == "closed" for ex in examples)
+    print(f"{closed} closed (yes/no) questions, {len(examples) - closed} open", file=sys.stderr)
+    for name, c in write_reviews(run, examples, pathvqa_task()).items():
+        print(f"{name}.csv: {c['disagreements']} of {c['rows']} answers to review "
+              f"({c['rescued_by_normalisation']} right only after normalisation)", file=sys.stderr)
