@@ -48,17 +48,17 @@ def _printed(fn: Callable[[Any], object]) -> Callable[[Any], None]:
 PATHOLOGY = Domain(
     name="nmm-pathology",
     description="PathVQA with LLaVA-1.5 QLoRA, and a YOLOv8 brain-tumour detection baseline.",
-    task=pathvqa_task(),
-    model="tiny-llava-1.5",
-    presets=PRESETS,
-    twin_recipes=TWIN_RECIPES,
-    train={"epochs": 3.0},  # the study's 3 epochs (the twin's recipe has its own)
-    synthetic=SyntheticSet(SyntheticSettings, write=write_synthetic, cached=synthetic_folder, marker="test.jsonl"),
-    source=PathVqaSource,
     group="vqa",
     group_help="PathVQA: train, eval, compare, predict (scores strict and normalised, review CSVs)",
-    after_eval=review_run,
     groups={"detect": "YOLOv8 detector: convert, synth, train, val, predict"},
+    task=pathvqa_task(),
+    after_eval=review_run,
+    source=PathVqaSource,
+    synthetic=SyntheticSet(SyntheticSettings, write=write_synthetic, cached=synthetic_folder, marker="test.jsonl"),
+    model="tiny-llava-1.5",
+    train={"epochs": 3.0},  # the study's 3 epochs (the twin's recipe has its own)
+    presets=PRESETS,
+    twin_recipes=TWIN_RECIPES,
     verbs={
         "vqa predict": (None, vqa_predict, "answer one question about one image (JSON: question, raw, answer)"),
         "detect convert": (ConvertConfig, _printed(convert_coco),
