@@ -104,14 +104,12 @@ def test_pathology_vqa_predict_missing_image_is_one_line(tmp_path, capsys):
     (["detect", "predict", "--source", "scans/"], {"source": "scans/"}),
 ])
 def test_predict_takes_positionals_with_the_flags_as_aliases(argv, settings):
-    from nmm_core.config import config_from_parsed
-    from nmm_core.positionals import take_positionals
-    from nmm_pathology.cli import _POSITIONALS, build_parser
-    from nmm_pathology.detector import DetectPredictConfig
-    from nmm_pathology.vqa import VqaPredictConfig
+    from nmm_core.domain import domain_parser, domain_verbs, verb_config
+    from nmm_pathology.cli import PATHOLOGY
 
-    ns = take_positionals(build_parser().parse_args(argv), _POSITIONALS[tuple(argv[:2])])
-    cfg = config_from_parsed(VqaPredictConfig if argv[0] == "vqa" else DetectPredictConfig, ns)
+    verbs = domain_verbs(PATHOLOGY)
+    ns = domain_parser(PATHOLOGY, verbs).parse_args(argv)
+    cfg = verb_config(verbs[ns.nmm_verb][0], ns)
     assert {k: getattr(cfg, k) for k in settings} == settings
 
 
@@ -131,3 +129,15 @@ def test_pathology_real_preset_resolves_to_its_pinned_hub_revision(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2
     assert "llava-hf/llava-1.5-7b-hf" in err and "95f2cf316249a98c11183f471ab76065c3e5f494" in err
+
+
+def test_pathology_vqa_train_keeps_the_study_epochs_and_the_twin_its_recipe():
+    from nmm_core.domain import domain_parser, domain_verbs, verb_config
+    from nmm_pathology.cli import PATHOLOGY
+
+    verbs = domain_verbs(PATHOLOGY)
+    parser = domain_parser(PATHOLOGY, verbs)
+    real, twin = (verb_config(verbs["vqa train"][0], parser.parse_args(["vqa", "train", *model]))
+                  for model in (["--model", "llava-1.5-7b"], []))
+    assert (real.train.epochs, twin.train.epochs) == (3.0, 2.0)
+    assert twin.data.source == "synthetic" and twin.synthetic.train_size == 1200  # the twin's recipe

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example, Problem, ValidationReport, load_image
@@ -123,6 +123,7 @@ class DetectValConfig:
 class DetectPredictConfig:
     """`detect predict`: boxes for an image or a folder of images, as JSON."""
 
+    positional: ClassVar = {"source": ("IMAGE", "image file or folder")}  # `--source` stays its alias
     source: str = field(default="", metadata={"help": "image file or folder"})
     detector: DetectSettings = field(default_factory=DetectSettings)
     conf: float = field(default=0.25, metadata={"help": "confidence threshold"})
