@@ -44,6 +44,7 @@ def info_text(dist: str) -> str:
     lines.append(f"presets of {dist} ({len(owned)} of the {len(presets)} installed; `nmm presets` lists all):")
     for p in owned:
         where = "tiny twin, built locally" if p.tiny else f"{p.hub_id}@{(p.revision or '')[:10]}"
+        where = where if p.tiny or p.hub_id else "parts named by its settings"  # a family's own (GILL)
         lines.append(f"  {p.name:<18} {p.family:<10} {where}")
     try:
         import torch
@@ -65,6 +66,7 @@ def presets_text() -> str:
     rows = [f"{'name':<20} {'family':<10} {'package':<16} source"]
     for name, p in all_presets().items():
         source = "tiny twin (local)" if p.tiny else f"{p.hub_id} @ {p.revision}"
+        source = source if p.tiny or p.hub_id else "parts named by its settings"  # a family's own (GILL)
         rows.append(f"{name:<20} {p.family:<10} {preset_owner(name):<16} {source}")
     return "\n".join(rows)
 

@@ -24,7 +24,7 @@ from nmm_core.workflows import DataSettings, EvalConfig, Finish, ModelSettings, 
 
 # (config class, function of the parsed config, help); a config class with a `positional` mapping
 # ({setting: (METAVAR, help)}) takes those settings as positional arguments, their flags kept as
-# aliases. A domain's verb with None for its class replaces a standard verb's function, not its flags.
+# aliases; a third item, argparse's nargs, makes one optional ("?", "*") or a list ("+", "*"). A domain's verb with None for its class replaces a standard verb's function, not its flags.
 Verb = tuple[type | None, Callable[..., object], str]
 
 
@@ -81,6 +81,9 @@ class Domain:
 
     def source_of(self, cfg: Any) -> DataSource:
         """The resolved data source of a command's config (the generated set built if named)."""
+        from nmm_core.seeds import resolve_seeds
+
+        resolve_seeds(cfg)  # a generated set's or split's seed left unset is the run seed
         build = None
         if self.synthetic is not None and hasattr(cfg, "synthetic"):
             build = partial(self.synthetic.folder, self.name, cfg.synthetic)
@@ -235,8 +238,8 @@ def domain_parser(domain: Domain, verbs: Mapping[str, Verb]):
                                                    metavar="ACTION")
             where = groups[key]
         command = add_command(where, leaf, cls, help=text)
-        for name, (metavar, help) in getattr(cls, "positional", {}).items():
-            add_positional(command, name, metavar, f"{help} (or {_flag(name)})")
+        for name, (metavar, help, *nargs) in getattr(cls, "positional", {}).items():
+            add_positional(command, name, metavar, f"{help} (or {_flag(name)})", many=nargs[:1] in (["+"], ["*"]))
         command.set_defaults(nmm_verb=verb)
     return parser
 
@@ -251,7 +254,8 @@ def verb_config(cls: type, ns: Any) -> Any:
     from nmm_core.positionals import take_positionals
 
     positional = getattr(cls, "positional", {})
-    take_positionals(ns, {name: (metavar, _flag(name)) for name, (metavar, _) in positional.items()})
+    take_positionals(ns, {name: (metavar, _flag(name)) for name, (metavar, *_) in positional.items()},
+                     optional={name for name, (_, _, *nargs) in positional.items() if nargs[:1] in (["?"], ["*"])})
     return config_from_parsed(cls, ns)
 
 

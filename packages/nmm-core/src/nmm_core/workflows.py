@@ -267,14 +267,25 @@ def lora_trainee(cfg: TrainConfig) -> Trainee:
                    bf16=str(loaded.model.dtype) == "torch.bfloat16")
 
 
+def family_trainee(model: ModelSettings) -> Callable[[TrainConfig], Trainee]:
+    """What trains `model`: its family's own trainee where it names one, else core's LoRA trainee."""
+    from nmm_core.families import get_family
+    from nmm_core.presets import all_presets
+
+    preset = all_presets().get(model.model)
+    family = model.family or (preset.family if preset is not None else None)
+    return (get_family(family).own_trainee() if family else None) or lora_trainee
+
+
 def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None,
-              finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] = lora_trainee,
+              finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] | None = None,
               load: Load = load_columns, source: DataSource | None = None) -> Path:
     """Fine-tune and save the adapter; returns the completed run folder.
 
-    `trainee` builds what is trained (a model of a domain's own, such as GILL, brings its own
-    collator and save); `source` (resolved, its settings those of `cfg.data`) reads a domain's own
-    data (its skips listed in the run folder); the run folder, resume, multi-process and reporting stay here.
+    `trainee` builds what is trained (default: the model's family's own, such as GILL's with its
+    collator and save, else core's LoRA trainee); `source` (resolved, its settings those of
+    `cfg.data`) reads a domain's own data (its skips listed in the run folder); the run folder,
+    resume, multi-process and reporting stay here.
     """
     state = _process_state(cfg.model)
     main = state.is_main_process
@@ -294,7 +305,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         # before anything random is drawn: adapters and new parts are initialised here, before
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
-        built = trainee(cfg)
+        built = (trainee or family_trainee(cfg.model))(cfg)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
                         bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator,

@@ -6,7 +6,7 @@ import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.workflows import ModelSettings
@@ -28,6 +28,7 @@ class GenerateConfig:
     steps: int = field(default=50, metadata={"help": "diffusion steps"})
     guidance: float = field(default=7.5, metadata={"help": "classifier-free guidance scale"})
     seed: int = 0
+    positional: ClassVar = {"caption": "what the image should show, quoted"}
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -42,6 +43,8 @@ class RetrieveConfig:
     gill: GillSettings = field(default_factory=GillSettings)
     adapter: str | None = field(default=None, metadata={"help": "GILL adapter folder from `train --model gill`"})
     top: int = field(default=5, metadata={"help": "how many ranked images to print"})
+    positional: ClassVar = {"caption": "what the image should show, quoted",
+                            "images": {"nargs": "+", "help": "candidate image files"}}
 
 
 @dataclass
