@@ -47,7 +47,7 @@ Finish = Callable[[Path], dict[str, Any] | None]
 if TYPE_CHECKING:
     from nmm_core.sources import DataSource  # sources reads columns through this module
 
-# The older hook for a domain's own reader of one split (memes, until it declares a DataSource):
+# The older hook for a domain's own reader of one split (pathology's validation split, until it declares a DataSource):
 # a `source=` (nmm_core.sources.DataSource) replaces it.
 Load = Callable[[Any, str], ValidationReport]
 
