@@ -14,10 +14,10 @@ from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import load_image
 from nmm_memes.data import (
     MemeDataSettings,
+    MemeSource,
     SyntheticSettings,
     load_memecap,
     load_memecraft,
-    MemeSource,
     load_memes,
     split_caption,
     synthesize,

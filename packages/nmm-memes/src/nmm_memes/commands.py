@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from nmm_core.domain import Domain, run_domain_eval, run_domain_predict
 from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig
@@ -107,16 +108,13 @@ def refuse_gill(model: ModelSettings, command: str) -> None:
                           "predict (caption), generate (image) or retrieve")
 
 
-def run_meme_eval(cfg: MemeEvalConfig, *, compare: bool = False) -> Path:
+def run_meme_eval(memes: Domain, cfg: MemeEvalConfig, *, compare: bool = False) -> Path:
     """The kit's `eval` (or `compare`) on the memes: predictions with per-example ROUGE, ROUGE and BLEU."""
-    from nmm_core.domain import run_domain_eval
-    from nmm_memes.cli import MEMES
-
     refuse_gill(cfg.model, "compare" if compare else "eval")
-    return run_domain_eval(MEMES, cfg, compare=compare)
+    return run_domain_eval(memes, cfg, compare=compare)
 
 
-def run_predict(cfg: PredictConfig, image: str, title: str) -> str:
+def run_predict(memes: Domain, cfg: PredictConfig, image: str, title: str) -> str:
     """State what one meme means (adapter merged) and print it; a GILL preset: the image's caption."""
     if is_gill(cfg.model.model):
         from nmm_memes.gill.generate import gill_caption
@@ -124,7 +122,4 @@ def run_predict(cfg: PredictConfig, image: str, title: str) -> str:
         caption = gill_caption(cfg.model, cfg.gill, cfg.adapter, image, max_new_tokens=cfg.max_new_tokens)
         print(caption)
         return caption
-    from nmm_core.domain import run_domain_predict
-    from nmm_memes.cli import MEMES
-
-    return run_domain_predict(MEMES, cfg, image, title)
+    return run_domain_predict(memes, cfg, image, title)

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from nmm_core.domain import Domain
 from nmm_core.errors import ConfigError
 from nmm_core.metric import Metric
 from nmm_core.seeds import part_seed
@@ -46,17 +47,16 @@ class CompeteConfig(MemeEvalConfig):
     judge: JudgeSettings = field(default_factory=JudgeSettings)
 
 
-def run_compete(cfg: CompeteConfig) -> Path:
+def run_compete(memes: Domain, cfg: CompeteConfig) -> Path:
     """Core's `run_compare` on the memes (pairs.jsonl, report), then the pairs judged into the same run."""
     from nmm_core.workflows import run_compare
-    from nmm_memes.cli import MEMES
 
     if not cfg.adapter:  # before the synthetic set is built or the model checked
         raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
     refuse_gill(cfg.model, "compete")
     check_model_source(cfg.model)
-    source = MEMES.source_of(cfg)  # the synthetic set's seed, when not given, is the run seed
-    task = MEMES.task
+    source = memes.source_of(cfg)  # the synthetic set's seed, when not given, is the run seed
+    task = memes.task
     return run_compare(replace(cfg, data=source.settings), task, source=source, kind="compete",
                        seed=cfg.judge.seed, finish=lambda folder: judge_run(folder, cfg.judge,
                                                                             metric=task.primary_metric))
