@@ -76,6 +76,7 @@ def test_a_family_that_names_its_trainee_trains_its_presets_with_it(monkeypatch)
     from dataclasses import replace
 
     from nmm_core import families
+    from nmm_core.models import load_model
     from nmm_core.workflows import ModelSettings, family_trainee, lora_trainee
 
     monkeypatch.setattr(families, "FAMILIES", dict(families.FAMILIES))
@@ -87,6 +88,8 @@ def test_a_family_that_names_its_trainee_trains_its_presets_with_it(monkeypatch)
     assert family_trainee(ModelSettings(model="tiny-own")) is json.dumps
     assert family_trainee(ModelSettings(model="own")) is json.dumps
     assert family_trainee(ModelSettings(model="tiny-llava")) is lora_trainee
+    with pytest.raises(PresetError, match="'tiny-own' is a own model: it is built by its own trainee"):
+        load_model("tiny-own")  # core's loader (eval, predict) never builds a twin it cannot use
     assert families.register_family(own) is own  # the same declaration again (a module re-read) is fine
     with pytest.raises(PresetError, match="'own' is registered twice, differently"):
         families.register_family(replace(own, trainee="json:loads"))

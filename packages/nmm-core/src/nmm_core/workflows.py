@@ -175,7 +175,7 @@ def model_image_limits(model: ModelSettings) -> ImageLimits | None:
     try:
         return resolve_source(model.model, family=model.family, revision=model.revision).family.image_limits
     except PresetError:
-        return None  # a domain's own model (GILL), or an error the model's loading will report
+        return None  # an error the model's loading will report
 
 
 def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,

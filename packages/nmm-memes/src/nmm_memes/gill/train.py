@@ -30,7 +30,7 @@ def gill_trainee(cfg):
     """GILL's parts with fresh LoRA on the frozen OPT, its own collator and loss, saved with its parts.
 
     GILL's family names it, so core's `run_train` builds it for `--model gill|tiny-gill`; `cfg` is
-    memes' train config (its `gill` settings name the parts).
+    memes' train config (its `gill` settings name the parts; another command's: GILL's defaults).
     """
     from transformers import set_seed
 
@@ -48,7 +48,9 @@ def gill_trainee(cfg):
                           "gradients: drop --train-gradient-checkpointing (or lower --train-batch-size)")
     # The new parts (LoRA, [IMG] rows, mapper) are drawn before the Trainer seeds: seed them too.
     set_seed(cfg.train.seed)
-    parts = load_parts(cfg.model, cfg.gill)
+    from nmm_memes.gill.settings import GillSettings
+
+    parts = load_parts(cfg.model, getattr(cfg, "gill", None) or GillSettings())  # core's `nmm train`: defaults
     peft_lm = apply_lora(parts.loaded, cfg.lora)
     model = fresh_model(parts, peft_lm)
     spec = model.spec
