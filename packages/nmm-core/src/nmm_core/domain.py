@@ -24,7 +24,8 @@ from nmm_core.workflows import DataSettings, EvalConfig, Finish, ModelSettings, 
 
 # (config class, function of the parsed config, help); a config class with a `positional` mapping
 # ({setting: (METAVAR, help)}) takes those settings as positional arguments, their flags kept as
-# aliases; a third item, argparse's nargs, makes one optional ("?", "*") or a list ("+", "*"). A domain's verb with None for its class replaces a standard verb's function, not its flags.
+# aliases; a third item is argparse's nargs for it ("?": may be left out; None, "+": argparse requires it).
+# A domain's verb with None for its class replaces a standard verb's function, not its flags.
 Verb = tuple[type | None, Callable[..., object], str]
 
 
@@ -239,7 +240,9 @@ def domain_parser(domain: Domain, verbs: Mapping[str, Verb]):
             where = groups[key]
         command = add_command(where, leaf, cls, help=text)
         for name, (metavar, help, *nargs) in getattr(cls, "positional", {}).items():
-            add_positional(command, name, metavar, f"{help} (or {_flag(name)})", many=nargs[:1] in (["+"], ["*"]))
+            required = nargs[:1] in ([None], ["+"])  # by argparse: its flag alone does not do
+            add_positional(command, name, metavar, help if required else f"{help} (or {_flag(name)})",
+                           nargs=nargs[0] if nargs else "?")
         command.set_defaults(nmm_verb=verb)
     return parser
 
@@ -255,7 +258,7 @@ def verb_config(cls: type, ns: Any) -> Any:
 
     positional = getattr(cls, "positional", {})
     take_positionals(ns, {name: (metavar, _flag(name)) for name, (metavar, *_) in positional.items()},
-                     optional={name for name, (_, _, *nargs) in positional.items() if nargs[:1] in (["?"], ["*"])})
+                     optional={name for name, (_, _, *nargs) in positional.items() if nargs[:1] == ["?"]})
     return config_from_parsed(cls, ns)
 
 

@@ -10,10 +10,11 @@ from nmm_core.errors import ConfigError
 _SUFFIX = "__positional"
 
 
-def add_positional(parser: argparse.ArgumentParser, dest: str, metavar: str, help: str, *, many: bool = False) -> None:
-    """An optional positional `metavar` (`many`: a list of them) that fills setting `dest` (its `--flag` still works)."""
-    parser.add_argument(dest + _SUFFIX, metavar=metavar, nargs="*" if many else "?", default=argparse.SUPPRESS,
-                        help=help)
+def add_positional(parser: argparse.ArgumentParser, dest: str, metavar: str, help: str, *,
+                   nargs: str | None = "?") -> None:
+    """A positional `metavar` that fills setting `dest`; optional by default (its `--flag` still works),
+    or as argparse's `nargs` says (None: exactly one, "+": one or more, both required by argparse)."""
+    parser.add_argument(dest + _SUFFIX, metavar=metavar, nargs=nargs, default=argparse.SUPPRESS, help=help)
 
 
 def take_positionals(ns: argparse.Namespace, required: dict[str, tuple[str, str]],

@@ -38,7 +38,8 @@ MEMES = Domain(
     verbs={
         "data inspect": (InspectConfig, run_inspect,
                          "counts per split and every skipped record (missing image, filtered caption, bad field)"),
-        "convert": (ConvertConfig, run_convert, "TinyLLaVA_Factory checkpoint -> Llava folder usable as --model OUT"),
+        "convert": (ConvertConfig, lambda cfg: run_convert(cfg, cfg.src, cfg.out),
+                    "TinyLLaVA_Factory checkpoint -> Llava folder usable as --model OUT"),
         "train": (MemeTrainConfig, lambda cfg: print(run_domain_train(MEMES, cfg)),
                   "LoRA fine-tuning: image + title -> meaning (TinyLLaVA); --model gill|tiny-gill: GILL"),
         "eval": (MemeEvalConfig, lambda cfg: print(run_meme_eval(MEMES, cfg)),
@@ -47,10 +48,12 @@ MEMES = Domain(
                     "base vs merged fine-tuned adapter on the same memes (report, pairs.jsonl)"),
         "compete": (CompeteConfig, lambda cfg: print(run_compete(MEMES, cfg)),
                     "base vs fine-tuned on the same memes: blind pairs.jsonl, win rate with CI, ratings"),
-        "predict": (PredictConfig, lambda *args: run_predict(MEMES, *args),
+        "predict": (PredictConfig, lambda cfg: run_predict(MEMES, cfg),
                     "what one meme means, from its image and title"),
-        "generate": (GenerateConfig, run_generate, "GILL: an image for a caption, saved as PNG"),
-        "retrieve": (RetrieveConfig, run_retrieve, "GILL: rank candidate images for a caption"),
+        "generate": (GenerateConfig, lambda cfg: run_generate(cfg, cfg.caption),
+                     "GILL: an image for a caption, saved as PNG"),
+        "retrieve": (RetrieveConfig, lambda cfg: run_retrieve(cfg, cfg.caption, list(cfg.images)),
+                     "GILL: rank candidate images for a caption"),
     },
 )
 

@@ -63,12 +63,14 @@ class InspectConfig:
 class PredictConfig:
     """`predict`: what one meme means, from its image and post title (GILL: the image's caption)."""
 
+    image: str = field(default="", metadata={"help": "meme image file"})
+    question: str = field(default="", metadata={"help": "the post title (GILL does not use it)"})
     model: ModelSettings = field(default_factory=_model)
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder (merged)"})
     max_new_tokens: int = 48
     gill: GillSettings = field(default_factory=GillSettings)
-    positional: ClassVar = {"image": "meme image file", "title": {
-        "nargs": "?", "default": "", "help": "the post title, quoted (GILL does not use it)"}}
+    positional: ClassVar = {"image": ("IMAGE", "meme image file", None),
+                            "question": ("TITLE", "the post title, quoted (GILL does not use it)", "?")}
 
 
 def run_inspect(cfg: InspectConfig) -> dict[str, dict]:
@@ -114,12 +116,12 @@ def run_meme_eval(memes: Domain, cfg: MemeEvalConfig, *, compare: bool = False) 
     return run_domain_eval(memes, cfg, compare=compare)
 
 
-def run_predict(memes: Domain, cfg: PredictConfig, image: str, title: str) -> str:
+def run_predict(memes: Domain, cfg: PredictConfig) -> str:
     """State what one meme means (adapter merged) and print it; a GILL preset: the image's caption."""
     if is_gill(cfg.model.model):
         from nmm_memes.gill.generate import gill_caption
 
-        caption = gill_caption(cfg.model, cfg.gill, cfg.adapter, image, max_new_tokens=cfg.max_new_tokens)
+        caption = gill_caption(cfg.model, cfg.gill, cfg.adapter, cfg.image, max_new_tokens=cfg.max_new_tokens)
         print(caption)
         return caption
-    return run_domain_predict(memes, cfg, image, title)
+    return run_domain_predict(memes, cfg)

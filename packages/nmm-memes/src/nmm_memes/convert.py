@@ -25,8 +25,10 @@ class ConvertConfig:
 
     tokenizer: str | None = field(default=None, metadata={
         "help": "folder with the Phi-2 tokenizer files (default: SRC, as the published repo has them)"})
-    positional: ClassVar = {"src": "TinyLLaVA_Factory checkpoint folder (config.json + weights)",
-                            "out": "new folder to write"}
+    src: str = field(default="", metadata={"help": "TinyLLaVA_Factory checkpoint folder"})
+    out: str = field(default="", metadata={"help": "new folder to write"})
+    positional: ClassVar = {"src": ("SRC", "TinyLLaVA_Factory checkpoint folder (config.json + weights)", None),
+                            "out": ("OUT", "new folder to write", None)}
 
 
 def has_tokenizer(folder: Path) -> bool:

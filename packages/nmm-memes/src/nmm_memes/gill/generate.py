@@ -28,7 +28,8 @@ class GenerateConfig:
     steps: int = field(default=50, metadata={"help": "diffusion steps"})
     guidance: float = field(default=7.5, metadata={"help": "classifier-free guidance scale"})
     seed: int = 0
-    positional: ClassVar = {"caption": "what the image should show, quoted"}
+    caption: str = field(default="", metadata={"help": "what the image should show"})
+    positional: ClassVar = {"caption": ("CAPTION", "what the image should show, quoted", None)}
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -43,8 +44,10 @@ class RetrieveConfig:
     gill: GillSettings = field(default_factory=GillSettings)
     adapter: str | None = field(default=None, metadata={"help": "GILL adapter folder from `train --model gill`"})
     top: int = field(default=5, metadata={"help": "how many ranked images to print"})
-    positional: ClassVar = {"caption": "what the image should show, quoted",
-                            "images": {"nargs": "+", "help": "candidate image files"}}
+    caption: str = field(default="", metadata={"help": "what the image should show"})
+    images: tuple[str, ...] = field(default=(), metadata={"help": "candidate image files"})
+    positional: ClassVar = {"caption": ("CAPTION", "what the image should show, quoted", None),
+                            "images": ("IMAGE", "candidate image files", "+")}
 
 
 @dataclass
