@@ -99,19 +99,25 @@ def test_finish_hook_writes_into_the_run_before_it_is_marked_complete(tmp_path):
     assert json.loads((final / "status.json").read_text())["summary"]["domain_score"] == 0.5
 
 
-def test_load_hook_reads_a_domain_source_and_lists_its_skips_in_the_run(tmp_path, capsys):
+def test_a_domain_source_is_read_and_its_skips_listed_in_the_run(tmp_path, capsys):
     from nmm_core.records import Problem, ValidationReport
     from nmm_core.runs import RunDir
     from nmm_core.workflows import load_split
 
     kept = make_shapes_dataset(2, seed=6)
 
-    def load(data, split):
-        return ValidationReport(kept=kept, problems=[Problem("x", "image", "missing", "image missing")],
-                                total=3)
+    class Own:
+        settings = {"own": "settings"}
+
+        def resolve(self):
+            return self
+
+        def load(self, split):
+            return ValidationReport(kept=kept, problems=[Problem("x", "image", "missing", "image missing")],
+                                    total=3)
 
     run = RunDir.create(tmp_path, "eval", "m")
-    assert load_split({"own": "settings"}, "test", run, load=load) == kept
+    assert load_split({"own": "settings"}, "test", run, source=Own()) == kept
     assert "[test] kept 2 of 3 records; skipped 1: 1 image missing" in capsys.readouterr().err
     assert json.loads(run.file("problems-test.jsonl").read_text())["id"] == "x"
 

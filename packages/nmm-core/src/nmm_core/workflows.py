@@ -47,10 +47,6 @@ Finish = Callable[[Path], dict[str, Any] | None]
 if TYPE_CHECKING:
     from nmm_core.sources import DataSource  # sources reads columns through this module
 
-# The older hook for a domain's own reader of one split (pathology's validation split, until it declares a DataSource):
-# a `source=` (nmm_core.sources.DataSource) replaces it.
-Load = Callable[[Any, str], ValidationReport]
-
 
 @dataclass
 class DataSettings:
@@ -178,18 +174,17 @@ def model_image_limits(model: ModelSettings) -> ImageLimits | None:
         return None  # an error the model's loading will report
 
 
-def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
-               limits: ImageLimits | None = None, source: DataSource | None = None) -> list[Example]:
-    """Load one split from `source` (or with `load`), summarise it on stderr and list its skipped records
-    in the run; images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
-    return checked_split(data, split, run, load=load, limits=limits, source=source)[0]
+def load_split(data: Any, split: str, run: RunDir | None, *, limits: ImageLimits | None = None,
+               source: DataSource | None = None) -> list[Example]:
+    """Load one split from `source` (None: `data`'s columns), summarise it on stderr and list its skipped
+    records in the run; images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
+    return checked_split(data, split, run, limits=limits, source=source)[0]
 
 
-def checked_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
-                  limits: ImageLimits | None = None,
+def checked_split(data: Any, split: str, run: RunDir | None, *, limits: ImageLimits | None = None,
                   source: DataSource | None = None) -> tuple[list[Example], dict[str, Any]]:
     """`load_split`'s records, and how many were used and skipped (`record_counts`) for the report."""
-    loaded = source.load(split) if source is not None else load(data, split)
+    loaded = source.load(split) if source is not None else load_columns(data, split)
     report = within_limits(loaded, limits, getattr(data, "on_bad_record", "skip"))
     print(f"[{split}] {report.summary()}", file=sys.stderr)
     listed = run.file(f"problems-{split}.jsonl") if report.problems and run is not None else None
@@ -201,15 +196,13 @@ def checked_split(data: Any, split: str, run: RunDir | None, *, load: Load = loa
     return report.kept, record_counts(report, listed.name if listed else None)
 
 
-def _eval_split(cfg: EvalConfig, run: RunDir, examples: list[Example] | None, load: Load,
-                records: dict[str, Any] | None,
+def _eval_split(cfg: EvalConfig, run: RunDir, examples: list[Example] | None, records: dict[str, Any] | None,
                 source: DataSource | None = None) -> tuple[list[Example], dict[str, Any] | None]:
     """The examples an eval/compare scores: the domain's own (with its `records` counts), or the eval
     split loaded and checked."""
     if examples is not None:
         return examples, records
-    return checked_split(cfg.data, cfg.data.eval_split, run, load=load, limits=model_image_limits(cfg.model),
-                         source=source)
+    return checked_split(cfg.data, cfg.data.eval_split, run, limits=model_image_limits(cfg.model), source=source)
 
 
 def _finished(finish: Finish | None, run: RunDir) -> dict[str, Any]:
@@ -279,7 +272,7 @@ def family_trainee(model: ModelSettings) -> Callable[[TrainConfig], Trainee]:
 
 def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None,
               finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] | None = None,
-              load: Load = load_columns, source: DataSource | None = None) -> Path:
+              source: DataSource | None = None) -> Path:
     """Fine-tune and save the adapter; returns the completed run folder.
 
     `trainee` builds what is trained (default: the model's family's own, such as GILL's with its
@@ -300,8 +293,8 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
         train_set = examples if examples is not None else load_split(
-            cfg.data, cfg.data.split, run, load=load, limits=model_image_limits(cfg.model), source=source)
-        train_set, val_set, validation = validation_set(cfg, train_set, run, load=load, source=source)
+            cfg.data, cfg.data.split, run, limits=model_image_limits(cfg.model), source=source)
+        train_set, val_set, validation = validation_set(cfg, train_set, run, source=source)
         # before anything random is drawn: adapters and new parts are initialised here, before
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
@@ -331,7 +324,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         raise
 
 
-def validation_set(cfg: TrainConfig, train_set: list[Example], run: RunDir, *, load: Load = load_columns,
+def validation_set(cfg: TrainConfig, train_set: list[Example], run: RunDir, *,
                    source: DataSource | None = None) -> tuple[list[Example], list[Example], dict[str, Any] | None]:
     """(training examples, validation examples, what the validation set is) for `--train-eval-steps`:
     the data's validation split where it names one, else a seeded holdout of the training split."""
@@ -339,8 +332,7 @@ def validation_set(cfg: TrainConfig, train_set: list[Example], run: RunDir, *, l
         return train_set, [], None
     data = cfg.data
     if getattr(data, "val_split", ""):
-        val_set = load_split(data, data.val_split, run, load=load, limits=model_image_limits(cfg.model),
-                             source=source)
+        val_set = load_split(data, data.val_split, run, limits=model_image_limits(cfg.model), source=source)
         return train_set, val_set, {"split": data.val_split, "examples": len(val_set)}
     seed, fraction = cfg.train.seed, getattr(data, "val_fraction", 0.1)  # the run seed draws the holdout too
     kept, held = holdout(train_set, fraction, seed=seed)
@@ -410,13 +402,13 @@ TRAIN_MAY_CHANGE = ("train.num_workers", "train.logging_steps", "train.save_step
 
 
 def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
-             finish: Finish | None = None, load: Load = load_columns,
-             records: dict[str, Any] | None = None, source: DataSource | None = None) -> Path:
+             finish: Finish | None = None, records: dict[str, Any] | None = None,
+             source: DataSource | None = None) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder (`records`: the counts behind
     `examples`, for the report)."""
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))
     with _eval_run(cfg, "eval") as run:
-        test, records = _eval_split(cfg, run, examples, load, records, source)
+        test, records = _eval_split(cfg, run, examples, records, source)
         name = "fine-tuned" if cfg.adapter else "base"
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
                                 out_file=run.file("predictions.jsonl"))
@@ -427,7 +419,7 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
 
 
 def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
-                load: Load = load_columns, finish: Finish | None = None, kind: str = "compare",
+                finish: Finish | None = None, kind: str = "compare",
                 seed: int | None = None, records: dict[str, Any] | None = None,
                 source: DataSource | None = None) -> Path:
     """Base vs base + adapter on the same examples and settings; report with both, and pairs.jsonl.
@@ -440,7 +432,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))  # base and fine-tuned see the same images
     with _eval_run(cfg, kind) as run:
         seed = cfg.seed if seed is None else seed
-        test, records = _eval_split(cfg, run, examples, load, records, source)
+        test, records = _eval_split(cfg, run, examples, records, source)
         results = [
             evaluate_model(cfg, task, test, adapter=None, name="base",
                            out_file=run.file("predictions-base.jsonl")),
