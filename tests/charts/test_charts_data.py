@@ -77,3 +77,23 @@ def test_charts_hub_split_names_and_offline_error():
                                                ("62%", "numeric"), ("Texas", "text"), ("No", "text")])
 def test_charts_answer_type(answer, kind):
     assert answer_type(answer) == kind
+
+
+def test_inspect_counts_kinds_of_kept_records_only_and_names_a_missing_kind(tmp_path, capsys):
+    from nmm_charts.cli import main
+
+    (tmp_path / "images").mkdir()
+    rows = []
+    for i, kind in enumerate(["count", "count", "value", None]):
+        (tmp_path / "images" / f"c{i}.png").write_bytes(b"not a png" if i == 1 else _png("RGB"))
+        row = {"id": f"r{i}", "image": f"images/c{i}.png", "query": "How many bars?", "label": str(i)}
+        if kind is not None:
+            row["kind"] = kind
+        rows.append(row)
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["data", "inspect", "--data-source", str(tmp_path), "--splits", "train",
+                 "--grid", str(tmp_path / "grid.png")]) == 0
+    out = capsys.readouterr().out
+    assert "3 of 4 records usable" in out
+    # r1 (a count question) is skipped: of the 3 kept, one each
+    assert "question kinds: count 1 (33%), value 1 (33%), (none) 1 (33%)" in out

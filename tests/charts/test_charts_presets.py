@@ -61,9 +61,11 @@ def test_moondream2_offline_fails_with_one_clear_error_and_leaves_no_partial_con
 
 @pytest.mark.parametrize("preset", [p.name for p in PRESETS])
 def test_a_study_preset_keeps_lora_r16_alpha32_and_a_twin_takes_the_common_default(preset):
-    from nmm_charts.commands import ChartTrainConfig
+    from nmm_charts.cli import CHARTS
     from nmm_core.config import parse_config
+    from nmm_core.domain import standard_verbs
 
+    ChartTrainConfig = standard_verbs(CHARTS)["train"][0]
     lora = parse_config(ChartTrainConfig, argv=["--model", preset]).lora
     assert (lora.r, lora.alpha) == (16, 32)
     twin = parse_config(ChartTrainConfig, argv=["--lora-r", "64"]).lora  # tiny-qwen2-vl, with its recipe

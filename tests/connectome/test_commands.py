@@ -171,3 +171,22 @@ def test_build_fc_from_precomputed_matrices_and_bad_input(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["data", "synthesize", "--out", str(tmp_path / "z"), "--regions", "5"]) == 2
     assert "regions must be at least" in capsys.readouterr().err
+
+
+def test_eval_report_counts_the_skipped_subjects_and_lists_them(tmp_path, capsys):
+    src, rng = tmp_path / "fc", np.random.default_rng(0)
+    subjects = [f"s{i:02d}" for i in range(12)]
+    for subject in subjects:
+        for cond in ("rest", "task"):
+            (src / cond).mkdir(parents=True, exist_ok=True)
+            np.save(src / cond / f"{subject}.npy", np.corrcoef(rng.standard_normal((6, 100))))
+    bad = np.load(src / "task" / "s03.npy")
+    bad[0, 3] = 0.9  # no longer symmetric
+    np.save(src / "task" / "s03.npy", bad)
+    assert main(["eval", "--data", str(src), "--output-dir", str(tmp_path / "runs")]) == 0
+    run = _only(tmp_path / "runs", "*-eval-*")
+    assert "- records: 11 of 12 used; 1 skipped, listed in problems-data.jsonl" in (run / "report.md").read_text()
+    records = json.loads((run / "report.json").read_text())["records"]
+    assert records == {"used": 11, "total": 12, "skipped": 1, "listed_in": "problems-data.jsonl"}
+    [listed] = [json.loads(line) for line in (run / "problems-data.jsonl").read_text().splitlines()]
+    assert listed["id"] == "s03" and listed["field"] == "task"

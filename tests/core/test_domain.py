@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from nmm_core import ColumnSource, Domain, Example, SyntheticSet, domain_main, short_answer_task, write_jsonl_dataset
-from nmm_core.domain import domain_parser, domain_verbs, standard_verbs
+from nmm_core.domain import domain_parser, domain_verbs, standard_verbs, verb_config
 from nmm_core.sources import is_synthetic
 from nmm_core.workflows import DataSettings
 
@@ -45,7 +45,7 @@ def test_standard_verbs_are_the_same_flags_for_every_domain():
     plain = Domain(name="nmm-plain", description="no generated set", task=short_answer_task())
     with_set = toy()
     assert set(standard_verbs(with_set)) == {"train", "eval", "compare", "predict", "data inspect",
-                                             "data synthesize", "export"}
+                                             "data synthesize", "export", "runs"}
     assert "data synthesize" not in standard_verbs(plain)  # nothing to generate
     for verb in ("train", "eval", "predict"):
         flags = [{a.dest for a in domain_parser(d, domain_verbs(d))._subparsers._group_actions[0]
@@ -119,6 +119,25 @@ def test_bad_flag_values_end_in_one_line(capsys):
     assert domain_main(toy(), ["data", "inspect", "--data-source", "/no/such/folder"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "/no/such/folder" in err and "\n" not in err
+
+
+def test_a_verb_without_a_class_keeps_the_standard_flags_and_positionals_keep_their_flags(capsys):
+    seen = []
+    domain = toy(verbs={"predict": (None, lambda cfg: seen.append((cfg.image, cfg.question, cfg.max_new_tokens)),
+                                    "its own answer")})
+    assert domain_main(domain, ["predict", "a.png", "--question", "is it?", "--generation-max-new-tokens", "3"]) == 0
+    assert domain_main(domain, ["predict", "--image", "b.png", "--question", "why?"]) == 0
+    assert seen == [("a.png", "is it?", 3), ("b.png", "why?", None)]
+    assert domain_main(domain, ["predict", "--question", "is it?"]) == 2
+    assert "missing IMAGE" in capsys.readouterr().err and len(seen) == 2
+
+
+def test_a_domain_sets_its_training_defaults_under_the_flags():
+    train, *_ = standard_verbs(toy(train={"epochs": 4.0}))["train"]
+    assert train().train.epochs == 4.0 and train().train.lr == standard_verbs(toy())["train"][0]().train.lr
+    domain = toy(train={"epochs": 4.0})
+    parser = domain_parser(domain, domain_verbs(domain))
+    assert verb_config(train, parser.parse_args(["train", "--train-epochs", "2"])).train.epochs == 2.0
 
 
 def test_a_domain_without_a_task_gets_only_its_own_verbs(capsys):

@@ -67,3 +67,31 @@ def test_a_revision_pins_a_bare_hub_id_and_is_refused_for_presets(tmp_path):
         check_model_source(ModelSettings(model="tiny-qwen2-vl", revision=commit))
     with pytest.raises(PresetError, match="a local folder"):
         resolve_source(str(tmp_path), revision=commit)
+
+
+def test_a_family_that_names_its_trainee_trains_its_presets_with_it(monkeypatch):
+    """As GILL's does: `run_train` builds such a family's presets with its trainee; its real preset may
+    name no checkpoint (its trainee loads its own parts); other families keep core's LoRA trainee."""
+    import json
+    from dataclasses import replace
+
+    from nmm_core import families
+    from nmm_core.models import load_model
+    from nmm_core.workflows import ModelSettings, family_trainee, lora_trainee
+
+    monkeypatch.setattr(families, "FAMILIES", dict(families.FAMILIES))
+    monkeypatch.setattr(presets, "_registry", presets._Registry(loaded=True))
+    own = families.register_family(replace(families.get_family("opt_clip"), name="own", model_types=(),
+                                           trainee="json:dumps"))
+    presets.register([ModelPreset("tiny-own", "own", tiny=True), ModelPreset("own", "own"),
+                      ModelPreset("tiny-llava", "llava", tiny=True)], owner="pkg")
+    assert family_trainee(ModelSettings(model="tiny-own")) is json.dumps
+    assert family_trainee(ModelSettings(model="own")) is json.dumps
+    assert family_trainee(ModelSettings(model="tiny-llava")) is lora_trainee
+    with pytest.raises(PresetError, match="'tiny-own' is a own model: it is built by its own trainee"):
+        load_model("tiny-own")  # core's loader (eval, predict) never builds a twin it cannot use
+    assert families.register_family(own) is own  # the same declaration again (a module re-read) is fine
+    with pytest.raises(PresetError, match="'own' is registered twice, differently"):
+        families.register_family(replace(own, trainee="json:loads"))
+    with pytest.raises(PresetError, match="either hub_id or tiny"):
+        ModelPreset("x", "llava")  # a family without its own trainee: a real preset names its checkpoint

@@ -73,3 +73,17 @@ def test_the_interval_narrows_with_more_examples(n):
     low, high = paired_interval(base, tuned, "exact_match")
     assert low <= 0.5 <= high
     assert (high - low < 0.1) == (n == 1000)
+
+
+def test_print_table_shows_every_header_whole(capsys, monkeypatch):
+    from nmm_core.report import print_table
+
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal
+    keys = ["closed_accuracy_norm", "closed_accuracy_strict", "open_accuracy_norm", "open_accuracy_strict",
+            "open_recall", "yes_rate", "exact_match"]  # pathology's columns and more
+    results = [EvalResult(name, dict.fromkeys(keys, 0.5), 0.01, []) for name in ("base", "fine-tuned")]
+    print_table(results, title="pathvqa")
+    out = capsys.readouterr().out
+    assert "…" not in out
+    for header in keys:
+        assert header in out

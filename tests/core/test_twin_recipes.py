@@ -51,3 +51,12 @@ def test_every_twin_recipe_names_real_settings():
 def test_only_a_tiny_twin_carries_a_recipe():
     with pytest.raises(PresetError, match="only a tiny twin"):
         ModelPreset("real", "qwen2_vl", hub_id="org/model", revision="a" * 40, recipe={"train.lr": 1.0})
+
+
+def test_help_shows_the_twin_recipe_value_beside_the_default():
+    from nmm_core.config import build_parser
+
+    helps = {a.dest: a.help for a in build_parser(TrainConfig)._actions}
+    assert helps["train.lr"].endswith("(default: 0.0002; tiny twin tiny-qwen2-vl: 0.003)")
+    assert helps["lora.train_projector"].endswith("(default: False; tiny twin tiny-qwen2-vl: True)")
+    assert helps["train.warmup"].endswith("(default: 0.03)")  # not in the recipe: the default alone

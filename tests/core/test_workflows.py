@@ -25,6 +25,12 @@ def test_train_eval_compare_write_their_files(tmp_path, capsys):
     assert {"config.yaml", "metrics.jsonl", "adapter", "loss.png", "status.json"} <= {
         p.name for p in run.iterdir()}
     assert json.loads((run / "status.json").read_text())["summary"]["global_step"] == 3
+    # every path recorded in the finished run names it as it is now: text, pickled args, TensorBoard events
+    scanned = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    assert {"checkpoints/checkpoint-3/training_args.bin", "config.yaml", "adapter/nmm_adapter.json"} <= scanned
+    assert any(name.startswith("tensorboard/events.out") for name in scanned)
+    stale = [name for name in scanned if b".incomplete" in (run / name).read_bytes()]
+    assert stale == [], stale
 
     assert cli.main(["eval", *common, "--output-dir", str(tmp_path / "evals"),
                      "--adapter", str(run / "adapter")]) == 0
@@ -93,21 +99,40 @@ def test_finish_hook_writes_into_the_run_before_it_is_marked_complete(tmp_path):
     assert json.loads((final / "status.json").read_text())["summary"]["domain_score"] == 0.5
 
 
-def test_load_hook_reads_a_domain_source_and_lists_its_skips_in_the_run(tmp_path, capsys):
+def test_a_domain_source_is_read_and_its_skips_listed_in_the_run(tmp_path, capsys):
     from nmm_core.records import Problem, ValidationReport
     from nmm_core.runs import RunDir
     from nmm_core.workflows import load_split
 
     kept = make_shapes_dataset(2, seed=6)
 
-    def load(data, split):
-        return ValidationReport(kept=kept, problems=[Problem("x", "image", "missing", "image missing")],
-                                total=3)
+    class Own:
+        settings = {"own": "settings"}
+
+        def resolve(self):
+            return self
+
+        def load(self, split):
+            return ValidationReport(kept=kept, problems=[Problem("x", "image", "missing", "image missing")],
+                                    total=3)
 
     run = RunDir.create(tmp_path, "eval", "m")
-    assert load_split({"own": "settings"}, "test", run, load=load) == kept
+    assert load_split({"own": "settings"}, "test", run, source=Own()) == kept
     assert "[test] kept 2 of 3 records; skipped 1: 1 image missing" in capsys.readouterr().err
     assert json.loads(run.file("problems-test.jsonl").read_text())["id"] == "x"
+
+
+def test_no_progress_turns_the_generation_bar_off(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_jsonl_dataset(make_shapes_dataset(4, seed=4), data, split="test")
+    common = ["eval", "--data-source", str(data), "--data-prompt-column", "prompt", "--data-answers-column",
+              "answers", "--generation-max-new-tokens", "2", "--output-dir", str(tmp_path / "runs")]
+    assert cli.main(common) == 0
+    err = capsys.readouterr().err
+    assert "generating" in err and "Loading weights" in err  # the bars, the baseline
+    assert cli.main([*common, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "generating" not in err and "Loading weights" not in err
 
 
 def test_compare_into_a_train_run_makes_one_folder_with_a_breakdown(tmp_path):

@@ -14,11 +14,11 @@ from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import load_image
 from nmm_memes.data import (
     MemeDataSettings,
+    MemeSource,
     SyntheticSettings,
     load_memecap,
     load_memecraft,
     load_memes,
-    load_usable,
     split_caption,
     synthesize,
 )
@@ -80,13 +80,14 @@ def test_command_loader_lists_skips_in_the_run_and_refuses_an_empty_split(tmp_pa
     records, folder, images = _memecap(tmp_path)
     run = RunDir.create(tmp_path / "runs", "compete", "m")
     data = MemeDataSettings(source=str(folder), images=str(images))
-    assert len(load_split(data, "test", run, load=load_usable)) == 5
+    assert len(load_split(data, "test", run, source=MemeSource(data).resolve())) == 5
     assert json.loads(run.file("problems-test.jsonl").read_text())["id"] == "d2rm3s"
     (tmp_path / "empty").mkdir()
     _, empty, no_images = _memecap(tmp_path / "empty", missing=[r["img_fname"] for r in records])
     no_images.mkdir()
-    with pytest.raises(ConfigError, match=r"no usable records \(kept 0 of 6 records; skipped 6: 6 image missing\)"):
-        load_usable(MemeDataSettings(source=str(empty), images=str(no_images)), "test")
+    empty_data = MemeDataSettings(source=str(empty), images=str(no_images))
+    with pytest.raises(DataError, match=r"no usable records \(kept 0 of 6 records; skipped 6: 6 image missing\)"):
+        load_split(empty_data, "test", run, source=MemeSource(empty_data))
 
 
 def test_memecap_validation_split_is_seeded_ten_percent_of_trainval(tmp_path):

@@ -142,6 +142,7 @@ def test_pathology_yolo_trains_offline_far_above_its_untrained_self(tmp_path, no
     assert result["mAP50"] >= untrained["mAP50"] + 0.2, (result, untrained)
     assert 0 < result["mAP50-95"] <= result["mAP50"]
     assert (run / "report.md").read_text().count("mAP50") >= 2 and (run / "metrics.png").is_file()
+    assert "- **records**: 80 of 80 used" in (run / "report.md").read_text()  # 64 train + 16 val images
     weights = run / "ultralytics" / "weights" / "best.pt"
     assert weights.is_file()
     assert Path(report["context"]["weights"]).resolve() == weights.resolve()  # relative to the cwd, as given
@@ -166,6 +167,7 @@ def test_pathology_yolo_trains_offline_far_above_its_untrained_self(tmp_path, no
                  "--generation-max-new-tokens", "4"]) == 0
     [cmp] = runs.glob("*-compare-detector-tiny-llava-1.5")
     vlm, det = json.loads((cmp / "report.json").read_text())["results"]
+    assert "- **records**: 16 of 16 used" in (cmp / "report.md").read_text()
     assert (vlm["name"], det["name"]) == ("vlm", "detector") and vlm["n"] == det["n"] == 16
     rows = [json.loads(line) for line in (cmp / "presence.jsonl").read_text().splitlines()]
     truth = [r["tumour"] for r in rows]
@@ -216,3 +218,17 @@ def test_pathology_yolo_dataset_check_names_a_truncated_image(tmp_path, capsys):
     assert counts["images"] == 7 and counts["images unreadable (left out)"] == 1
     [problem] = unreadable
     assert problem.id == str(image) and problem.field == "image"
+
+
+def test_pathology_detect_val_report_counts_and_lists_the_unreadable_images(tmp_path, no_network):
+    data = write_synthetic_mri(SyntheticMriConfig(output=str(tmp_path / "mri"), train_size=4, val_size=4))
+    image = tmp_path / "mri/images/val/mri-val-0001.png"
+    image.write_bytes(image.read_bytes()[:200])  # cut short
+    # the architecture's random weights: no training needed to see the report's records line
+    assert main(["detect", "val", "--data", str(data), "--detector-imgsz", "64",
+                 "--output-dir", str(tmp_path / "runs")]) == 0
+    [run] = (tmp_path / "runs").glob("*-detect-val-*")
+    assert "- **records**: 7 of 8 used; 1 skipped, listed in problems-dataset.jsonl" in (run / "report.md").read_text()
+    assert json.loads((run / "report.json").read_text())["records"]["skipped"] == 1
+    [listed] = [json.loads(line) for line in (run / "problems-dataset.jsonl").read_text().splitlines()]
+    assert listed["id"] == str(image)

@@ -83,7 +83,7 @@ def test_pathology_vqa_predict_answers_one_image(trained, tmp_path, capsys):
 
     folder = synthetic_folder(SyntheticSettings(train_size=128, test_size=24))
     image = sorted((folder / "images").glob("*.png"))[0]
-    assert main(["vqa", "predict", "--image", str(image), "--question", "is there necrosis?",
+    assert main(["vqa", "predict", str(image), "is there necrosis?",
                  "--adapter", str(trained / "adapter")]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["question"] == "is there necrosis?" and isinstance(out["raw"], str)
@@ -94,6 +94,23 @@ def test_pathology_vqa_predict_missing_image_is_one_line(tmp_path, capsys):
     code = main(["vqa", "predict", "--image", str(tmp_path / "none.png"), "--question", "what is present?"])
     err = capsys.readouterr().err
     assert code == 2 and "none.png" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, settings", [
+    (["vqa", "predict", "a.png", "is it?"], {"image": "a.png", "question": "is it?"}),
+    (["vqa", "predict", "--image", "a.png", "--question", "is it?"], {"image": "a.png", "question": "is it?"}),
+    (["vqa", "predict", "a.png", "--question", "is it?"], {"image": "a.png", "question": "is it?"}),
+    (["detect", "predict", "scans/"], {"source": "scans/"}),
+    (["detect", "predict", "--source", "scans/"], {"source": "scans/"}),
+])
+def test_predict_takes_positionals_with_the_flags_as_aliases(argv, settings):
+    from nmm_core.domain import domain_parser, domain_verbs, verb_config
+    from nmm_pathology.cli import PATHOLOGY
+
+    verbs = domain_verbs(PATHOLOGY)
+    ns = domain_parser(PATHOLOGY, verbs).parse_args(argv)
+    cfg = verb_config(verbs[ns.nmm_verb][0], ns)
+    assert {k: getattr(cfg, k) for k in settings} == settings
 
 
 def test_pathology_qlora_without_bitsandbytes_says_how_to_run_on_cpu(tmp_path, capsys, monkeypatch):
@@ -112,3 +129,15 @@ def test_pathology_real_preset_resolves_to_its_pinned_hub_revision(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2
     assert "llava-hf/llava-1.5-7b-hf" in err and "95f2cf316249a98c11183f471ab76065c3e5f494" in err
+
+
+def test_pathology_vqa_train_keeps_the_study_epochs_and_the_twin_its_recipe():
+    from nmm_core.domain import domain_parser, domain_verbs, verb_config
+    from nmm_pathology.cli import PATHOLOGY
+
+    verbs = domain_verbs(PATHOLOGY)
+    parser = domain_parser(PATHOLOGY, verbs)
+    real, twin = (verb_config(verbs["vqa train"][0], parser.parse_args(["vqa", "train", *model]))
+                  for model in (["--model", "llava-1.5-7b"], []))
+    assert (real.train.epochs, twin.train.epochs) == (3.0, 2.0)
+    assert twin.data.source == "synthetic" and twin.synthetic.train_size == 1200  # the twin's recipe

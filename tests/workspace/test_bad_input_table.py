@@ -205,6 +205,28 @@ CASES: dict[str, Bad] = {
         "nmm-connectome", "data build-fc --source {tmp} --out {tmp}/fc", ("--parcellation",)),
     "pathology vqa predict: missing image": Bad(
         "nmm-pathology", "vqa predict --image {tmp}/none.png --question 'what is present?'", ("none.png",)),
+    "pathology vqa predict: missing image, positional": Bad(
+        "nmm-pathology", "vqa predict {tmp}/none.png 'what is present?'", ("none.png",)),
+    "pathology vqa predict: neither IMAGE nor --image": Bad(
+        "nmm-pathology", "vqa predict", ("missing IMAGE", "--image")),
+    "pathology vqa predict: no QUESTION": Bad(
+        "nmm-pathology", "vqa predict {charts}/images/c0.png", ("missing QUESTION", "--question")),
+    "pathology vqa predict: IMAGE and --image": Bad(
+        "nmm-pathology", "vqa predict {charts}/images/c0.png 'is it?' --image {charts}/images/c1.png",
+        ("IMAGE given twice", "--image")),
+    "pathology detect predict: neither IMAGE nor --source": Bad(
+        "nmm-pathology", "detect predict", ("missing IMAGE", "--source")),
+    "pathology detect predict: no such IMAGE": Bad(
+        "nmm-pathology", "detect predict {tmp}/none.png --detector-model {tmp}/w.pt", ("IMAGE", "none.png")),
+    "pathology detect predict: IMAGE and --source": Bad(
+        "nmm-pathology", "detect predict {tmp} --source {tmp}", ("IMAGE given twice", "--source")),
+    # a bad flag is the subcommand's error (its prog and usage), not the top level's
+    "nmm train: unknown flag": Bad("nmm", "train --bogus 1", ("nmm train: error:", "--bogus")),
+    "charts data inspect: unknown flag": Bad(
+        "nmm-charts", "data inspect --bogus", ("nmm-charts data inspect: error:",)),
+    "pathology vqa eval: unknown flag": Bad("nmm-pathology", "vqa eval --bogus", ("nmm-pathology vqa eval: error:",)),
+    "memes eval: unknown flag": Bad("nmm-memes", "eval --bogus", ("nmm-memes eval: error:", "--bogus")),
+    "connectome train: unknown flag": Bad("nmm-connectome", "train --bogus", ("nmm-connectome train: error:",)),
     "pathology detect convert: no source folder": Bad(
         "nmm-pathology", "detect convert --source {tmp}/nothing --output {tmp}/yolo", ("--source", "nothing")),
     # -- issue 21, section 3: export
@@ -226,6 +248,21 @@ CASES: dict[str, Bad] = {
     "memes export: no --adapter": Bad("nmm-memes", "export --out {tmp}/exported", ("--adapter",)),
     "pathology detect train: weights not local": Bad(
         "nmm-pathology", "detect train --detector-model yolov8n.pt --output-dir {tmp}/runs", ("not found locally",)),
+    # -- validation during training (issue 21, section 1); the charts set's 4 records hold none out at 0.1
+    **{f"nmm train: {flags}": Bad("nmm", f"train {CHARTS} {ONE_STEP} {flags}", says) for flags, says in (
+        ("--train-eval-steps -1", ("eval_steps", "at least 1", "-1")),
+        ("--data-val-fraction 1.5", ("--data-val-fraction", "between 0 and 1")),
+        ("--train-eval-steps 1", ("4 training records", "--data-val-fraction")),
+        ("--train-eval-steps 1 --data-val-split nope", ("nope",)))},
+    "charts train: --train-keep-best metric without a generate limit": Bad(
+        "nmm-charts", "train --train-eval-steps 10 --train-keep-best metric --output-dir {tmp}/runs",
+        ("keep_best metric", "eval_generate_limit")),
+    "pathology vqa train: patience without eval steps": Bad(
+        "nmm-pathology", "vqa train --train-early-stopping-patience 3 --output-dir {tmp}/runs",
+        ("early_stopping_patience needs eval_steps",)),
+    "memes train: keep-best with save steps not a multiple of eval steps": Bad(
+        "nmm-memes", "train --train-eval-steps 30 --train-keep-best loss --output-dir {tmp}/runs",
+        ("save_steps", "multiple of eval_steps (30)")),
 }
 
 
@@ -252,6 +289,7 @@ def ws(tmp_path_factory) -> dict[str, str]:
     """The workspace every case's placeholders point into."""
     root = tmp_path_factory.mktemp("bad-input")
     (root / "a-file").write_text("not a folder\n")
+    (root / "w.pt").write_bytes(b"")  # weights that exist, for checks made before they are read
     (root / "readonly").mkdir()
     _charts_set(root / "charts")
     _charts_set(root / "wide", wide=True)

@@ -65,7 +65,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         for split, rows in (("train", train_set), ("test", test_set)):
             write_jsonl_dataset(rows, run / "data", split=split)
         evaluate = EvalConfig(data=data, model=model, adapter=str(run / "adapter"), seed=cfg.seed,
-                              generation=GenerationSettings(batch_size=32, max_new_tokens=4, progress=cfg.progress))
+                              generation=GenerationSettings(batch_size=32, max_new_tokens=4), progress=cfg.progress)
         run_compare(evaluate, task, examples=test_set, into=run, breakdown="kind")
         results = json.loads((run / "report.json").read_text(encoding="utf-8"))["results"]
         return {r["name"].replace("-", "_"): r[task.primary] for r in results}

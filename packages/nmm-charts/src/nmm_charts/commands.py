@@ -40,7 +40,9 @@ def run_inspect(cfg: InspectConfig) -> Path:
     first = None
     for split in cfg.splits:
         report = source.load(split)
-        meta = _meta_columns(data, split)
+        # only the records kept count, as the percentages are of what trains and evaluates
+        meta = {name: [values[ex.id] for ex in report.kept if ex.id in values]
+                for name, values in _meta_columns(data, split).items()}
         for line in inventory(report, split, meta).lines():
             print(line)
         first = first or report.kept
@@ -49,20 +51,22 @@ def run_inspect(cfg: InspectConfig) -> Path:
     return grid
 
 
-def _meta_columns(data: DataSettings, split: str) -> dict[str, list[str]]:
-    """Question kind and chart type per record, where the source has those columns."""
+def _meta_columns(data: DataSettings, split: str) -> dict[str, dict[str, str]]:
+    """Question kind and chart type by record id, where the source has those columns; `(none)` where a
+    record leaves it empty."""
     from nmm_core.data import ColumnMap, load_examples
     from nmm_core.errors import DataError
 
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, str]] = {}
+    ids = data.columns().id
     if not Path(data.source).exists():  # hub datasets have no such columns
         return out
     for name in ("kind", "chart_type"):
         try:
             rows = load_examples(data.source, split=split, revision=data.revision, limit=data.limit,
-                                 columns=ColumnMap(id=None, image=None, prompt=data.prompt_column,
+                                 columns=ColumnMap(id=ids, image=None, prompt=data.prompt_column,
                                                    answers=None, meta=(name,)))
         except DataError:  # a local folder without the column: nothing to count
             continue
-        out[name] = [str(r.meta.get(name)) for r in rows]
+        out[name] = {r.id: "(none)" if r.meta.get(name) in (None, "") else str(r.meta[name]) for r in rows}
     return out

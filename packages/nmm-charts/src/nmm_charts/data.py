@@ -34,8 +34,8 @@ SYNTHETIC_VERSION = 1  # bump when the generator's output changes: cached sets a
 SPLITS = ("train", "val", "test")
 
 
-# Core's data settings with the PJN_CHARTS column names (the domain's `data` defaults).
-CHART_DATA = {"prompt_column": "query", "answers_column": "label", "image_column": "image"}
+# Core's data settings with the PJN_CHARTS column names and splits (the domain's `data` defaults).
+CHART_DATA = {"prompt_column": "query", "answers_column": "label", "image_column": "image", "val_split": "val"}
 
 
 def hub_split(source: str, split: str) -> str:

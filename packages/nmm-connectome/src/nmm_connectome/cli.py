@@ -14,6 +14,7 @@ from nmm_core.domain import Domain, domain_main
 CONNECTOME = Domain(
     name="nmm-connectome",
     description="Predict motor-task functional connectivity from resting-state connectivity (HCP).",
+    groups={"data": "make, import and check cohorts of paired FC matrices"},
     verbs={
         "data synthesize": (c.SynthesizeConfig, c.run_synthesize, "write the seeded synthetic cohort"),
         "data inspect": (c.InspectConfig, c.run_inspect, "check a cohort and summarise it"),

@@ -182,6 +182,11 @@ def run_build_fc(cfg: BuildFcConfig) -> Path:
 
 
 def load_data(path: str, policy: Policy) -> Cohort:
+    return load_data_and_problems(path, policy)[0]
+
+
+def load_data_and_problems(path: str, policy: Policy) -> tuple[Cohort, list]:
+    """The cohort at `path` and the subjects left out of it, summarised on stderr."""
     if not path:
         raise ConfigError("no data folder given: pass --data")
     cohort, problems = load_any(path, policy=policy)
@@ -189,7 +194,7 @@ def load_data(path: str, policy: Policy) -> Cohort:
         print(f"[{path}] {summarize(len(cohort), problems)}", file=sys.stderr)
         for p in problems[:10]:
             print(f"  skipped: {p}", file=sys.stderr)
-    return cohort
+    return cohort, problems
 
 
 def run_inspect(cfg: InspectConfig) -> dict:
@@ -324,10 +329,11 @@ def _method_name(run_dir: str, cfg: TrainConfig, taken: set[str]) -> str:
 def run_eval(cfg: EvalConfig) -> Path:
     from nmm_connectome.baselines import PcaRidge, group_mean, rest_fc
     from nmm_connectome.report import table, write_report
+    from nmm_core.report import records_line
 
     resolve_seeds(cfg)
     seed_run(cfg.seed)
-    cohort = load_data(cfg.data, cfg.split.on_bad)
+    cohort, problems = load_data_and_problems(cfg.data, cfg.split.on_bad)
     train_ids, test_ids = split_subjects(cohort.subjects, cfg.split)
     train, test = cohort.subset(train_ids), cohort.subset(test_ids)
     tr_rest, tr_task = to_edges(train.rest), to_edges(train.task)
@@ -335,12 +341,19 @@ def run_eval(cfg: EvalConfig) -> Path:
     g = tr_task.mean(0)
     with RunDir.create(cfg.output_dir, "eval", cfg.name) as run:
         dump_yaml(cfg, run.file("config.yaml"))
+        listed = "problems-data.jsonl" if problems else None
+        if problems:
+            write_problems(problems, run.file(listed))
+        # the same counts as core's reports: subjects used, skipped and the file listing the skipped
+        records = {"used": len(cohort), "total": len(cohort) + len(problems), "skipped": len(problems),
+                   "listed_in": listed}
         ridge = PcaRidge.fit(tr_rest, tr_task, n_components=cfg.ridge.components, alphas=cfg.ridge.alphas)
         preds = {"rest FC": rest_fc(rest), "group mean": group_mean(tr_task, len(test_ids)),
                  "ridge (PCA)": ridge.predict(rest)}
         context: dict = {"data": cfg.data, "held-out subjects": len(test_ids),
                           "training subjects": len(train_ids), "regions": cohort.n_regions, "FC": cohort.kind,
-                          "split seed": cfg.split.seed, "runs": ", ".join(cfg.runs) or "none (baselines only)"}
+                          "split seed": cfg.split.seed, "runs": ", ".join(cfg.runs) or "none (baselines only)",
+                          "records": records_line(records)}
         round_trips: dict = {}
         for run_dir in cfg.runs:
             train_cfg, split = run_config(run_dir), _split_of(run_dir)
@@ -364,7 +377,8 @@ def run_eval(cfg: EvalConfig) -> Path:
         shown = {k: v[example] for k, v in preds.items()}
         write_report(run.path, scores, subject=test_ids[example], rest=rest[example], true=truth[example],
                      predictions=shown, group_mean=g, title="Rest FC -> motor-task FC", context=context,
-                     diagonal=diagonal, extra={"ridge_alpha": ridge.alpha, "round_trips": round_trips})
+                     diagonal=diagonal, extra={"ridge_alpha": ridge.alpha, "round_trips": round_trips,
+                            "records": records})
         _save_npz(run.file("predictions.npz"), subjects=np.array(test_ids),
                   methods=np.array(list(preds)), edges=np.stack(list(preds.values())).astype(np.float32),
                   truth=truth.astype(np.float32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -106,10 +107,11 @@ def plot_matrices(subject: str, rest: np.ndarray, true: np.ndarray, predictions:
     vmax = max(float(np.abs(m[~np.eye(len(m), dtype=bool)]).max()) for m in mats)
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    # constrained layout keeps the wrapped titles, the colour bar and the suptitle apart
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False, layout="constrained")
     for ax, (name, _), m in zip(axes.flat, panels, mats, strict=False):
         im = ax.imshow(m, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        ax.set_title(name, fontsize=8)
+        ax.set_title(textwrap.fill(name, 24), fontsize=8)  # a long method name would run into its neighbour
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in list(axes.flat)[len(panels):]:

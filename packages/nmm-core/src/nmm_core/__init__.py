@@ -17,7 +17,7 @@ _EXPORTS: dict[str, str] = {
     "ColumnMap": "data", "load_examples": "data", "split_examples": "data",
     "write_jsonl_dataset": "data",
     # models
-    "Family": "families", "get_family": "families",
+    "Family": "families", "get_family": "families", "register_family": "families",
     "ModelPreset": "presets", "get_preset": "presets", "all_presets": "presets",
     "register": "presets",
     "LoadedModel": "models", "load_model": "models", "resolve_source": "models",

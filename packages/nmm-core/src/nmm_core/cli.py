@@ -14,6 +14,7 @@ from collections.abc import Callable
 from importlib import metadata
 
 from nmm_core.errors import Interrupted, NmmError
+from nmm_core.noise import silence_third_party_noise
 
 # Distributions whose versions `info` reports when installed.
 _STACK = ("torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes",
@@ -43,6 +44,7 @@ def info_text(dist: str) -> str:
     lines.append(f"presets of {dist} ({len(owned)} of the {len(presets)} installed; `nmm presets` lists all):")
     for p in owned:
         where = "tiny twin, built locally" if p.tiny else f"{p.hub_id}@{(p.revision or '')[:10]}"
+        where = where if p.tiny or p.hub_id else "parts named by its settings"  # a family's own (GILL)
         lines.append(f"  {p.name:<18} {p.family:<10} {where}")
     try:
         import torch
@@ -64,6 +66,7 @@ def presets_text() -> str:
     rows = [f"{'name':<20} {'family':<10} {'package':<16} source"]
     for name, p in all_presets().items():
         source = "tiny twin (local)" if p.tiny else f"{p.hub_id} @ {p.revision}"
+        source = source if p.tiny or p.hub_id else "parts named by its settings"  # a family's own (GILL)
         rows.append(f"{name:<20} {p.family:<10} {preset_owner(name):<16} {source}")
     return "\n".join(rows)
 
@@ -76,6 +79,7 @@ _USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 def run_cli(fn: Callable[[], object]) -> int:
     """Run a command: a user error is one line on stderr and a non-zero exit, not a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    silence_third_party_noise()
     try:
         fn()
     except Interrupted as exc:
@@ -97,11 +101,22 @@ def run_cli(fn: Callable[[], object]) -> int:
     return 0
 
 
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser that rejects an unknown flag itself, so the error shows its own usage."""
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 (argparse's signature)
+        # argparse hands a subcommand's leftovers up to the top-level parser, whose usage says nothing
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.ArgumentParser, object]:
     """A parser with `--version` and an `info` subcommand; returns (parser, subparsers)."""
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{dist} {_version(dist)}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=SubcommandParser)
     info = sub.add_parser("info", help="version, installed libraries, presets, CUDA; with --image, a model's "
                                        "image tokens for that image size")
     info.add_argument("--model", "--model-model", dest="model", default="tiny-qwen2-vl",
@@ -151,6 +166,7 @@ def print_info(dist: str, ns: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     """`nmm`: the generic commands on any local or hub dataset in image/question/answer shape."""
     from nmm_core.config import add_command, config_from_parsed
+    from nmm_core.run_list import RunsConfig, add_runs_command, run_runs
     from nmm_core.workflows import EvalConfig, TrainConfig
 
     parser, sub = base_parser("nmm", "Fine-tune and evaluate VLMs on a narrow domain.", "nmm-core")
@@ -159,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     add_command(sub, "eval", EvalConfig, help="batched generation and scores")
     add_command(sub, "compare", EvalConfig, help="base vs fine-tuned on the same examples")
     add_export_command(sub)
+    add_runs_command(sub)
     ns = parser.parse_args(argv)
 
     def dispatch() -> None:
@@ -169,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             print_info("nmm-core", ns)
         elif ns.command == "presets":
             print(presets_text())
+        elif ns.command == "runs":
+            run_runs(config_from_parsed(RunsConfig, ns))
         elif ns.command == "train":
             cfg = config_from_parsed(TrainConfig, ns)
             check_model_source(cfg.model)

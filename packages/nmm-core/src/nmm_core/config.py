@@ -213,10 +213,12 @@ def _leaf_defaults(cls: type, instance: Any = None, prefix: str = "") -> dict[st
     return out
 
 
-def _help(f: dataclasses.Field, default: Any) -> str:
+def _help(f: dataclasses.Field, default: Any, twin: tuple[str, Any] | None = None) -> str:
     if isinstance(default, (list, tuple)):
         default = ",".join(str(v) for v in default) or "(empty)"
     shown = "required" if default is dataclasses.MISSING else f"default: {default}"
+    if twin is not None and twin[1] != default:  # what really applies when the default model runs
+        shown += f"; tiny twin {twin[0]}: {twin[1]}"
     # argparse %-formats help strings.
     return f"{f.metadata.get('help', '')} ({shown})".strip().replace("%", "%%")
 
@@ -247,16 +249,22 @@ def add_dataclass_arguments(
         raise TypeError(f"{cls!r} is not a dataclass")
     group = parser.add_argument_group(f"{cls.__name__} settings")
     defaults = _leaf_defaults(cls)
+    hook = getattr(cls, "recommended_settings", None)
+    recipe = hook(defaults) if hook is not None else {}  # the default model's, when it is a tiny twin
     for key, f, tp in _leaves(cls):
         dest = _dest_prefix(prefix) + key
         kwargs = _flag_kwargs(tp)
+        if kwargs is not None and "metavar" in f.metadata:  # a union's own name says nothing
+            kwargs["metavar"] = f.metadata["metavar"]
         if kwargs is not None:
             # A short alias (metadata "aliases", e.g. `--model` for `--model-model`) only at the
             # top level: under a prefix two commands' aliases could collide.
             aliases = () if prefix else tuple(f.metadata.get("aliases", ()))
             # SUPPRESS: a flag absent from argv leaves no attribute, so YAML values survive.
             group.add_argument(
-                _flag(dest), *aliases, dest=dest, default=argparse.SUPPRESS, help=_help(f, defaults[key]), **kwargs
+                _flag(dest), *aliases, dest=dest, default=argparse.SUPPRESS,
+                help=_help(f, defaults[key], (defaults.get("model.model"), recipe[key]) if key in recipe else None),
+                **kwargs
             )
     return parser
 

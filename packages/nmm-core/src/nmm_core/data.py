@@ -12,7 +12,7 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -176,6 +176,12 @@ def check_limit(limit: int | None, flag: str = "--data-limit") -> None:
     """A ConfigError unless `limit` is None (every record) or a count of at least 1."""
     if limit is not None and limit < 1:
         raise ConfigError(f"{flag} must be at least 1 (or none for every record), got {limit}")
+
+
+def check_val_fraction(fraction: float, flag: str = "--data-val-fraction") -> None:
+    """A ConfigError unless `fraction` is strictly between 0 and 1."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"{flag} must be between 0 and 1 (exclusive), got {fraction}")
 
 
 def _json(text: str, where: str) -> Any:
@@ -348,6 +354,20 @@ def split_examples(
     random.Random(seed).shuffle(ordered)
     starts = [0, *itertools.accumulate(counts.values())]
     return {name: ordered[a:b] for name, a, b in zip(counts, starts, starts[1:], strict=False)}
+
+
+def holdout(examples: Sequence[Example], fraction: float, *, seed: int) -> tuple[list[Example], list[Example]]:
+    """(the rest in their order, a seeded `fraction` held out): `split_examples`' draw, so the same
+    seed holds out the same records."""
+    check_val_fraction(fraction)
+    held = split_examples(examples, sizes={"train": 1 - fraction, "validation": fraction}, seed=seed)["validation"]
+    ids = {ex.id for ex in held}
+    rest = [ex for ex in examples if ex.id not in ids]
+    if not held or not rest:
+        raise DataError(f"a validation fraction of {fraction} of {len(examples)} training records leaves "
+                        f"{len(held)} to validate on and {len(rest)} to train on: change --data-val-fraction "
+                        "or name a validation split (--data-val-split)")
+    return rest, held
 
 
 def write_jsonl_dataset(

@@ -16,13 +16,17 @@ from typing import Any
 
 from nmm_core.errors import ConfigError
 from nmm_core.export import EXPORT_HELP, ExportConfig, run_export
+from nmm_core.run_list import RUNS_HELP, RunsConfig, run_runs
 from nmm_core.sources import SYNTHETIC, ColumnSource, DataSource
 from nmm_core.task import Task
-from nmm_core.workflows import DataSettings, EvalConfig, ModelSettings, TrainConfig
+from nmm_core.train import TrainSettings
+from nmm_core.workflows import DataSettings, EvalConfig, Finish, ModelSettings, TrainConfig
 
 # (config class, function of the parsed config, help); a config class with a `positional` mapping
-# ({name: help}) takes those as positional arguments, passed to the function after the config.
-Verb = tuple[type, Callable[..., object], str]
+# ({setting: (METAVAR, help)}) takes those settings as positional arguments, their flags kept as
+# aliases; a third item is argparse's nargs for it ("?": may be left out; None, "+": argparse requires it).
+# A domain's verb with None for its class replaces a standard verb's function, not its flags.
+Verb = tuple[type | None, Callable[..., object], str]
 
 
 @dataclass(frozen=True)
@@ -65,15 +69,22 @@ class Domain:
     presets: tuple[Any, ...] = ()  # its ModelPresets (also announced via the `nmm.presets` entry point)
     twin_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)  # DataSettings defaults (its column names)
+    train: Mapping[str, Any] = field(default_factory=dict)  # TrainSettings defaults (its study's epochs)
     synthetic: SyntheticSet | None = None
     # (data settings, the generated set's builder or None) -> its source; core's reads columns
     source: Callable[[Any, Callable[[], Path] | None], DataSource] = ColumnSource
     verbs: Mapping[str, Verb] = field(default_factory=dict)  # its own, and any standard verb it replaces
     group: str | None = None  # mount the standard verbs under this word (`nmm-pathology vqa train`)
     group_help: str = ""
+    groups: Mapping[str, str] = field(default_factory=dict)  # help of its own verbs' groups (`detect`)
+    # (resolved source, run folder): extra files in an eval/compare run before it is complete
+    after_eval: Callable[[DataSource, Path], dict[str, Any] | None] | None = None
 
     def source_of(self, cfg: Any) -> DataSource:
         """The resolved data source of a command's config (the generated set built if named)."""
+        from nmm_core.seeds import resolve_seeds
+
+        resolve_seeds(cfg)  # a generated set's or split's seed left unset is the run seed
         build = None
         if self.synthetic is not None and hasattr(cfg, "synthetic"):
             build = partial(self.synthetic.folder, self.name, cfg.synthetic)
@@ -117,14 +128,16 @@ def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False) -
         raise ConfigError("compare needs --adapter (the fine-tuned LoRA folder)")
     check_model_source(cfg.model, cfg.adapter)
     source = domain.source_of(cfg)
-    return (run_compare if compare else run_eval)(replace(cfg, data=source.settings), domain.task, source=source)
+    finish: Finish | None = partial(domain.after_eval, source) if domain.after_eval else None
+    return (run_compare if compare else run_eval)(replace(cfg, data=source.settings), domain.task, source=source,
+                                                  finish=finish)
 
 
-def run_domain_predict(domain: Domain, cfg: Any, image: str, question: str) -> str:
+def run_domain_predict(domain: Domain, cfg: Any) -> str:
     """One normalised answer to one question about one image (adapter merged), printed."""
     from nmm_core.workflows import predict_one
 
-    raw, seconds = predict_one(cfg.model, cfg.adapter, image, question, task=domain.task,
+    raw, seconds = predict_one(cfg.model, cfg.adapter, cfg.image, cfg.question, task=domain.task,
                                max_new_tokens=cfg.max_new_tokens)
     answer = domain.task.normalise(raw)
     print(answer)
@@ -153,18 +166,21 @@ def run_domain_inspect(domain: Domain, cfg: Any) -> None:
 
 
 # the kit's own settings beside the domain's data, model and synthetic set: (name, type, field)
-_PREDICT = (("adapter", str | None, field(default=None, metadata={"help": "LoRA adapter folder (merged)"})),
+_PREDICT = (("image", str, field(default="", metadata={"help": "image file"})),
+            ("question", str, field(default="", metadata={"help": "the question"})),
+            ("adapter", str | None, field(default=None, metadata={"help": "LoRA adapter folder (merged)"})),
             ("max_new_tokens", int | None, field(default=None, metadata={
-                "help": "longest answer in tokens (none: the preset's)"})))
+                "help": "longest answer in tokens (none: the preset's)", "aliases": ("--generation-max-new-tokens",)})))
 _INSPECT = (("splits", tuple[str, ...], field(default=("train", "test"), metadata={"help": "splits to count"})),)
 _SYNTHESIZE = (("out", str, field(default="", metadata={"help": "folder to write (empty: the shared cache)"})),
                ("progress", bool, field(default=True)))
-_POSITIONAL = {"positional": {"image": "image file", "question": "the question, quoted"}}
+_POSITIONAL = {"positional": {"image": ("IMAGE", "image file"), "question": ("QUESTION", "the question, quoted")}}
 
 
 def standard_verbs(domain: Domain) -> dict[str, Verb]:
     """The verbs every domain gets, with the same flags and help (one line each)."""
-    train = _config(domain, "Train", (TrainConfig,), "`train`: LoRA/QLoRA fine-tuning into a run folder.")
+    train = _config(domain, "Train", (TrainConfig,), "`train`: LoRA/QLoRA fine-tuning into a run folder.",
+                    extra=(("train", TrainSettings, field(default_factory=partial(TrainSettings, **domain.train))),))
     evaluate = _config(domain, "Eval", (EvalConfig,), "`eval` / `compare`: greedy answers and scores.")
     predict = _config(domain, "Predict", (), "`predict`: one answer for one image and question.",
                       data=False, synthetic=False, extra=_PREDICT, namespace=_POSITIONAL)
@@ -182,17 +198,23 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
         "data inspect": (inspect, partial(run_domain_inspect, domain), "usable and skipped records per split"),
         "data synthesize": (synthesize, partial(run_domain_synthesize, domain), "write the generated set"),
         "export": (ExportConfig, lambda cfg: print(run_export(cfg)), EXPORT_HELP),
+        "runs": (RunsConfig, run_runs, RUNS_HELP),
     }
     if domain.synthetic is None:
         del verbs["data synthesize"]
     return verbs
 
 
+_UNGROUPED = {"runs"}  # about the run folders, not the group's task: `nmm-pathology runs`
+
+
 def domain_verbs(domain: Domain) -> dict[str, Verb]:
     """The standard verbs (under the domain's group, if it has one; none without a task) and the domain's own."""
     prefix = f"{domain.group} " if domain.group else ""
-    standard = standard_verbs(domain) if domain.task is not None else {}
-    return {**{prefix + verb: spec for verb, spec in standard.items()}, **domain.verbs}
+    standard = {(verb if verb in _UNGROUPED else prefix + verb): spec
+                for verb, spec in (standard_verbs(domain) if domain.task is not None else {}).items()}
+    own = {verb: (cls or standard[verb][0], fn, text) for verb, (cls, fn, text) in domain.verbs.items()}
+    return {**standard, **own}
 
 
 _GROUP_HELP = {"data": "the generated set and dataset inspection"}
@@ -202,6 +224,7 @@ def domain_parser(domain: Domain, verbs: Mapping[str, Verb]):
     """`--version`, `info` and one subcommand per verb ("data synthesize": a group and its action)."""
     from nmm_core.cli import base_parser
     from nmm_core.config import add_command
+    from nmm_core.positionals import add_positional
 
     parser, sub = base_parser(domain.name, domain.description, domain.name)
     groups: dict[str, Any] = {}
@@ -211,16 +234,33 @@ def domain_parser(domain: Domain, verbs: Mapping[str, Verb]):
         for depth, word in enumerate(path):
             key = " ".join(path[: depth + 1])
             if key not in groups:
-                help = domain.group_help if word == domain.group else _GROUP_HELP.get(word, "")
+                help = domain.group_help if word == domain.group else {**_GROUP_HELP, **domain.groups}.get(word, "")
                 group = where.add_parser(word, help=help)
                 groups[key] = group.add_subparsers(dest=f"{key.replace(' ', '_')}_command", required=True,
                                                    metavar="ACTION")
             where = groups[key]
         command = add_command(where, leaf, cls, help=text)
-        for name, help in getattr(cls, "positional", {}).items():
-            command.add_argument(name, help=help)
+        for name, (metavar, help, *nargs) in getattr(cls, "positional", {}).items():
+            required = nargs[:1] in ([None], ["+"])  # by argparse: its flag alone does not do
+            add_positional(command, name, metavar, help if required else f"{help} (or {_flag(name)})",
+                           nargs=nargs[0] if nargs else "?")
         command.set_defaults(nmm_verb=verb)
     return parser
+
+
+def _flag(setting: str) -> str:
+    return "--" + setting.replace("_", "-")
+
+
+def verb_config(cls: type, ns: Any) -> Any:
+    """A verb's settings from its parsed arguments, each positional moved into its setting first."""
+    from nmm_core.config import config_from_parsed
+    from nmm_core.positionals import take_positionals
+
+    positional = getattr(cls, "positional", {})
+    take_positionals(ns, {name: (metavar, _flag(name)) for name, (metavar, *_) in positional.items()},
+                     optional={name for name, (_, _, *nargs) in positional.items() if nargs[:1] == ["?"]})
+    return config_from_parsed(cls, ns)
 
 
 def domain_main(domain: Domain, argv: list[str] | None = None) -> int:
@@ -231,14 +271,12 @@ def domain_main(domain: Domain, argv: list[str] | None = None) -> int:
     ns = domain_parser(domain, verbs).parse_args(argv)
 
     def dispatch() -> None:
-        from nmm_core.config import config_from_parsed
-
         _register_presets(domain)
         if ns.command == "info":
             print_info(domain.name, ns)
             return
         cls, fn, _ = verbs[ns.nmm_verb]
-        fn(config_from_parsed(cls, ns), *(getattr(ns, name) for name in getattr(cls, "positional", ())))
+        fn(verb_config(cls, ns))
 
     return run_cli(dispatch)
 

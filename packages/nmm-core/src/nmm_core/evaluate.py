@@ -35,7 +35,6 @@ class GenerationSettings:
         default=0, metadata={"help": "force at least this many tokens (timing runs: equal lengths)"}
     )
     pixels_on_device: Switch = field(default="auto", metadata={"help": PIXELS_HELP})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar while generating"})
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1):

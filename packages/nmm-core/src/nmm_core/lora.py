@@ -299,6 +299,15 @@ def read_adapter_marker(folder: str | Path) -> dict[str, Any]:
     return json.loads(marker_file.read_text()) if marker_file.is_file() else {}
 
 
+def mark_adapter(folder: str | Path, **fields: Any) -> None:
+    """Add `fields` to the adapter's marker file (atomically); a folder without one is left as it is."""
+    from nmm_core.runs import atomic_write_json
+
+    marker = Path(folder) / ADAPTER_MARKER
+    if marker.is_file():
+        atomic_write_json(marker, {**json.loads(marker.read_text()), **fields})
+
+
 def check_adapter(loaded: LoadedModel, folder: str | Path) -> dict[str, Any]:
     """Fail before any work if `folder` is not an adapter for `loaded`'s base model."""
     marker = read_adapter_marker(folder)

@@ -23,7 +23,7 @@ class ModelSource:
     """Where a model comes from, resolved before anything heavy is loaded."""
 
     name: str  # what the user typed
-    location: str  # a local folder or a hub id
+    location: str | None  # a local folder or a hub id (None: a family's own parts, GILL's)
     revision: str | None
     family: Family
     preset: ModelPreset | None
@@ -47,8 +47,10 @@ def resolve_source(name: str, *, family: str | None = None, revision: str | None
                           + ("a preset, pinned to its own revision" if is_preset(name) else "a local folder"))
     if is_preset(name):
         preset = all_presets()[name]
-        location = str(twin_path(preset)) if preset.tiny else preset.hub_id
-        return ModelSource(name, location, preset.revision, get_family(preset.family), preset)
+        fam = get_family(preset.family)
+        # a family with its own trainee builds its parts itself (GILL's): no core twin to build
+        location = str(twin_path(preset)) if preset.tiny and fam.trainee is None else preset.hub_id
+        return ModelSource(name, location, preset.revision, fam, preset)
     path = Path(name).expanduser()
     if path.is_dir():
         config_file = path / "config.json"
@@ -177,6 +179,9 @@ def load_model(
     `quant_storage` is the dtype 4-bit weights are packed in (bf16 for FSDP).
     """
     source = resolve_source(name, family=family, revision=revision)
+    if source.family.trainee is not None:
+        raise PresetError(f"'{name}' is a {source.family.name} model: it is built by its own trainee and loaded by "
+                          "its domain's own commands, not by core's loader")
     if quantization == "auto":
         quantization = source.preset.quantization if source.preset else None
     if quant_storage != "uint8" and quantization != "4bit":

@@ -50,7 +50,8 @@ class ModelPreset:
         get_family(self.family)
         if self.recipe and not self.tiny:
             raise PresetError(f"preset '{self.name}': only a tiny twin carries a recipe")
-        if self.tiny == (self.hub_id is not None):
+        # a family with its own trainee loads its own parts, which its settings name (GILL's)
+        if self.tiny == (self.hub_id is not None) and (self.tiny or get_family(self.family).trainee is None):
             raise PresetError(f"preset '{self.name}': give either hub_id or tiny=True, not both")
         if self.hub_id is not None and not is_pinned(self.revision):
             raise PresetError(

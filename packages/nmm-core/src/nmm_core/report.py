@@ -50,20 +50,41 @@ def plot_metrics(results: Sequence[EvalResult], path: Path, *, title: str) -> Pa
 
 
 def plot_loss(metrics_jsonl: Path, path: Path) -> Path | None:
-    """Training loss against optimiser step, from the run's metrics.jsonl."""
-    rows = [r for r in read_jsonl(metrics_jsonl) if "loss" in r] if metrics_jsonl.exists() else []
-    if not rows:
+    """Training loss against optimiser step, from the run's metrics.jsonl, with the validation loss
+    (and a generated metric, on its own axis) where the run validated."""
+    rows = read_jsonl(metrics_jsonl) if metrics_jsonl.exists() else []
+    train = [r for r in rows if "loss" in r]
+    if not train:
         return None
+    val = [r for r in rows if "eval_loss" in r]
+    extra = sorted({k for r in rows for k in r if k.startswith("eval_") and k not in _EVAL_TIMINGS})
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".")
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], marker=".", label="training")
+    if val:
+        ax.plot([r["step"] for r in val], [r["eval_loss"] for r in val], marker="o", label="validation")
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("training loss (answer tokens)")
-    ax.set_title("Training loss")
+    ax.set_ylabel("loss (answer tokens)")
+    ax.set_title("Training and validation loss" if val else "Training loss")
     ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    for key in extra[:1]:  # the task's primary metric, from generated answers
+        scored = [r for r in rows if key in r]
+        twin = ax.twinx()
+        twin.plot([r["step"] for r in scored], [r[key] for r in scored], marker="s", color="tab:green",
+                  label=f"validation {key[5:]}")
+        twin.set_ylabel(key[5:])
+        more = twin.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    if val:
+        ax.legend(handles, labels, fontsize=8)
     atomic_write_bytes(path, _png(fig))
     plt.close(fig)
     return path
+
+
+# what the Trainer's eval loop logs beside the loss: timings, not measures of the model
+_EVAL_TIMINGS = {"eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"}
 
 
 def markdown_table(results: Sequence[EvalResult]) -> str:
@@ -89,9 +110,13 @@ def print_table(results: Sequence[EvalResult], *, title: str) -> None:
     table = Table(title=title)
     for col in ["model", *keys, "s/example"]:
         table.add_column(col, justify="left" if col == "model" else "right")
-    for r in results:
-        table.add_row(r.name, *(f"{r.metrics[k]:.3f}" for k in keys), f"{r.seconds_per_example:.4f}")
-    Console(width=max(100, Console().width)).print(table)
+    rows = [[r.name, *(f"{r.metrics[k]:.3f}" for k in keys), f"{r.seconds_per_example:.4f}"] for r in results]
+    for row in rows:
+        table.add_row(*row)
+    # wide enough for every header whole: rich cuts what does not fit to "clos…"
+    cells = [["model", *keys, "s/example"], *rows]
+    needed = sum(max(len(row[i]) for row in cells) + 3 for i in range(len(cells[0]))) + 1
+    Console(width=max(100, Console().width, needed)).print(table)
 
 
 def paired_interval(first: EvalResult, other: EvalResult, metric: str, *,

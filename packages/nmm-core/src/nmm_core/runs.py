@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -112,7 +113,7 @@ class RunDir:
             raise NmmError(f"cannot create a run folder for {base!r} in {root}")
         run = cls(path)
         status = {"state": "running", "command": command, "name": name,
-                  "started": _now_iso(), "pid": os.getpid()}
+                  "started": _now_iso(), "pid": os.getpid(), "host": socket.gethostname()}
         atomic_write_json(run.file(STATUS_FILE), status)
         return run
 
@@ -180,7 +181,7 @@ class RunDir:
             raise ValueError(f"unknown run state {state!r} (valid: {', '.join(STATES)})")
         status = self.status
         status.update(extra)
-        status.update(state=state, updated=_now_iso(), pid=os.getpid())
+        status.update(state=state, updated=_now_iso(), pid=os.getpid(), host=socket.gethostname())
         atomic_write_json(self.file(STATUS_FILE), status)
 
     def reopen(self) -> None:

@@ -8,6 +8,7 @@ the JSONL log. Domains change what goes in (examples, task, preset), never the l
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,14 @@ from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
 from nmm_core.records import Example
-from nmm_core.runs import append_jsonl, atomic_write_json, atomic_write_text, jsonl_line, read_jsonl
+from nmm_core.runs import (
+    INCOMPLETE_SUFFIX,
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    jsonl_line,
+    read_jsonl,
+)
 from nmm_core.task import Task
 
 log = logging.getLogger(__name__)
@@ -65,17 +73,49 @@ class TrainSettings:
     group_by_length: bool = field(default=False, metadata={"help": "batches of similar length (text + image "
                                                                    "size): less padding on variable-length data"})
     pixels_on_device: Switch = field(default="auto", metadata={"help": PIXELS_HELP})
+    eval_steps: int | Literal["epoch"] | None = field(default=None, metadata={
+        "help": "validation loss on the data's validation split every N optimiser steps, or each epoch "
+                "(none: no validation)", "metavar": "N|epoch"})
+    eval_generate_limit: int = field(default=0, metadata={
+        "help": "at each validation, also generate answers for the first K validation examples and log "
+                "eval_<the task's primary metric> (0: the loss only)"})
+    keep_best: Literal["loss", "metric"] | None = field(default=None, metadata={
+        "help": "the adapter holds the step with the lowest validation loss or the best primary metric "
+                "(none: the last step)"})
+    early_stopping_patience: int | None = field(default=None, metadata={
+        "help": "stop after P validations without improvement (of keep_best's measure; the loss without it)"})
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "batch_size_start", "grad_accum", "logging_steps", "save_steps"):
             if getattr(self, name) != "auto" and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_validation(self)
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ConfigError("give epochs > 0 or max_steps > 0")
         for name in ("cache_vision_features", "liger", "pixels_on_device"):
             check_switch(name, getattr(self, name))
+
+
+def check_validation(s: TrainSettings) -> None:
+    """A ConfigError naming the first validation setting that cannot work with the others."""
+    if s.eval_steps is not None and s.eval_steps != "epoch" and s.eval_steps < 1:
+        raise ConfigError(f"eval_steps must be at least 1 or 'epoch', got {s.eval_steps}")
+    if s.eval_generate_limit < 0:
+        raise ConfigError(f"eval_generate_limit must be 0 or more, got {s.eval_generate_limit}")
+    if s.early_stopping_patience is not None and s.early_stopping_patience < 1:
+        raise ConfigError(f"early_stopping_patience must be at least 1, got {s.early_stopping_patience}")
+    if s.eval_steps is None:
+        for name, unset in (("eval_generate_limit", 0), ("keep_best", None), ("early_stopping_patience", None)):
+            if getattr(s, name) != unset:
+                raise ConfigError(f"{name} needs eval_steps (--train-eval-steps N|epoch): it works on validations")
+    if s.keep_best == "metric" and not s.eval_generate_limit:
+        raise ConfigError("keep_best metric needs eval_generate_limit > 0 (the metric comes from generated answers)")
+    if s.keep_best and isinstance(s.eval_steps, int) and s.save_steps % s.eval_steps:
+        # the Trainer can only go back to a step it saved
+        raise ConfigError(f"keep_best needs save_steps ({s.save_steps}) to be a multiple of eval_steps "
+                          f"({s.eval_steps}): each validated step must have a checkpoint")
 
 
 class _ExampleDataset:
@@ -106,8 +146,37 @@ class _WithIds:
 EXAMPLE_IDS = "example_ids"
 
 
+_IN_RUNNING_FOLDER = re.compile(re.escape(INCOMPLETE_SUFFIX) + r"(?=[/\\]|$)")
+
+
+def completed_args(args: Any) -> Any:
+    """A copy of TrainingArguments whose paths name the run folder as it is once complete (no `.incomplete`)."""
+    import copy
+    import dataclasses
+
+    recorded = copy.copy(args)
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name, None)
+        if isinstance(value, str) and INCOMPLETE_SUFFIX in value:
+            setattr(recorded, f.name, _IN_RUNNING_FOLDER.sub("", value))
+    return recorded
+
+
+def _tensorboard_callback(writer: Any) -> Any:
+    """transformers' TensorBoardCallback, logging the arguments with the completed run's paths."""
+    from transformers.integrations import TensorBoardCallback
+
+    class CompletedPathsTensorBoard(TensorBoardCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            super().on_train_begin(completed_args(args), state, control, **kwargs)
+
+    return CompletedPathsTensorBoard(writer)
+
+
 def _trainer_class():
+    import torch
     from transformers import Trainer
+    from transformers.trainer import TRAINING_ARGS_NAME
 
     class NmmTrainer(Trainer):
         """`Trainer` with answer-only logits and the vision-feature cache as switches."""
@@ -120,6 +189,7 @@ def _trainer_class():
             self.feature_cache = feature_cache
             self.lengths = lengths
             self.resume_tally: dict[str, float] | None = None  # a checkpoint's loss sums, restored at start
+            self.resume_best: str | None = None  # the best checkpoint so far, in this run folder, restored at start
             self.add_callback(_tally_restore(self))
             if answer_only:
                 # Our loss takes num_items_in_batch: Trainer must count answer tokens across the
@@ -133,6 +203,12 @@ def _trainer_class():
             return _epoch_seeded_length_sampler()(
                 self._train_batch_size * self.args.gradient_accumulation_steps,
                 lengths=self.lengths, seed=self.args.seed)
+
+        def _save(self, output_dir=None, state_dict=None):
+            super()._save(output_dir, state_dict)
+            if self.args.should_save:  # written again: Trainer's copy names the `.incomplete` folder
+                folder = Path(output_dir if output_dir is not None else self.args.output_dir)
+                torch.save(completed_args(self.args), folder / TRAINING_ARGS_NAME)
 
         def _save_checkpoint(self, model, trial):
             # Trainer keeps its running loss sums in memory only; saved with the checkpoint (before
@@ -190,6 +266,9 @@ def _tally_restore(trainer):
 
     class TallyRestore(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
+            if trainer.resume_best is not None:
+                # the state's path is where the folder was (`X.incomplete`, another working directory)
+                state.best_model_checkpoint = trainer.resume_best
             if trainer.resume_tally is not None:
                 trainer._total_loss_scalar = float(trainer.resume_tally["total"])
                 trainer._tr_loss += float(trainer.resume_tally["pending"])
@@ -251,28 +330,66 @@ class TrainOutcome:
     resumed_from: str | None
     feature_cache: dict[str, int] | None = None  # this process's vision-feature cache hits and misses
     batch_size: int | None = None  # the batch per device it trained at (`--train-batch-size auto`: the one found)
+    weights: dict[str, Any] | None = None  # which step's weights the model holds, and why
+    stopped_early: bool = False  # early stopping ended the run before its last step
 
 
 def train(model, processor, family, examples: Sequence[Example], *, task: Task,
           settings: TrainSettings, run_dir: Path, resume: bool = False,
           bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = (),
-          collator=None) -> TrainOutcome:
+          collator=None, eval_examples: Sequence[Example] = ()) -> TrainOutcome:
     """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir.
 
     `collator` replaces the chat collator for a model that takes its own batch and returns its
-    own `loss` (train it with `answer_only_logits=False`).
+    own `loss` (train it with `answer_only_logits=False`). `eval_examples`: the validation set
+    `settings.eval_steps` scores (its loss; the first `eval_generate_limit` also generated).
     """
     if not examples:
         raise ConfigError("nothing to train on: the training set is empty")
+    if settings.eval_steps is not None and not eval_examples:
+        raise ConfigError("eval_steps needs validation examples: the validation set is empty")
     if collator is None:
         pixels = device_pixels_for(processor, family, settings.pixels_on_device)
         collator = VlmCollator(processor, family, prompt_fn=task.prompt, train=True, device_pixels=pixels)
+    if settings.eval_generate_limit:
+        shown = list(eval_examples[: settings.eval_generate_limit])
+        callbacks = [generation_metric(processor, family, shown, task=task, batch_size=settings.batch_size),
+                     *callbacks]
     return fit(model, _ExampleDataset(examples), collator, settings=settings, run_dir=run_dir, resume=resume,
-               bf16=bf16, use_cpu=use_cpu, callbacks=callbacks)
+               bf16=bf16, use_cpu=use_cpu, callbacks=callbacks,
+               eval_dataset=_ExampleDataset(eval_examples) if settings.eval_steps is not None else None,
+               eval_metric=task.primary)
+
+
+def generation_metric(processor, family, examples: Sequence[Example], *, task: Task, batch_size: int):
+    """A callback that, after each validation loss, generates answers for `examples` with nmm's
+    `evaluate` (the Trainer's eval loop does not generate) and logs `eval_<task.primary>`; added to
+    the Trainer's metrics, keep-best and early stopping see it too."""
+    from transformers import TrainerCallback
+
+    from nmm_core.evaluate import GenerationSettings, evaluate
+
+    settings = GenerationSettings(batch_size=batch_size)
+    key = f"eval_{task.primary}"
+
+    class GenerationMetric(TrainerCallback):
+        attach_trainer = True  # `make_trainer` sets `trainer`: it logs through the Trainer
+        trainer = None
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            result = evaluate(self.trainer.model, processor, family, examples, task=task, settings=settings,
+                              name=f"step-{state.global_step}", progress=False)
+            value = float(result.metrics[task.primary])
+            if metrics is not None:
+                metrics[key] = value
+            self.trainer.log({key: value})
+
+    return GenerationMetric()
 
 
 def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, resume: bool = False,
-        bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = ()) -> TrainOutcome:
+        bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = (), eval_dataset=None,
+        eval_metric: str | None = None) -> TrainOutcome:
     """`make_trainer` + train (from the last complete checkpoint with `resume`), speed-ups released.
 
     A resumed run's records continue as if it had never stopped: the rows the interrupted process
@@ -285,10 +402,12 @@ def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, res
         log.warning("no checkpoint in %s: starting from step 0", checkpoints)
     step = checkpoint_step(last) if last else None
     trainer = make_trainer(model, dataset, collator, settings=settings, run_dir=run_dir,
-                           bf16=bf16, use_cpu=use_cpu, callbacks=callbacks, resumed_step=step)
+                           bf16=bf16, use_cpu=use_cpu, callbacks=callbacks, resumed_step=step,
+                           eval_dataset=eval_dataset, eval_metric=eval_metric)
     if step is not None and trainer.is_world_process_zero():  # the process that writes the log
         keep_rows_until(run_dir / "metrics.jsonl", step)
     trainer.resume_tally = _read_tally(last)
+    trainer.resume_best = _best_checkpoint(last, checkpoints)
     try:
         global_step, train_loss = run_trainer(trainer, last)
     finally:
@@ -300,7 +419,31 @@ def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, res
         resumed_from=last,
         feature_cache=cache,
         batch_size=trainer._train_batch_size,
+        weights=kept_weights(trainer.state, trainer.args, global_step),
+        stopped_early=bool(settings.early_stopping_patience) and 0 < global_step < trainer.state.max_steps,
     )
+
+
+def kept_weights(state, args, global_step: int) -> dict[str, Any]:
+    """Which step's weights the trained model holds, and why: the best validated step where the
+    Trainer loaded it at the end, else the last step."""
+    best = state.best_model_checkpoint
+    if args.load_best_model_at_end and best:
+        metric = args.metric_for_best_model
+        return {"step": checkpoint_step(best), "reason": f"best {metric} {state.best_metric:.4g}"}
+    return {"step": global_step, "reason": "last step"}
+
+
+def _best_checkpoint(checkpoint: str | None, folder: Path) -> str | None:
+    """The best checkpoint a resumed run's state names, found in this run's `folder` (None: none)."""
+    import json
+
+    path = Path(checkpoint) / "trainer_state.json" if checkpoint else None
+    if path is None or not path.is_file():
+        return None
+    best = json.loads(path.read_text()).get("best_model_checkpoint")
+    moved = folder / Path(best).name if best else None
+    return str(moved) if moved is not None and moved.is_dir() else None
 
 
 def checkpoint_step(checkpoint: str | Path) -> int:
@@ -339,17 +482,21 @@ def run_trainer(trainer, checkpoint: str | None) -> tuple[int, float]:
     """`trainer.train(resume_from_checkpoint=checkpoint)`: (optimiser steps, mean training loss over
     every step, those before the checkpoint included).
 
-    A checkpoint that already holds every step (the process stopped after saving it) is loaded,
-    not trained on: transformers would take one more step from a final checkpoint saved mid-epoch.
+    A checkpoint that already holds every step (the process stopped after saving it), or the one
+    early stopping ended the run at, is loaded (with the best step's weights where those are kept),
+    not trained on: transformers would take more steps from it.
     """
     from transformers.trainer_callback import TrainerState
 
     if checkpoint is not None:
         state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
-        if state.max_steps and state.global_step >= state.max_steps:
+        if _stopped_at(state):
             log.info("%s holds all %d steps: nothing left to train", checkpoint, state.global_step)
             trainer._load_from_checkpoint(checkpoint)
             trainer.state = state
+            state.best_model_checkpoint = trainer.resume_best
+            if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+                trainer._load_best_model()  # as the uninterrupted run did at its end
             tally = trainer.resume_tally
             if tally is not None:
                 return state.global_step, (tally["total"] + tally["pending"]) / state.global_step
@@ -359,15 +506,25 @@ def run_trainer(trainer, checkpoint: str | None) -> tuple[int, float]:
     return result.global_step, trainer._total_loss_scalar / max(result.global_step, 1)
 
 
+def _stopped_at(state) -> bool:
+    """Whether a checkpoint's state is where its run ended: its last step, or early stopping's stop
+    (the Trainer saves its control, which says so, with the checkpoint)."""
+    control = state.stateful_callbacks.get("TrainerControl") or {}
+    stop = isinstance(control, dict) and bool(control.get("args", {}).get("should_training_stop"))
+    return bool(state.max_steps and state.global_step >= state.max_steps) or stop
+
+
 def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, bf16: bool = False,
-                 use_cpu: bool = False, callbacks: Sequence[Any] = (), resumed_step: int | None = None):
+                 use_cpu: bool = False, callbacks: Sequence[Any] = (), resumed_step: int | None = None,
+                 eval_dataset=None, eval_metric: str | None = None):
     """The configured `Trainer` (speed switches applied to `model`); benchmarks time it directly.
 
     `resumed_step`: the checkpoint a resumed run continues from (TensorBoard drops later events).
+    `eval_dataset`: the validation set of `settings.eval_steps`; `eval_metric`: the task's primary
+    metric, which `keep_best metric` watches.
     """
     from torch.utils.tensorboard import SummaryWriter
-    from transformers import TrainingArguments
-    from transformers.integrations import TensorBoardCallback
+    from transformers import EarlyStoppingCallback, TrainingArguments
 
     from nmm_core.kernels import apply_liger, compile_layers, liger_available
     from nmm_core.lora import frozen_dtypes, half_precision, needs_autocast
@@ -401,7 +558,7 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         max_grad_norm=settings.max_grad_norm,
         logging_steps=settings.logging_steps,
         logging_first_step=True,
-        save_strategy="steps",
+        save_strategy="epoch" if settings.keep_best and settings.eval_steps == "epoch" else "steps",
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
         seed=settings.seed,
@@ -418,6 +575,7 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         label_names=["labels"],
         report_to="none",
         ddp_find_unused_parameters=False,
+        **evaluation_arguments(settings, eval_metric),
     )
     if args.mixed_precision == "bf16" and not args.bf16 and half_precision(model):
         # `accelerate launch --mixed_precision bf16` (or an accelerate config saying bf16) puts it in
@@ -436,10 +594,13 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         cache = _feature_cache(model, dataset, explicit=settings.cache_vision_features == "on")
         if cache is not None:
             collator = _WithIds(collator)
+    if settings.early_stopping_patience:
+        callbacks = [*callbacks, EarlyStoppingCallback(settings.early_stopping_patience)]  # after the metric's
     trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
         answer_only=settings.answer_only_logits,
         feature_cache=cache,
@@ -447,14 +608,37 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         lengths=approximate_lengths(dataset.examples) if settings.group_by_length else None,
         callbacks=[
             _jsonl_logger(run_dir / "metrics.jsonl"),
-            TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard"),
-                                              purge_step=None if resumed_step is None else resumed_step + 1)),
+            _tensorboard_callback(SummaryWriter(log_dir=str(run_dir / "tensorboard"),
+                                                purge_step=None if resumed_step is None else resumed_step + 1)),
             *callbacks,
         ],
     )
     if auto_batch:
         trainer.add_callback(batch_recorder(trainer, run_dir, settings.batch_size_start))
+    for callback in trainer.callback_handler.callbacks:
+        if getattr(callback, "attach_trainer", False):
+            callback.trainer = trainer
     return trainer
+
+
+def evaluation_arguments(settings: TrainSettings, metric: str | None) -> dict[str, Any]:
+    """The Trainer's own validation arguments for `settings` (none without `eval_steps`)."""
+    if settings.eval_steps is None:
+        return {}
+    by_epoch = settings.eval_steps == "epoch"
+    out: dict[str, Any] = {"eval_strategy": "epoch" if by_epoch else "steps",
+                           "per_device_eval_batch_size": settings.batch_size, "prediction_loss_only": True}
+    if not by_epoch:
+        out["eval_steps"] = settings.eval_steps
+    if settings.keep_best or settings.early_stopping_patience:
+        # the primary metrics (accuracy, BLEU, ROUGE) grow with quality; the loss shrinks
+        by_metric = settings.keep_best == "metric"
+        out.update(metric_for_best_model=f"eval_{metric}" if by_metric else "eval_loss", greater_is_better=by_metric)
+    if settings.keep_best:
+        out["load_best_model_at_end"] = True
+    if settings.early_stopping_patience:
+        out["restore_callback_states_from_checkpoint"] = True  # a resumed run keeps its count of bad validations
+    return out
 
 
 def approximate_lengths(examples: Sequence[Example]) -> list[int]:

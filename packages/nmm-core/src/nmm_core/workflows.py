@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from nmm_core.config import dump_yaml
-from nmm_core.data import ColumnMap, check_limit, load_examples
+from nmm_core.data import ColumnMap, check_limit, check_val_fraction, holdout, load_examples
 from nmm_core.errors import ConfigError, DataError, PresetError
 from nmm_core.evaluate import (
     EvalResult,
@@ -27,7 +27,7 @@ from nmm_core.evaluate import (
     write_predictions,
 )
 from nmm_core.image_budget import BUDGET_HELP, check_budget, resolve_budget
-from nmm_core.lora import LoraSettings, apply_lora, load_adapter, save_adapter
+from nmm_core.lora import LoraSettings, apply_lora, load_adapter, mark_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
@@ -48,10 +48,6 @@ Finish = Callable[[Path], dict[str, Any] | None]
 if TYPE_CHECKING:
     from nmm_core.sources import DataSource  # sources reads columns through this module
 
-# The older hook for a domain's own reader of one split (memes, until it declares a DataSource):
-# a `source=` (nmm_core.sources.DataSource) replaces it.
-Load = Callable[[Any, str], ValidationReport]
-
 
 @dataclass
 class DataSettings:
@@ -71,9 +67,14 @@ class DataSettings:
     on_bad_record: Literal["skip", "stop"] = field(
         default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"}
     )
+    val_split: str = field(default="", metadata={"help": "validation split of --train-eval-steps (empty: a "
+                                                         "seeded holdout of the training split)"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of the training split held out (drawn "
+                                                               "with the run seed) where there is no validation split"})
 
     def __post_init__(self) -> None:
         check_limit(self.limit)
+        check_val_fraction(self.val_fraction)
 
     def columns(self) -> ColumnMap:
         return ColumnMap(id=self.id_column, image=self.image_column,
@@ -152,6 +153,7 @@ class EvalConfig(RecommendsTwinRecipe):
                                                    "sampling (per-part seeds left unset take it)"})
     resume: str | None = field(default=None, metadata={"help": "run folder of an interrupted eval/compare: "
                                                                   "keep its answers, generate the rest"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
 
 
 def load_columns(data: DataSettings, split: str) -> ValidationReport:
@@ -170,21 +172,20 @@ def model_image_limits(model: ModelSettings) -> ImageLimits | None:
     try:
         return resolve_source(model.model, family=model.family, revision=model.revision).family.image_limits
     except PresetError:
-        return None  # a domain's own model (GILL), or an error the model's loading will report
+        return None  # an error the model's loading will report
 
 
-def load_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
-               limits: ImageLimits | None = None, source: DataSource | None = None) -> list[Example]:
-    """Load one split from `source` (or with `load`), summarise it on stderr and list its skipped records
-    in the run; images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
-    return checked_split(data, split, run, load=load, limits=limits, source=source)[0]
+def load_split(data: Any, split: str, run: RunDir | None, *, limits: ImageLimits | None = None,
+               source: DataSource | None = None) -> list[Example]:
+    """Load one split from `source` (None: `data`'s columns), summarise it on stderr and list its skipped
+    records in the run; images the model's processor would refuse (`limits`) are skipped (or stop) with the rest."""
+    return checked_split(data, split, run, limits=limits, source=source)[0]
 
 
-def checked_split(data: Any, split: str, run: RunDir | None, *, load: Load = load_columns,
-                  limits: ImageLimits | None = None,
+def checked_split(data: Any, split: str, run: RunDir | None, *, limits: ImageLimits | None = None,
                   source: DataSource | None = None) -> tuple[list[Example], dict[str, Any]]:
     """`load_split`'s records, and how many were used and skipped (`record_counts`) for the report."""
-    loaded = source.load(split) if source is not None else load(data, split)
+    loaded = source.load(split) if source is not None else load_columns(data, split)
     report = within_limits(loaded, limits, getattr(data, "on_bad_record", "skip"))
     print(f"[{split}] {report.summary()}", file=sys.stderr)
     listed = run.file(f"problems-{split}.jsonl") if report.problems and run is not None else None
@@ -196,15 +197,13 @@ def checked_split(data: Any, split: str, run: RunDir | None, *, load: Load = loa
     return report.kept, record_counts(report, listed.name if listed else None)
 
 
-def _eval_split(cfg: EvalConfig, run: RunDir, examples: list[Example] | None, load: Load,
-                records: dict[str, Any] | None,
+def _eval_split(cfg: EvalConfig, run: RunDir, examples: list[Example] | None, records: dict[str, Any] | None,
                 source: DataSource | None = None) -> tuple[list[Example], dict[str, Any] | None]:
     """The examples an eval/compare scores: the domain's own (with its `records` counts), or the eval
     split loaded and checked."""
     if examples is not None:
         return examples, records
-    return checked_split(cfg.data, cfg.data.eval_split, run, load=load, limits=model_image_limits(cfg.model),
-                         source=source)
+    return checked_split(cfg.data, cfg.data.eval_split, run, limits=model_image_limits(cfg.model), source=source)
 
 
 def _finished(finish: Finish | None, run: RunDir) -> dict[str, Any]:
@@ -262,14 +261,25 @@ def lora_trainee(cfg: TrainConfig) -> Trainee:
                    bf16=str(loaded.model.dtype) == "torch.bfloat16")
 
 
+def family_trainee(model: ModelSettings) -> Callable[[TrainConfig], Trainee]:
+    """What trains `model`: its family's own trainee where it names one, else core's LoRA trainee."""
+    from nmm_core.families import get_family
+    from nmm_core.presets import all_presets
+
+    preset = all_presets().get(model.model)
+    family = model.family or (preset.family if preset is not None else None)
+    return (get_family(family).own_trainee() if family else None) or lora_trainee
+
+
 def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None,
-              finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] = lora_trainee,
-              load: Load = load_columns, source: DataSource | None = None, kind: str = "train") -> Path:
+              finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] | None = None,
+              source: DataSource | None = None, kind: str = "train") -> Path:
     """Fine-tune and save the adapter; returns the completed run folder (`<stamp>-<kind>-<model>`).
 
-    `trainee` builds what is trained (a model of a domain's own, such as GILL, brings its own
-    collator and save); `source` (resolved, its settings those of `cfg.data`) reads a domain's own
-    data (its skips listed in the run folder); the run folder, resume, multi-process and reporting stay here.
+    `trainee` builds what is trained (default: the model's family's own, such as GILL's with its
+    collator and save, else core's LoRA trainee); `source` (resolved, its settings those of
+    `cfg.data`) reads a domain's own data (its skips listed in the run folder); the run folder,
+    resume, multi-process and reporting stay here.
     """
     state = _process_state(cfg.model)
     main = state.is_main_process
@@ -284,21 +294,26 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         if main:
             dump_yaml(cfg, run.file("config.yaml"))
         train_set = examples if examples is not None else load_split(
-            cfg.data, cfg.data.split, run, load=load, limits=model_image_limits(cfg.model), source=source)
+            cfg.data, cfg.data.split, run, limits=model_image_limits(cfg.model), source=source)
+        train_set, val_set, validation = validation_set(cfg, train_set, run, source=source)
         # before anything random is drawn: adapters and new parts are initialised here, before
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
-        built = trainee(cfg)
+        built = (trainee or family_trainee(cfg.model))(cfg)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
-                        bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator)
+                        bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator,
+                        eval_examples=val_set)
         state.wait_for_everyone()
         if not main:
             return run.final_path
         built.save(run.file("adapter"))
+        mark_adapter(run.file("adapter"), weights=outcome.weights)
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
+        if validation is not None:
+            validation.update(stopped_early=outcome.stopped_early)
         return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
-                            examples=len(train_set),
+                            examples=len(train_set), weights=outcome.weights, validation=validation,
                             resumed_from=outcome.resumed_from and str(run.final(outcome.resumed_from)),
                             seeds=seeds, deterministic=cfg.train.deterministic,
                             feature_cache=outcome.feature_cache, world_size=state.num_processes,
@@ -308,6 +323,24 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         if main:
             run.fail(exc)
         raise
+
+
+def validation_set(cfg: TrainConfig, train_set: list[Example], run: RunDir, *,
+                   source: DataSource | None = None) -> tuple[list[Example], list[Example], dict[str, Any] | None]:
+    """(training examples, validation examples, what the validation set is) for `--train-eval-steps`:
+    the data's validation split where it names one, else a seeded holdout of the training split."""
+    if cfg.train.eval_steps is None:
+        return train_set, [], None
+    data = cfg.data
+    if getattr(data, "val_split", ""):
+        val_set = load_split(data, data.val_split, run, limits=model_image_limits(cfg.model), source=source)
+        return train_set, val_set, {"split": data.val_split, "examples": len(val_set)}
+    seed, fraction = cfg.train.seed, getattr(data, "val_fraction", 0.1)  # the run seed draws the holdout too
+    kept, held = holdout(train_set, fraction, seed=seed)
+    print(f"[validation] {len(held)} of the {len(train_set)} training records held out "
+          f"(fraction {fraction}, seed {seed})", file=sys.stderr)
+    return kept, held, {"split": f"holdout of {getattr(data, 'split', 'train')}", "fraction": fraction,
+                        "seed": seed, "examples": len(held)}
 
 
 def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adapter: str | None,
@@ -322,7 +355,16 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
             result = scored(examples, done, task=task, name=name)
             write_predictions(result, out_file)
             return result
-    loaded = cfg.model.load(padding_side="left")
+    from transformers.utils import logging as transformers_logging
+
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    if not cfg.progress:  # transformers' own "Loading weights" bar too
+        transformers_logging.disable_progress_bar()
+    try:
+        loaded = cfg.model.load(padding_side="left")
+    finally:
+        if bars_were_on:
+            transformers_logging.enable_progress_bar()
     model = loaded.model
     if adapter:
         t0 = time.perf_counter()
@@ -332,7 +374,7 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
     if settings.max_new_tokens is None and loaded.source.preset is not None:
         settings = replace(settings, max_new_tokens=loaded.source.preset.max_new_tokens)
     return evaluate(model, loaded.processor, loaded.family, examples, task=task,
-                    settings=settings, name=name, out_file=out_file, resume=resume, progress=settings.progress)
+                    settings=settings, name=name, out_file=out_file, resume=resume, progress=cfg.progress)
 
 
 def budget_for(model: ModelSettings, adapter: str | None) -> ModelSettings:
@@ -357,19 +399,19 @@ def _eval_run(cfg: EvalConfig, kind: str, into: Path | None = None) -> RunDir:
 
 
 # what an eval/compare may change on resume: how fast it goes, not its answers
-EVAL_MAY_CHANGE = ("generation.batch_size", "generation.pixels_on_device", "generation.progress")
+EVAL_MAY_CHANGE = ("generation.batch_size", "generation.pixels_on_device", "progress")
 # ... and a train run: how often it logs and saves and how it loads data, not what it learns
 TRAIN_MAY_CHANGE = ("train.num_workers", "train.logging_steps", "train.save_steps", "train.save_total_limit")
 
 
 def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
-             finish: Finish | None = None, load: Load = load_columns,
-             records: dict[str, Any] | None = None, source: DataSource | None = None) -> Path:
+             finish: Finish | None = None, records: dict[str, Any] | None = None,
+             source: DataSource | None = None) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder (`records`: the counts behind
     `examples`, for the report)."""
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))
     with _eval_run(cfg, "eval") as run:
-        test, records = _eval_split(cfg, run, examples, load, records, source)
+        test, records = _eval_split(cfg, run, examples, records, source)
         name = "fine-tuned" if cfg.adapter else "base"
         result = evaluate_model(cfg, task, test, adapter=cfg.adapter, name=name,
                                 out_file=run.file("predictions.jsonl"))
@@ -380,7 +422,7 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
 
 
 def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = None,
-                load: Load = load_columns, finish: Finish | None = None, kind: str = "compare",
+                finish: Finish | None = None, kind: str = "compare",
                 seed: int | None = None, records: dict[str, Any] | None = None,
                 source: DataSource | None = None, into: Path | None = None, breakdown: str | None = None) -> Path:
     """Base vs base + adapter on the same examples and settings; report with both, and pairs.jsonl.
@@ -395,7 +437,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))  # base and fine-tuned see the same images
     with _eval_run(cfg, kind, into) as run:
         seed = cfg.seed if seed is None else seed
-        test, records = _eval_split(cfg, run, examples, load, records, source)
+        test, records = _eval_split(cfg, run, examples, records, source)
         results = [
             evaluate_model(cfg, task, test, adapter=None, name="base",
                            out_file=run.file("predictions-base.jsonl")),

@@ -1,31 +1,21 @@
-"""The meme commands as functions of one settings dataclass each, built on `nmm_core.workflows`."""
+"""What memes adds to the kit's verbs: its settings (meme data, GILL's parts), `data inspect`, `predict`."""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from nmm_core.domain import Domain, run_domain_eval, run_domain_predict
 from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
-from nmm_core.seeds import resolve_seeds
-from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig, check_model_source, predict_one
-from nmm_memes.data import (
-    MemeDataSettings,
-    SyntheticSettings,
-    load_memes,
-    load_usable,
-    resolve_data,
-    synthesize,
-    synthetic_folder,
-)
+from nmm_core.workflows import EvalConfig, ModelSettings, TrainConfig
+from nmm_memes.data import MemeDataSettings, MemeSource, SyntheticSettings, synthetic_folder
 from nmm_memes.gill import is_gill
 from nmm_memes.gill.settings import GillSettings
 from nmm_memes.presets import TWIN_RECIPES
-from nmm_memes.task import meme_task
 
 
 def _model() -> ModelSettings:
@@ -49,22 +39,13 @@ class MemeTrainConfig(TrainConfig):
 
 @dataclass
 class MemeEvalConfig(EvalConfig):
-    """`eval` / `compete`: greedy captions scored with ROUGE-L (primary), ROUGE-1/2 and BLEU."""
+    """`eval` / `compare` / `compete`: greedy captions scored with ROUGE-L (primary), ROUGE-1/2 and BLEU."""
 
     data: MemeDataSettings = field(default_factory=MemeDataSettings)
     model: ModelSettings = field(default_factory=_model)
     generation: GenerationSettings = field(default_factory=_generation)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
     twin_recipes: ClassVar = TWIN_RECIPES
-
-
-@dataclass
-class SynthesizeConfig:
-    """`data synthesize`: write the synthetic meme set in MemeCap's shape."""
-
-    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
-    out: str = field(default="", metadata={"help": "folder to write (empty: the shared cache)"})
-    progress: bool = True
 
 
 @dataclass
@@ -82,33 +63,26 @@ class InspectConfig:
 class PredictConfig:
     """`predict`: what one meme means, from its image and post title (GILL: the image's caption)."""
 
+    image: str = field(default="", metadata={"help": "meme image file"})
+    question: str = field(default="", metadata={"help": "the post title (GILL does not use it)"})
     model: ModelSettings = field(default_factory=_model)
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder (merged)"})
     max_new_tokens: int = 48
     gill: GillSettings = field(default_factory=GillSettings)
-
-
-def run_synthesize(cfg: SynthesizeConfig) -> Path:
-    """Generate the set; print where it is and what it holds."""
-    from nmm_core.files import synthesized
-
-    folder = synthesized(cfg.out, lambda tmp: synthesize(cfg.synthetic, tmp, progress=cfg.progress),
-                         lambda: synthetic_folder(cfg.synthetic, progress=cfg.progress), marker="synthetic.json")
-    print(f"synthetic meme set (MemeCap shape): {folder}")
-    print(f"  memes-trainval.json: {cfg.synthetic.trainval_size} records; memes-test.json: "
-          f"{cfg.synthetic.test_size} records; images/: {cfg.synthetic.trainval_size + cfg.synthetic.test_size} PNGs")
-    print(f"  use it as: --data-source {folder} --data-images {folder / 'images'}")
-    return folder
+    positional: ClassVar = {"image": ("IMAGE", "meme image file", None),
+                            "question": ("TITLE", "the post title, quoted (GILL does not use it)", "?")}
 
 
 def run_inspect(cfg: InspectConfig) -> dict[str, dict]:
     """Per split: kept/total, skips by kind with the first few named, references per record."""
-    from nmm_core.runs import atomic_write_text
+    from functools import partial
 
-    data = resolve_data(cfg.data, cfg.synthetic)
+    from nmm_core.files import atomic_write_text
+
+    source = MemeSource(cfg.data, partial(synthetic_folder, cfg.synthetic)).resolve()
     out, problem_lines = {}, []
     for split in cfg.splits:
-        report = load_memes(data, split)
+        report = source.load(split)
         kinds = Counter(p.kind or p.field for p in report.problems)
         refs = Counter(len(ex.answers) for ex in report.kept)
         out[split] = {"total": report.total, "kept": len(report.kept), "skipped": dict(kinds)}
@@ -130,52 +104,24 @@ def run_inspect(cfg: InspectConfig) -> dict[str, dict]:
 
 
 def refuse_gill(model: ModelSettings, command: str) -> None:
-    """`eval`/`compete` score meme meanings (the TinyLLaVA path); GILL has its own commands."""
+    """`eval`/`compare`/`compete` score meme meanings (the TinyLLaVA path); GILL has its own commands."""
     if is_gill(model.model):
         raise ConfigError(f"{command} scores meme meanings with a chat VLM (e.g. TinyLLaVA); for GILL use "
                           "predict (caption), generate (image) or retrieve")
 
 
-def run_meme_train(cfg: MemeTrainConfig) -> Path:
-    """Core's `run_train` with the meme task on MemeCap/MemeCraft/synthetic examples (GILL: its own model)."""
-    from dataclasses import replace
-
-    from nmm_core.workflows import run_train
-
-    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
-    if is_gill(cfg.model.model):
-        from nmm_memes.gill.train import run_gill_train
-
-        return run_gill_train(replace(cfg, data=resolve_data(cfg.data, cfg.synthetic)))
-    check_model_source(cfg.model)
-    cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
-    return run_train(cfg, meme_task(), load=load_usable)
+def run_meme_eval(memes: Domain, cfg: MemeEvalConfig, *, compare: bool = False) -> Path:
+    """The kit's `eval` (or `compare`) on the memes: predictions with per-example ROUGE, ROUGE and BLEU."""
+    refuse_gill(cfg.model, "compare" if compare else "eval")
+    return run_domain_eval(memes, cfg, compare=compare)
 
 
-def run_meme_eval(cfg: MemeEvalConfig) -> Path:
-    """Core's `run_eval`: predictions.jsonl with per-example ROUGE, report with ROUGE and BLEU."""
-    from dataclasses import replace
-
-    from nmm_core.workflows import run_eval
-
-    refuse_gill(cfg.model, "eval")
-    check_model_source(cfg.model)
-    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
-    cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
-    return run_eval(cfg, meme_task(), load=load_usable)
-
-
-def run_predict(cfg: PredictConfig, image: str, title: str) -> str:
-    """Load the model (adapter merged), state what one meme means, print it (GILL: the caption)."""
+def run_predict(memes: Domain, cfg: PredictConfig) -> str:
+    """State what one meme means (adapter merged) and print it; a GILL preset: the image's caption."""
     if is_gill(cfg.model.model):
         from nmm_memes.gill.generate import gill_caption
 
-        caption = gill_caption(cfg.model, cfg.gill, cfg.adapter, image, max_new_tokens=cfg.max_new_tokens)
+        caption = gill_caption(cfg.model, cfg.gill, cfg.adapter, cfg.image, max_new_tokens=cfg.max_new_tokens)
         print(caption)
         return caption
-    raw, seconds = predict_one(cfg.model, cfg.adapter, image, title, task=meme_task(),
-                               max_new_tokens=cfg.max_new_tokens)
-    answer = meme_task().normalise(raw)
-    print(answer)
-    print(f"({seconds:.3f} s to generate)", file=sys.stderr)
-    return answer
+    return run_domain_predict(memes, cfg)

@@ -13,14 +13,13 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from nmm_core.domain import Domain
 from nmm_core.errors import ConfigError
 from nmm_core.metric import Metric
-from nmm_core.seeds import part_seed, resolve_seeds
+from nmm_core.seeds import part_seed
 from nmm_core.workflows import check_model_source
 from nmm_memes.commands import MemeEvalConfig, refuse_gill
-from nmm_memes.data import load_usable, resolve_data
 from nmm_memes.judge import Verdict, judge_pairs, summarise
-from nmm_memes.task import meme_task
 
 BASE, TUNED = "base", "fine-tuned"
 
@@ -48,7 +47,7 @@ class CompeteConfig(MemeEvalConfig):
     judge: JudgeSettings = field(default_factory=JudgeSettings)
 
 
-def run_compete(cfg: CompeteConfig) -> Path:
+def run_compete(memes: Domain, cfg: CompeteConfig) -> Path:
     """Core's `run_compare` on the memes (pairs.jsonl, report), then the pairs judged into the same run."""
     from nmm_core.workflows import run_compare
 
@@ -56,11 +55,11 @@ def run_compete(cfg: CompeteConfig) -> Path:
         raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
     refuse_gill(cfg.model, "compete")
     check_model_source(cfg.model)
-    resolve_seeds(cfg)  # the synthetic set's seed, when not given, is the run seed
-    cfg = replace(cfg, data=resolve_data(cfg.data, cfg.synthetic))
-    task = meme_task()
-    return run_compare(cfg, task, load=load_usable, kind="compete", seed=cfg.judge.seed,
-                       finish=lambda folder: judge_run(folder, cfg.judge, metric=task.primary_metric))
+    source = memes.source_of(cfg)  # the synthetic set's seed, when not given, is the run seed
+    task = memes.task
+    return run_compare(replace(cfg, data=source.settings), task, source=source, kind="compete",
+                       seed=cfg.judge.seed, finish=lambda folder: judge_run(folder, cfg.judge,
+                                                                            metric=task.primary_metric))
 
 
 def judge_run(folder: Path, settings: JudgeSettings, *, metric: str | Metric) -> dict[str, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from nmm_core.errors import ConfigError, DataError
 
@@ -24,6 +25,10 @@ class ConvertConfig:
 
     tokenizer: str | None = field(default=None, metadata={
         "help": "folder with the Phi-2 tokenizer files (default: SRC, as the published repo has them)"})
+    src: str = field(default="", metadata={"help": "TinyLLaVA_Factory checkpoint folder"})
+    out: str = field(default="", metadata={"help": "new folder to write"})
+    positional: ClassVar = {"src": ("SRC", "TinyLLaVA_Factory checkpoint folder (config.json + weights)", None),
+                            "out": ("OUT", "new folder to write", None)}
 
 
 def has_tokenizer(folder: Path) -> bool:

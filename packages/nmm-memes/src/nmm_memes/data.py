@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from nmm_core.data import check_limit, read_utf8, split_examples
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example, Problem, ValidationReport, validate
 from nmm_core.seeds import part_seed
+from nmm_core.sources import SYNTHETIC, is_synthetic
 
 TRAINVAL, TEST = "memes-trainval.json", "memes-test.json"
 SPLITS = ("train", "validation", "test")
@@ -38,8 +40,8 @@ _MEMECRAFT_NAME = re.compile(
 class MemeDataSettings:
     """Which memes: MemeCap (file or folder), MemeCraft (caption file or folder), or the synthetic set."""
 
-    source: str = field(default="", metadata={
-        "help": "MemeCap folder/JSON file or MemeCraft caption file/folder (empty: synthetic set)",
+    source: str = field(default=SYNTHETIC, metadata={
+        "help": "MemeCap folder/JSON file, MemeCraft caption file/folder, or 'synthetic' (the generated set)",
         "aliases": ("--data",)})
     format: Literal["auto", "memecap", "memecraft"] = field(
         default="auto", metadata={"help": "auto: MemeCraft if the name ends in _caption.json or is a "
@@ -51,6 +53,7 @@ class MemeDataSettings:
     split_seed: int | None = field(default=None, metadata={"help": "seed of MemeCap's 10% validation split "
                                                                    "(default: the run seed)"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of trainval kept for validation"})
+    val_split: str = field(default="validation", metadata={"help": "validation split of --train-eval-steps"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N records of a split"})
     on_bad_record: Literal["skip", "stop"] = field(
         default="skip", metadata={"help": "skip bad records (counted, listed) or stop at them"})
@@ -70,6 +73,10 @@ class SyntheticSettings:
     trainval_size: int = field(default=440, metadata={"help": "records in memes-trainval.json"})
     test_size: int = field(default=60, metadata={"help": "records in memes-test.json"})
     image_size: int = field(default=96, metadata={"help": "square image side in pixels"})
+
+    def sizes(self) -> dict[str, int]:
+        """Records per file (MemeCap's two)."""
+        return {"trainval": self.trainval_size, "test": self.test_size}
 
     def key(self) -> str:
         """A short name that changes whenever the generated files would."""
@@ -108,12 +115,24 @@ def synthetic_folder(settings: SyntheticSettings, *, progress: bool = True) -> P
                          marker="synthetic.json")
 
 
-def resolve_data(data: MemeDataSettings, synthetic: SyntheticSettings) -> MemeDataSettings:
-    """`data` with the synthetic set as source (and its images) when no source is named."""
-    if data.source:
-        return data
-    folder = synthetic_folder(synthetic)
-    return replace(data, source=str(folder), format="memecap", images=str(folder / "images"))
+@dataclass(frozen=True)
+class MemeSource:
+    """MemeCap, MemeCraft or the generated set (`synthetic`, MemeCap-shaped), read by memes' loaders."""
+
+    settings: MemeDataSettings
+    synthetic: Callable[[], Path] | None = None  # builds (once) and returns the generated set
+
+    def resolve(self) -> MemeSource:
+        """The generated set's folder and its images as the source when the source names it."""
+        if self.synthetic is None or not is_synthetic(self.settings.source):
+            return self
+        folder = self.synthetic()
+        return replace(self, settings=replace(self.settings, source=str(folder), format="memecap",
+                                              images=str(folder / "images")))
+
+    def load(self, split: str) -> ValidationReport:
+        """One split, validated (skip-and-count or stop)."""
+        return load_memes(self.settings, split)
 
 
 def detect_format(source: str | Path) -> str:
@@ -142,14 +161,6 @@ def load_memes(data: MemeDataSettings, split: str) -> ValidationReport:
         listed = "; ".join(str(p) for p in report.problems[:5])
         raise DataError(f"{data.source} ({split}): {report.skipped} of {report.total} records are invalid: {listed}")
     return ValidationReport(kept=kept, problems=report.problems, total=report.total)
-
-
-def load_usable(data: MemeDataSettings, split: str) -> ValidationReport:
-    """`load_memes` for a command (core's `load_split` hook): a split with nothing usable is an error."""
-    report = load_memes(data, split)
-    if not report.kept:
-        raise ConfigError(f"split {split!r} of {data.source} has no usable records ({report.summary()})")
-    return report
 
 
 # ---------------------------------------------------------------- MemeCap

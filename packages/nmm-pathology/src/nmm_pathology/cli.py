@@ -1,81 +1,83 @@
-"""`nmm-pathology`: PathVQA (`vqa train|eval|compare|predict`) and the YOLOv8 baseline (`detect ...`)."""
+"""`nmm-pathology`: PathVQA (the kit's verbs under `vqa`) and the YOLOv8 baseline (`detect ...`), declared.
+
+The VQA defaults are the generated PathVQA-like set and core's tiny LLaVA-1.5 twin, so every command
+runs offline; a GPU user passes `--model llava-1.5-7b` and `--data-source flaviagiammarino/path-vqa`.
+"""
 
 from __future__ import annotations
 
-import argparse
+import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from nmm_core.cli import add_export_command, base_parser, print_info, run_cli
-
-DESCRIPTION = "PathVQA with LLaVA-1.5 QLoRA, and a YOLOv8 brain-tumour detection baseline."
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser: `info`, `vqa ...`, `detect ...`, `compare-detector`."""
-    from nmm_core.config import add_command
-    from nmm_pathology.coco import ConvertConfig
-    from nmm_pathology.compare import CompareDetectorConfig
-    from nmm_pathology.detector import DetectPredictConfig, DetectTrainConfig, DetectValConfig
-    from nmm_pathology.mri import SyntheticMriConfig
-    from nmm_pathology.vqa import VqaEvalConfig, VqaPredictConfig, VqaTrainConfig
-
-    parser, sub = base_parser("nmm-pathology", DESCRIPTION, "nmm-pathology")
-    vqa = sub.add_parser("vqa", help="PathVQA: train, eval, compare, predict").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
-    add_command(vqa, "train", VqaTrainConfig, help="LoRA/QLoRA fine-tuning (default: synthetic set, tiny twin)")
-    add_command(vqa, "eval", VqaEvalConfig, help="scores strict and normalised, review CSV")
-    add_command(vqa, "compare", VqaEvalConfig, help="base vs fine-tuned, review CSV per model")
-    add_command(vqa, "predict", VqaPredictConfig, help="answer one question about one image")
-    add_export_command(vqa)
-    det = sub.add_parser("detect", help="YOLOv8 detector: convert, synth, train, val, predict").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
-    add_command(det, "convert", ConvertConfig, help="COCO JSON (Roboflow export) -> YOLO images/ + labels/")
-    add_command(det, "synth", SyntheticMriConfig, help="write the synthetic brain-MRI-like set (YOLO format)")
-    add_command(det, "train", DetectTrainConfig, help="train YOLOv8 offline; mAP50 and mAP50-95 report")
-    add_command(det, "val", DetectValConfig, help="validate weights; mAP50 and mAP50-95 report")
-    add_command(det, "predict", DetectPredictConfig, help="boxes for images, as JSON")
-    add_command(sub, "compare-detector", CompareDetectorConfig,
-                help="VLM yes/no vs detector boxes: presence accuracy/precision/recall, time per image")
-    return parser
+from nmm_core.domain import Domain, SyntheticSet, domain_main
+from nmm_pathology.coco import ConvertConfig, convert_coco
+from nmm_pathology.compare import CompareDetectorConfig, compare_detector
+from nmm_pathology.data import PathVqaSource, SyntheticSettings, synthetic_folder, write_synthetic
+from nmm_pathology.detector import (
+    DetectPredictConfig,
+    DetectTrainConfig,
+    DetectValConfig,
+    detect_predict,
+    detect_train,
+    detect_val,
+)
+from nmm_pathology.mri import SyntheticMriConfig, write_synthetic_mri
+from nmm_pathology.presets import PRESETS, TWIN_RECIPES
+from nmm_pathology.review import review_run
+from nmm_pathology.task import pathvqa_task
 
 
-def _dispatch(ns: argparse.Namespace) -> Callable[[], object]:
-    from nmm_core.config import config_from_parsed
+def vqa_predict(cfg: Any) -> dict[str, str]:
+    """Answer one question about one image; prints and returns {question, raw, answer}."""
+    from nmm_core.workflows import predict_one
 
-    def run() -> None:
-        if ns.command == "info":
-            print_info("nmm-pathology", ns)
-            return
-        from nmm_core.export import ExportConfig, run_export
-        from nmm_pathology import coco, compare, detector, mri, vqa
+    task = pathvqa_task()
+    raw, _ = predict_one(cfg.model, cfg.adapter, cfg.image, cfg.question, task=task,
+                         max_new_tokens=cfg.max_new_tokens)
+    out = {"question": cfg.question.strip(), "raw": raw, "answer": task.short_answer(raw)}
+    print(json.dumps(out, ensure_ascii=False))
+    return out
 
-        table = {
-            ("vqa", "train"): (vqa.VqaTrainConfig, vqa.vqa_train),
-            ("vqa", "eval"): (vqa.VqaEvalConfig, vqa.vqa_eval),
-            ("vqa", "compare"): (vqa.VqaEvalConfig, vqa.vqa_compare),
-            ("vqa", "predict"): (vqa.VqaPredictConfig, vqa.vqa_predict),
-            ("vqa", "export"): (ExportConfig, run_export),
-            ("detect", "convert"): (coco.ConvertConfig, coco.convert_command),
-            ("detect", "synth"): (mri.SyntheticMriConfig, mri.synth_command),
-            ("detect", "train"): (detector.DetectTrainConfig, detector.detect_train),
-            ("detect", "val"): (detector.DetectValConfig, detector.detect_val),
-            ("detect", "predict"): (detector.DetectPredictConfig, detector.detect_predict),
-        }
-        table[("compare-detector", None)] = (compare.CompareDetectorConfig, compare.compare_detector)
-        cls, fn = table[(ns.command, getattr(ns, "action", None))]
-        cfg = config_from_parsed(cls, ns)
-        result = fn(cfg)
-        if result is not None and not isinstance(result, dict):
-            print(result)
 
-    return run
+def _printed(fn: Callable[[Any], object]) -> Callable[[Any], None]:
+    return lambda cfg: print(fn(cfg))  # the folder or file a command wrote
+
+
+PATHOLOGY = Domain(
+    name="nmm-pathology",
+    description="PathVQA with LLaVA-1.5 QLoRA, and a YOLOv8 brain-tumour detection baseline.",
+    group="vqa",
+    group_help="PathVQA: train, eval, compare, predict (scores strict and normalised, review CSVs)",
+    groups={"detect": "YOLOv8 detector: convert, synth, train, val, predict"},
+    task=pathvqa_task(),
+    after_eval=review_run,
+    source=PathVqaSource,
+    data={"val_split": "validation"},  # PathVQA's and the generated set's validation split
+    synthetic=SyntheticSet(SyntheticSettings, write=write_synthetic, cached=synthetic_folder, marker="test.jsonl"),
+    model="tiny-llava-1.5",
+    train={"epochs": 3.0},  # the study's 3 epochs (the twin's recipe has its own)
+    presets=PRESETS,
+    twin_recipes=TWIN_RECIPES,
+    verbs={
+        "vqa predict": (None, vqa_predict, "answer one question about one image (JSON: question, raw, answer)"),
+        "detect convert": (ConvertConfig, _printed(convert_coco),
+                           "COCO JSON (Roboflow export) -> YOLO images/ + labels/"),
+        "detect synth": (SyntheticMriConfig, _printed(write_synthetic_mri),
+                         "write the synthetic brain-MRI-like set (YOLO format)"),
+        "detect train": (DetectTrainConfig, _printed(detect_train), "train YOLOv8 offline; mAP50 and mAP50-95 report"),
+        "detect val": (DetectValConfig, _printed(detect_val), "validate weights; mAP50 and mAP50-95 report"),
+        "detect predict": (DetectPredictConfig, _printed(detect_predict), "boxes for images, as JSON"),
+        "compare-detector": (CompareDetectorConfig, _printed(compare_detector),
+                             "VLM yes/no vs detector boxes: presence accuracy/precision/recall, time per image"),
+    },
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen command."""
-    ns = build_parser().parse_args(argv)
-    return run_cli(_dispatch(ns))
+    return domain_main(PATHOLOGY, argv)
 
 
 if __name__ == "__main__":

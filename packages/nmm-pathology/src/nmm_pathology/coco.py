@@ -193,8 +193,3 @@ def convert_coco(cfg: ConvertConfig) -> Path:
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     print(f"converted {counts['images']} images: {summary}")
     return yaml_path
-
-
-def convert_command(cfg: ConvertConfig) -> Path:
-    """`detect convert`."""
-    return convert_coco(cfg)

@@ -10,10 +10,11 @@ Presence accuracy, precision and recall, and seconds per image, go to core's rep
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nmm_core.errors import ConfigError
+from nmm_core.errors import ConfigError, DataError
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.workflows import ModelSettings
 from nmm_pathology.detector import DetectSettings
@@ -34,6 +35,7 @@ class CompareDetectorConfig:
     detector: DetectSettings = field(default_factory=DetectSettings)
     conf: float = field(default=0.25, metadata={"help": "detector confidence for 'present'"})
     output_dir: str = "runs"
+    progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
 
 
 def presence_scores(truth: list[bool], said: list[bool]) -> dict[str, float]:
@@ -64,26 +66,36 @@ def compare_detector(cfg: CompareDetectorConfig) -> Path:
     from nmm_core.config import dump_yaml
     from nmm_core.evaluate import EvalResult, evaluate
     from nmm_core.lora import load_adapter
-    from nmm_core.records import Example
+    from nmm_core.records import Example, ValidationReport
     from nmm_core.report import print_table, write_comparison
     from nmm_core.runs import RunDir, atomic_write_text
-    from nmm_pathology.detector import _check_model, predict_boxes, resolve_data_yaml
+    from nmm_pathology.detector import _check_model, predict_boxes, resolve_data_yaml, unreadable_image
     from nmm_pathology.task import pathvqa_task
 
     _check_model(cfg.detector.model)
     if not cfg.detector.model.endswith(".pt"):
         raise ConfigError("compare-detector needs trained detector weights: --detector-model path/to/best.pt")
     data = resolve_data_yaml(cfg.data)
-    rows = _truth(data, cfg.split)
+    every = _truth(data, cfg.split)
+    problems = [p for p in (unreadable_image(image) for image, _ in every) if p is not None]
+    left_out = {p.id for p in problems}
+    rows = [(image, t) for image, t in every if image not in left_out]
+    if not rows:
+        raise DataError(f"{data}: no image of split {cfg.split!r} decodes (first: {problems[0]})")
     truth = [t for _, t in rows]
     with RunDir.create(cfg.output_dir, "compare-detector", Path(cfg.model.model).name) as run:
         dump_yaml(cfg, run.file("config.yaml"))
+        listed = "problems-images.jsonl" if problems else None
+        if problems:
+            ValidationReport([], problems, len(problems)).write_problems(run.file(listed))
+            print(f"left out {len(problems)} unreadable images, listed in {run.final(run.file(listed))}",
+                  file=sys.stderr)
         task = pathvqa_task()
         examples = [Example(Path(p).stem, p, cfg.question, ("yes" if t else "no",)) for p, t in rows]
         loaded = cfg.model.load(padding_side="left")
         model = load_adapter(loaded, cfg.adapter, merge=not loaded.quantization) if cfg.adapter else loaded.model
         vlm = evaluate(model, loaded.processor, loaded.family, examples, task=task, settings=cfg.generation,
-                       name="vlm")
+                       name="vlm", progress=cfg.progress)
         answers = [task.short_answer(r["raw_prediction"]) for r in vlm.predictions]
         vlm_said = [a == "yes" for a in answers]
         boxes, det_seconds = predict_boxes(cfg.detector.model, [p for p, _ in rows], conf=cfg.conf,
@@ -102,6 +114,8 @@ def compare_detector(cfg: CompareDetectorConfig) -> Path:
                          context={"question": cfg.question, "data": str(data), "split": cfg.split,
                                   "images": len(rows), "with_tumour": sum(truth), "vlm": cfg.model.model,
                                   "adapter": cfg.adapter, "detector": cfg.detector.model, "conf": cfg.conf,
-                                  "vlm_unanswered": unanswered})
+                                  "vlm_unanswered": unanswered},
+                         records={"used": len(rows), "total": len(every), "skipped": len(problems),
+                                  "listed_in": listed})
         print_table(results, title=f"tumour presence on {len(rows)} images")
         return run.complete(**{f"{r.name}.presence_accuracy": r.metrics["presence_accuracy"] for r in results})

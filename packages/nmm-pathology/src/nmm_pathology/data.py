@@ -15,16 +15,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nmm_core.data import ColumnMap, load_examples, save_example_image
-from nmm_core.records import Example
+from nmm_core.records import Example, ValidationReport, validate
 from nmm_core.runs import atomic_write_text
 from nmm_core.seeds import part_seed
+from nmm_core.sources import ColumnSource
 from nmm_pathology.metrics import is_yes_no
 
 HUB_ID = "flaviagiammarino/path-vqa"
 # Not pinned: DATASETS.md names card revision 12d11bc (a short hash) and the full commit of a
 # complete parquet upload could not be confirmed, so the user pins one with --data-revision.
 HUB_REVISION: str | None = None
-SYNTHETIC = "synthetic"  # the data source name that selects the generated set
 PATHVQA_COLUMNS = ColumnMap(id="id", image="image", prompt="question", answers="answer")
 
 
@@ -55,6 +55,17 @@ def load_pathvqa(source: str | Path = HUB_ID, *, split: str = "test", revision: 
     examples = load_examples(source, split=split, columns=columns, revision=revision,
                              image_root=image_root, limit=limit)
     return tag_kinds(examples)
+
+
+@dataclass(frozen=True)
+class PathVqaSource(ColumnSource):
+    """PathVQA (hub id or local copy) or the generated set, its questions tidied and tagged closed/open."""
+
+    def load(self, split: str) -> ValidationReport:
+        """One split, validated (skip-and-count or stop)."""
+        data = self.settings
+        return validate(load_pathvqa(data.source, split=split, revision=data.revision, columns=data.columns(),
+                                     image_root=data.image_root, limit=data.limit), policy=data.on_bad_record)
 
 
 def split_by_kind(examples: Iterable[Example]) -> dict[str, list[Example]]:
@@ -89,6 +100,9 @@ class SyntheticSettings:
     test_size: int = field(default=60, metadata={"help": "generated test questions"})
     image_size: int = field(default=64, metadata={"help": "generated image side, pixels"})
     seed: int | None = field(default=None, metadata={"help": "generator seed (default: the run seed)"})
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.train_size, "validation": max(1, self.test_size // 2), "test": self.test_size}
 
 
 def _tissue(rng: random.Random, stain: str, lesion: str | None, size: int):
@@ -149,17 +163,17 @@ def write_pathvqa_folder(splits: dict[str, list[Example]], folder: str | Path) -
     return folder
 
 
-def synthetic_folder(settings: SyntheticSettings = SyntheticSettings(), root: str | Path | None = None) -> Path:  # noqa: B008
-    """The generated set on disk (train + validation + test), built once per settings."""
-    from nmm_core.files import build_folder, cache_root
+def write_synthetic(settings: SyntheticSettings, folder: str | Path, *, progress: bool = True) -> Path:
+    """Every split of the generated set into `folder`; `test.jsonl`, written last, marks it complete."""
+    seed, size = part_seed(settings.seed), settings.image_size
+    return write_pathvqa_folder({split: make_synthetic_pathvqa(n, seed=seed, split=split, image_size=size)
+                                 for split, n in settings.sizes().items()}, folder)
+
+
+def synthetic_folder(settings: SyntheticSettings = SyntheticSettings(), *, progress: bool = True) -> Path:  # noqa: B008
+    """The generated set in the shared cache (train + validation + test), built once per settings."""
+    from nmm_core.files import cached_folder
 
     s = replace(settings, seed=part_seed(settings.seed))
     key = f"synthetic-pathvqa-v1-{s.train_size}-{s.test_size}-{s.image_size}-seed{s.seed}"
-    final = Path(root) if root is not None else cache_root() / "data" / key
-    # "test.jsonl" is written last: a folder holding it is complete, and another process's is kept.
-    return build_folder(final, lambda tmp: write_pathvqa_folder({
-        "train": make_synthetic_pathvqa(s.train_size, seed=s.seed, split="train", image_size=s.image_size),
-        "validation": make_synthetic_pathvqa(max(1, s.test_size // 2), seed=s.seed, split="validation",
-                                             image_size=s.image_size),
-        "test": make_synthetic_pathvqa(s.test_size, seed=s.seed, split="test", image_size=s.image_size),
-    }, tmp), marker="test.jsonl")
+    return cached_folder("data", key, lambda tmp: write_synthetic(s, tmp), marker="test.jsonl")

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.records import Example, Problem, ValidationReport, load_image
@@ -123,6 +123,7 @@ class DetectValConfig:
 class DetectPredictConfig:
     """`detect predict`: boxes for an image or a folder of images, as JSON."""
 
+    positional: ClassVar = {"source": ("IMAGE", "image file or folder")}  # `--source` stays its alias
     source: str = field(default="", metadata={"help": "image file or folder"})
     detector: DetectSettings = field(default_factory=DetectSettings)
     conf: float = field(default=0.25, metadata={"help": "confidence threshold"})
@@ -154,6 +155,15 @@ def resolve_data_yaml(data: str) -> Path:
     return root / "data.yaml"
 
 
+def unreadable_image(image: str) -> Problem | None:
+    """Why `image` does not decode (a Problem naming it), or None when it does."""
+    try:
+        load_image(Example(image, image, "", ()), mode=None)
+    except DataError as exc:
+        return Problem(image, "image", str(exc).split(": ", 1)[-1], "image unreadable")
+    return None
+
+
 def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None) -> dict[str, int]:
     """Check a YOLO dataset before Ultralytics reads it: bad label lines are one error naming file, line
     and field; label files without an image and images without a label file (negatives) are counted;
@@ -175,12 +185,11 @@ def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None)
         for image in images:
             label = Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
             stems.add(label)
-            try:
-                load_image(Example(image, image, "", ()), mode=None)
-            except DataError as exc:
+            problem = unreadable_image(image)
+            if problem is not None:
                 counts["images unreadable (left out)"] = counts.get("images unreadable (left out)", 0) + 1
                 if unreadable is not None:
-                    unreadable.append(Problem(image, "image", str(exc).split(": ", 1)[-1], "image unreadable"))
+                    unreadable.append(problem)
                 continue
             counts["images"] += 1
             if not label.is_file():
@@ -235,12 +244,21 @@ def images_of(data_yaml: Path, split: str = "val") -> list[str]:
 
 
 def _report(run: RunDir, title: str, scores: dict[str, float], seconds: float, images: list[str],
-            context: dict[str, Any]) -> None:
+            context: dict[str, Any], records: dict[str, Any] | None = None) -> None:
     from nmm_core.evaluate import EvalResult
     from nmm_core.report import write_comparison
 
     result = EvalResult("yolov8", scores, seconds, [{"image": p} for p in images])
-    write_comparison([result], run.path, title=title, primary="mAP50", context=context)
+    write_comparison([result], run.path, title=title, primary="mAP50", context=context, records=records)
+
+
+def dataset_records(checked: dict[str, int], unreadable: list[Problem], run: RunDir) -> dict[str, Any]:
+    """Core's record counts for a checked YOLO set (images used, left out); the left-out ones listed in the run."""
+    listed = "problems-dataset.jsonl" if unreadable else None
+    if unreadable:
+        ValidationReport([], unreadable, len(unreadable)).write_problems(run.file(listed))
+    return {"used": checked["images"], "total": checked["images"] + len(unreadable), "skipped": len(unreadable),
+            "listed_in": listed}
 
 
 def _final_paths_in(folder: Path, run: RunDir) -> None:
@@ -278,8 +296,7 @@ def detect_train(cfg: DetectTrainConfig) -> Path:
 
         dump_yaml(cfg, run.file("config.yaml"))
         atomic_write_json(run.file("dataset-check.json"), checked)
-        if unreadable:
-            ValidationReport([], unreadable, len(unreadable)).write_problems(run.file("problems-dataset.jsonl"))
+        records = dataset_records(checked, unreadable, run)
         model = ul.YOLO(cfg.detector.model)
         t0 = time.perf_counter()
         model.train(data=str(data), epochs=cfg.epochs, lr0=cfg.lr0, optimizer="AdamW", mosaic=cfg.mosaic,
@@ -295,7 +312,7 @@ def detect_train(cfg: DetectTrainConfig) -> Path:
                 {"data": str(data), "epochs": cfg.epochs, "imgsz": cfg.detector.imgsz,
                  "train_seconds": round(train_seconds, 1),
                  # where the weights are once the run is complete (the folder loses `.incomplete`)
-                 "weights": str(run.final_path / "ultralytics" / "weights" / "best.pt")})
+                 "weights": str(run.final_path / "ultralytics" / "weights" / "best.pt")}, records)
         atomic_write_json(run.file("detector.json"), {"weights": "ultralytics/weights/best.pt", **scores})
         _final_paths_in(run.path / "ultralytics", run)
         return run.complete(**scores)
@@ -310,14 +327,17 @@ def detect_val(cfg: DetectValConfig) -> Path:
     _check_model(cfg.detector.model)
     data = resolve_data_yaml(cfg.data)
     ul = offline_ultralytics()
+    unreadable: list[Problem] = []
+    checked = check_yolo_dataset(data, unreadable)
     with RunDir.create(cfg.output_dir, "detect-val", Path(cfg.detector.model).stem) as run:
         from nmm_core.config import dump_yaml
 
         dump_yaml(cfg, run.file("config.yaml"))
+        records = dataset_records(checked, unreadable, run)
         metrics = ul.YOLO(cfg.detector.model).val(data=str(data), split="val", **_run_kwargs(cfg.detector, run))
         scores = detection_metrics(metrics)
         _report(run, f"YOLOv8 validation: {cfg.detector.model}", scores, sum(metrics.speed.values()) / 1000.0,
-                images_of(data), {"data": str(data), "weights": cfg.detector.model})
+                images_of(data), {"data": str(data), "weights": cfg.detector.model}, records)
         return run.complete(**scores)
 
 
@@ -343,7 +363,7 @@ def detect_predict(cfg: DetectPredictConfig) -> Path:
         raise ConfigError("detect predict needs trained weights: --detector-model path/to/best.pt")
     source = Path(cfg.source)
     if not cfg.source or not source.exists():
-        raise DataError(f"--source {cfg.source!r}: no such image file or folder")
+        raise DataError(f"IMAGE (--source) {cfg.source!r}: no such image file or folder")
     images = sorted(str(p) for p in source.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")) \
         if source.is_dir() else [str(source)]
     if not images:

@@ -129,8 +129,3 @@ def write_synthetic_mri(cfg: SyntheticMriConfig) -> Path:
             manifest.append({"image": f"images/{split}/{stem}.png", "split": split, "lesions": len(lesions)})
     atomic_write_text(root / "manifest.jsonl", "".join(json.dumps(m) + "\n" for m in manifest))
     return write_data_yaml(root, {"train": "images/train", "val": "images/val"}, CLASS_NAMES)
-
-
-def synth_command(cfg: SyntheticMriConfig) -> Path:
-    """`detect synth`."""
-    return write_synthetic_mri(cfg)

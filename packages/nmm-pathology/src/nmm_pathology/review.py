@@ -10,13 +10,15 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from nmm_core.data import save_example_image
 from nmm_core.records import Example
 from nmm_core.runs import atomic_write_json, atomic_write_text, read_jsonl
-from nmm_pathology.task import PathVqaTask
+from nmm_core.sources import DataSource
+from nmm_pathology.task import PathVqaTask, pathvqa_task
 
 COLUMNS = ("id", "kind", "image", "question", "reference", "raw_prediction", "normalised_prediction",
            "correct_strict", "correct_norm", "clinician_verdict", "clinician_note")
@@ -56,13 +58,19 @@ def write_review(predictions_file: Path, examples: Sequence[Example], task: Path
     return counts
 
 
-def write_reviews(run: Path, examples: Sequence[Example], task: PathVqaTask) -> dict[str, dict[str, int]]:
-    """A review CSV beside each predictions*.jsonl of a run folder, and `review.json` with the counts."""
-    kinds = {"closed": sum(ex.meta.get("kind") == "closed" for ex in examples)}
+def review_run(source: DataSource, run: Path) -> None:
+    """A review CSV beside each predictions*.jsonl of an eval/compare run (before it is complete), and
+    `review.json` with the counts; its eval split is read again for the images and questions."""
+    files = sorted(run.glob("predictions*.jsonl"))
+    scored = {row["id"] for row in read_jsonl(files[0])}  # the records the model's image limits allowed
+    examples = [ex for ex in source.load(source.settings.eval_split).kept if ex.id in scored]
+    kinds = {"closed": sum(ex.meta["kind"] == "closed" for ex in examples)}
     kinds["open"] = len(examples) - kinds["closed"]
+    print(f"{kinds['closed']} closed (yes/no) questions, {kinds['open']} open", file=sys.stderr)
     out: dict[str, dict[str, int]] = {}
-    for file in sorted(run.glob("predictions*.jsonl")):
+    for file in files:
         name = file.stem.replace("predictions", "review")
-        out[name] = write_review(file, examples, task, run / f"{name}.csv")
+        c = out[name] = write_review(file, examples, pathvqa_task(), run / f"{name}.csv")
+        print(f"{name}.csv: {c['disagreements']} of {c['rows']} answers to review "
+              f"({c['rescued_by_normalisation']} right only after normalisation)", file=sys.stderr)
     atomic_write_json(run / "review.json", {"examples": len(examples), "questions": kinds, "reviews": out})
-    return out

@@ -42,6 +42,9 @@ class Family:
     # "module:function" (hub_id, revision) -> local folder: for published checkpoints that only
     # load into our model class after conversion
     published_converter: str | None = None
+    # "module:function" (TrainConfig) -> workflows.Trainee: for a model of a domain's own that
+    # core's LoRA trainee does not build (GILL); `run_train` trains its presets with it
+    trainee: str | None = None
     # what the processor refuses to resize: such records are skipped when the data is validated
     image_limits: ImageLimits = ImageLimits()
 
@@ -62,6 +65,13 @@ class Family:
         """The converted local copy of a published checkpoint (downloaded and converted once)."""
         module, name = self.published_converter.split(":")
         return getattr(importlib.import_module(module), name)(hub_id, revision)
+
+    def own_trainee(self):
+        """The function that builds this family's trainee, or None for core's LoRA trainee."""
+        if self.trainee is None:
+            return None
+        module, name = self.trainee.split(":")
+        return getattr(importlib.import_module(module), name)
 
     def image_token_range(self, processor) -> tuple[int, int]:
         """(fewest, most) tokens one image costs under `processor`'s settings (`nmm_core.image_budget`)."""
@@ -193,6 +203,13 @@ def get_family(name: str) -> Family:
         raise PresetError(
             f"unknown model family '{name}'; known: {', '.join(sorted(FAMILIES))}"
         ) from None
+
+
+def register_family(family: Family) -> Family:
+    """Add a domain's own family (before its presets name it); a different one under a taken name raises."""
+    if FAMILIES.setdefault(family.name, family) != family:
+        raise PresetError(f"model family '{family.name}' is registered twice, differently")
+    return family
 
 
 def family_for_config(config: dict[str, Any], *, hint: str | None = None) -> Family:

@@ -8,9 +8,19 @@ CLIP, SD and the twin), `collate` (training batches), `persist` (the non-LoRA pa
 adapter), `convert` (the published checkpoint's names), `train`, `generate` (the commands).
 """
 
-GILL_MODELS = ("gill", "tiny-gill")
+from dataclasses import replace
+
+from nmm_core.families import get_family
+
+# GILL's family: OPT's layout (LoRA on the frozen OPT) with GILL's own trainee, which loads CLIP,
+# SD and the learned parts itself; its presets (`gill`, `tiny-gill`) are memes' (presets.py)
+GILL_FAMILY = replace(get_family("opt_clip"), name="gill", model_types=(),
+                      trainee="nmm_memes.gill.train:gill_trainee")
 
 
 def is_gill(model: str) -> bool:
-    """Whether a `--model` value names GILL (real parts, or the tiny twin)."""
-    return model in GILL_MODELS
+    """Whether `--model` is a preset of GILL's family (captions, images; trained by its own trainee)."""
+    from nmm_core.presets import all_presets
+
+    preset = all_presets().get(model)
+    return preset is not None and preset.family == GILL_FAMILY.name

@@ -6,7 +6,7 @@ import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.workflows import ModelSettings
@@ -28,6 +28,8 @@ class GenerateConfig:
     steps: int = field(default=50, metadata={"help": "diffusion steps"})
     guidance: float = field(default=7.5, metadata={"help": "classifier-free guidance scale"})
     seed: int = 0
+    caption: str = field(default="", metadata={"help": "what the image should show"})
+    positional: ClassVar = {"caption": ("CAPTION", "what the image should show, quoted", None)}
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -42,6 +44,10 @@ class RetrieveConfig:
     gill: GillSettings = field(default_factory=GillSettings)
     adapter: str | None = field(default=None, metadata={"help": "GILL adapter folder from `train --model gill`"})
     top: int = field(default=5, metadata={"help": "how many ranked images to print"})
+    caption: str = field(default="", metadata={"help": "what the image should show"})
+    images: tuple[str, ...] = field(default=(), metadata={"help": "candidate image files"})
+    positional: ClassVar = {"caption": ("CAPTION", "what the image should show, quoted", None),
+                            "images": ("IMAGE", "candidate image files", "+")}
 
 
 @dataclass

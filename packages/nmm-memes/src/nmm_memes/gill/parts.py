@@ -57,13 +57,14 @@ def tiny_sd_folder() -> Path:
 
 
 def resolve_settings(model: str, settings: GillSettings) -> GillSettings:
-    """`tiny-gill`: the twins' folders and tiny sizes; `gill`: the settings as given."""
-    if not is_gill(model):
-        raise PresetError(f"'{model}' is not a GILL model (gill | tiny-gill)")
-    if model == "gill":
-        return settings
+    """A tiny GILL preset (`tiny-gill`): the twins' folders and tiny sizes; `gill`: the settings as given."""
     from nmm_core.presets import get_preset
     from nmm_core.twins import twin_path
+
+    if not is_gill(model):
+        raise PresetError(f"'{model}' is not a GILL model (a preset of its family: gill | tiny-gill)")
+    if not get_preset(model).tiny:
+        return settings
 
     twin = twin_path(get_preset("tiny-opt-clip"))
     return replace(tiny_sizes(settings), lm=str(twin), vision=str(twin / "vision"), vision_revision=None,

@@ -1,10 +1,9 @@
-"""`train --model gill|tiny-gill`: LoRA on the frozen OPT + GILL's parts, through core's trainer."""
+"""`train --model gill|tiny-gill`: GILL's trainee (LoRA on the frozen OPT + its parts), named by its family."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -27,40 +26,31 @@ def fresh_model(parts, lm) -> Any:
     return model
 
 
-def run_gill_train(cfg) -> Path:
-    """Fine-tune GILL on the configured split (captioning + generation + retrieval losses); the
-    run folder.
-
-    `cfg` is a `MemeTrainConfig`. Core's `run_train` runs it (run folder, resume, processes, the
-    split read with memes' loader and its skips listed in the run); the adapter folder holds
-    core's LoRA adapter and the GILL parts.
-    """
-    from nmm_core.errors import ConfigError
-    from nmm_core.workflows import run_train
-    from nmm_memes.data import load_usable
-    from nmm_memes.task import meme_task
-
-    if cfg.train.gradient_checkpointing:
-        # transformers checkpoints a layer only in training mode; GILL keeps the frozen OPT in eval
-        # mode (no dropout), so the flag would be accepted and do nothing.
-        raise ConfigError("GILL keeps the frozen OPT in eval mode, where transformers does not checkpoint "
-                          "gradients: drop --train-gradient-checkpointing (or lower --train-batch-size)")
-    return run_train(cfg, meme_task(), trainee=gill_trainee, load=load_usable)
-
-
 def gill_trainee(cfg):
-    """GILL's parts with fresh LoRA on the frozen OPT, its own collator and loss, saved with its parts."""
+    """GILL's parts with fresh LoRA on the frozen OPT, its own collator and loss, saved with its parts.
+
+    GILL's family names it, so core's `run_train` builds it for `--model gill|tiny-gill`; `cfg` is
+    memes' train config (its `gill` settings name the parts; another command's: GILL's defaults).
+    """
     from transformers import set_seed
 
+    from nmm_core.errors import ConfigError
     from nmm_core.lora import apply_lora
     from nmm_core.workflows import Trainee
     from nmm_memes.gill.collate import GillCollator
     from nmm_memes.gill.parts import load_parts
     from nmm_memes.gill.persist import save_gill
 
+    if cfg.train.gradient_checkpointing:
+        # transformers checkpoints a layer only in training mode; GILL keeps the frozen OPT in eval
+        # mode (no dropout), so the flag would be accepted and do nothing.
+        raise ConfigError("GILL keeps the frozen OPT in eval mode, where transformers does not checkpoint "
+                          "gradients: drop --train-gradient-checkpointing (or lower --train-batch-size)")
     # The new parts (LoRA, [IMG] rows, mapper) are drawn before the Trainer seeds: seed them too.
     set_seed(cfg.train.seed)
-    parts = load_parts(cfg.model, cfg.gill)
+    from nmm_memes.gill.settings import GillSettings
+
+    parts = load_parts(cfg.model, getattr(cfg, "gill", None) or GillSettings())  # core's `nmm train`: defaults
     peft_lm = apply_lora(parts.loaded, cfg.lora)
     model = fresh_model(parts, peft_lm)
     spec = model.spec

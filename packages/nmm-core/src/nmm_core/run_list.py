@@ -1,0 +1,169 @@
+"""`runs`: the run folders under a root with their state, and removing the failed ones."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from nmm_core.runs import INCOMPLETE_SUFFIX, STATUS_FILE
+
+# What a user sees: the run finished; it raised; it stopped without saying so; it is going now.
+RUN_STATES = ("finished", "failed", "interrupted", "running")
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One run folder as `runs` lists it."""
+
+    path: Path
+    state: str
+    command: str
+    size: int
+    started: str
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM  # it exists, it is only someone else's
+    return True
+
+
+def _status(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _alive(status: dict) -> bool:
+    """Whether the process that wrote `status` may still be running (another host: assume so)."""
+    host = status.get("host")
+    if host and host != socket.gethostname():
+        return True
+    pid = status.get("pid")
+    return isinstance(pid, int) and pid > 0 and _pid_alive(pid)
+
+
+def run_state(folder: Path, status: dict) -> str:
+    """finished, failed, interrupted or running, from `status.json` and the `.incomplete` suffix."""
+    state = status.get("state")
+    if not folder.name.endswith(INCOMPLETE_SUFFIX):
+        return "finished" if state == "complete" else "interrupted"
+    if state == "failed":
+        return "failed"
+    if state == "running" and _alive(status):
+        return "running"
+    return "interrupted"  # killed, or stopped between "complete" and the rename
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += (Path(root) / name).lstat().st_size
+            except OSError:
+                pass
+    return total
+
+
+def _started(folder: Path, status: dict) -> str:
+    started = status.get("started")
+    if isinstance(started, str) and started:
+        return started[:19].replace("T", " ")
+    return datetime.fromtimestamp(folder.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def list_runs(root: str | Path) -> list[RunEntry]:
+    """Every run folder (one holding `status.json`) directly under `root`, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    entries = []
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir() or not (folder / STATUS_FILE).is_file():
+            continue
+        status = _status(folder)
+        command = status.get("command") if isinstance(status.get("command"), str) else "?"
+        entries.append(RunEntry(folder, run_state(folder, status), command, _size(folder),
+                                _started(folder, status)))
+    return sorted(entries, key=lambda e: (e.started, e.path.name))
+
+
+def human_size(n: int) -> str:
+    """`n` bytes as B, KB, MB or GB (powers of 1024)."""
+    size = float(n)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def runs_table(entries: list[RunEntry]) -> str:
+    """The runs as an aligned text table (state, command, size, started, folder)."""
+    if not entries:
+        return "no run folders"
+    rows = [("state", "command", "size", "started", "folder")]
+    rows += [(e.state, e.command, human_size(e.size), e.started, e.path.name) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1]
+                     for r in rows)
+
+
+def removable(entries: list[RunEntry]) -> list[RunEntry]:
+    """The failed and interrupted `.incomplete` folders; never a finished or a running run."""
+    return [e for e in entries
+            if e.state in ("failed", "interrupted") and e.path.name.endswith(INCOMPLETE_SUFFIX)]
+
+
+def runs_command(runs_dir: str | Path, clean_failed: bool = False, echo: Callable[[str], object] = print) -> None:
+    """`runs`: echo the table; with `clean_failed`, say which folder goes, then remove it."""
+    entries = list_runs(runs_dir)
+    echo(runs_table(entries) if entries else f"no run folders in {runs_dir}")
+    if not clean_failed:
+        return
+    doomed = removable(entries)
+    if not doomed:
+        echo("nothing to remove (no failed or interrupted .incomplete folders)")
+    for entry in doomed:
+        # read again just before removing: a resumed run may have started since the listing
+        if run_state(entry.path, _status(entry.path)) == "running":
+            echo(f"keeping {entry.path}: its run started again")
+            continue
+        echo(f"removing {entry.state} run {entry.path} ({human_size(entry.size)})")
+        shutil.rmtree(entry.path)
+
+
+RUNS_HELP = "list run folders with state, command, size and date"
+
+
+@dataclass
+class RunsConfig:
+    """`runs`: list run folders (finished, failed, interrupted, running)."""
+
+    runs_dir: str = field(default="runs", metadata={"help": "folder holding the runs"})
+    clean_failed: bool = field(default=False, metadata={
+        "help": "remove failed and interrupted .incomplete folders (never finished or running ones)"})
+
+
+def run_runs(cfg: RunsConfig) -> None:
+    """`runs` with its parsed settings."""
+    runs_command(cfg.runs_dir, cfg.clean_failed)
+
+
+def add_runs_command(subparsers: object) -> None:
+    """Mount `runs [--runs-dir DIR] [--clean-failed]` on a CLI's subparsers."""
+    from nmm_core.config import add_command
+
+    add_command(subparsers, "runs", RunsConfig, help=RUNS_HELP)

@@ -1,0 +1,80 @@
+"""`nmm runs`: run folders listed with their state; `--clean-failed` removes only dead, unfinished ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from nmm_core.cli import main
+from nmm_core.run_list import human_size, list_runs
+from nmm_core.runs import RunDir
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _set_pid(run: RunDir, pid: int) -> None:
+    status = json.loads(run.file("status.json").read_text())
+    status["pid"] = pid
+    run.file("status.json").write_text(json.dumps(status))
+
+
+def _four_runs(root: Path) -> dict[str, Path]:
+    finished = RunDir.create(root, "train", "tiny-a")
+    finished.file("weights.bin").write_bytes(b"x" * 3000)
+    finished.complete()
+    failed = RunDir.create(root, "eval", "tiny-b")
+    failed.fail(ValueError("boom"))
+    killed = RunDir.create(root, "train", "tiny-c")
+    _set_pid(killed, _dead_pid())  # a process that no longer exists: killed mid-run
+    running = RunDir.create(root, "compare", "tiny-d")  # this test's own pid: alive
+    return {"finished": finished.path, "failed": failed.path, "interrupted": killed.path,
+            "running": running.path}
+
+
+def test_each_state_is_read_from_status_and_suffix(tmp_path: Path) -> None:
+    runs = _four_runs(tmp_path / "runs")
+    (tmp_path / "runs" / "not-a-run").mkdir()  # no status.json: not listed
+    got = {e.path: (e.state, e.command) for e in list_runs(tmp_path / "runs")}
+    assert got == {runs["finished"]: ("finished", "train"), runs["failed"]: ("failed", "eval"),
+                   runs["interrupted"]: ("interrupted", "train"), runs["running"]: ("running", "compare")}
+    sizes = {e.state: e.size for e in list_runs(tmp_path / "runs")}
+    assert sizes["finished"] >= 3000 > sizes["failed"]
+
+
+def test_clean_failed_says_what_it_removes_and_keeps_finished_and_live_runs(tmp_path: Path, capsys) -> None:
+    runs = _four_runs(tmp_path / "runs")
+    assert main(["runs", "--runs-dir", str(tmp_path / "runs"), "--clean-failed"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header == ["state", "command", "size", "started", "folder"]
+    assert f"removing failed run {runs['failed']}" in out
+    assert f"removing interrupted run {runs['interrupted']}" in out
+    assert not runs["failed"].exists() and not runs["interrupted"].exists()
+    assert runs["finished"].is_dir() and runs["running"].is_dir()
+
+
+def test_a_run_on_another_host_counts_as_running(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path, "train", "x")
+    status = json.loads(run.file("status.json").read_text())
+    status.update(pid=_dead_pid(), host="some-other-machine")
+    run.file("status.json").write_text(json.dumps(status))
+    assert [e.state for e in list_runs(tmp_path)] == ["running"]
+
+
+def test_listing_only_does_not_remove_and_an_empty_root_says_so(tmp_path: Path, capsys) -> None:
+    runs = _four_runs(tmp_path / "runs")
+    assert main(["runs", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert all(p.exists() for p in runs.values())
+    assert main(["runs", "--runs-dir", str(tmp_path / "none")]) == 0
+    assert "no run folders in" in capsys.readouterr().out
+
+
+def test_human_size() -> None:
+    assert [human_size(n) for n in (0, 1023, 1536, 3 * 1024**2, 5 * 1024**3)] == [
+        "0 B", "1023 B", "1.5 KB", "3.0 MB", "5.0 GB"]

@@ -1,0 +1,43 @@
+"""nmm-memes as a kit domain: its data source, its seeds, and GILL reached through its presets' family."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from nmm_core.workflows import ModelSettings, family_trainee, lora_trainee
+from nmm_memes.cli import MEMES
+from nmm_memes.commands import MemeTrainConfig
+from nmm_memes.data import MemeDataSettings, MemeSource, SyntheticSettings
+
+
+def test_the_generated_set_is_spelt_synthetic_and_an_empty_source_stays_its_alias(tmp_path):
+    assert MemeDataSettings().source == "synthetic"
+    for spelling in ("synthetic", "", " synthetic "):
+        data = MemeSource(MemeDataSettings(source=spelling, format="auto"), lambda: tmp_path).resolve().settings
+        assert (data.source, data.images, data.format) == (str(tmp_path), str(tmp_path / "images"), "memecap")
+    own = MemeDataSettings(source="meme-cap/", images="imgs/")
+    assert MemeSource(own, lambda: tmp_path).resolve().settings == own  # a user's folder is left as given
+
+
+def test_an_unset_synthetic_and_split_seed_take_the_run_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("NMM_CACHE", str(tmp_path))
+    cfg = MemeTrainConfig(synthetic=SyntheticSettings(trainval_size=4, test_size=2, image_size=32))
+    cfg.train = replace(cfg.train, seed=5)
+    source = MEMES.source_of(cfg)
+    assert json.loads((Path(source.settings.source) / "synthetic.json").read_text())["seed"] == 5
+    assert source.settings.split_seed == 5
+    assert source.load("test").total == 2
+
+
+@pytest.mark.parametrize("name", ["gill", "tiny-gill"])
+def test_gill_presets_reach_gills_trainee_through_their_family(name):
+    from nmm_core.presets import get_preset
+    from nmm_memes.gill.train import gill_trainee
+
+    assert get_preset(name).family == "gill"
+    assert family_trainee(ModelSettings(model=name)) is gill_trainee
+    assert family_trainee(ModelSettings(model="tiny-tinyllava")) is lora_trainee
