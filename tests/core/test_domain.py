@@ -140,7 +140,7 @@ def test_a_domain_sets_its_training_defaults_under_the_flags():
     assert verb_config(train, parser.parse_args(["train", "--train-epochs", "2"])).train.epochs == 2.0
 
 
-def test_a_domain_without_a_task_gets_only_its_own_verbs(capsys):
+def test_a_domain_without_a_task_gets_only_its_own_verbs_and_runs(capsys):
     @dataclass
     class Hello:
         """`hello`: greet someone."""
@@ -150,7 +150,7 @@ def test_a_domain_without_a_task_gets_only_its_own_verbs(capsys):
     said: list[str] = []
     plain = Domain(name="nmm-plain", description="not a VLM domain",
                    verbs={"hello": (Hello, lambda cfg: said.append(cfg.name), "greet someone")})
-    assert set(domain_verbs(plain)) == {"hello"}  # no train/eval/compare/predict/data/export
+    assert set(domain_verbs(plain)) == {"hello", "runs"}  # no train/eval/compare/predict/data/export
     assert domain_main(plain, ["hello", "--name", "you"]) == 0 and said == ["you"]
     with pytest.raises(SystemExit):
         domain_main(plain, ["train"])

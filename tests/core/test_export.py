@@ -206,3 +206,15 @@ def test_an_interrupted_export_leaves_nothing(tmp_path, capsys, monkeypatch):
     assert core_main(["export", "--adapter", str(adapter), "--out", str(out), "--model-device", "cpu"]) == 130
     assert "nothing was written" in capsys.readouterr().err
     assert list((tmp_path / "exports").iterdir()) == []  # no folder, no temporary sibling
+
+
+def test_an_adapter_with_parts_beyond_lora_is_refused_not_merged_without_them(tmp_path, capsys):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    (adapter / "gill_parts.safetensors").write_bytes(b"")  # what GILL's trainee saves beside its LoRA
+    assert core_main(["export", "--adapter", str(adapter), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "gill_parts.safetensors" in err and "cannot carry" in err
+    assert not (tmp_path / "out").exists()

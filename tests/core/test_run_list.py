@@ -54,9 +54,18 @@ def test_clean_failed_says_what_it_removes_and_keeps_finished_and_live_runs(tmp_
     header = out.splitlines()[0].split()
     assert header == ["state", "command", "size", "started", "folder"]
     assert f"removing failed run {runs['failed']}" in out
-    assert f"removing interrupted run {runs['interrupted']}" in out
-    assert not runs["failed"].exists() and not runs["interrupted"].exists()
+    assert not runs["failed"].exists()
+    # an interrupted run resumes with --resume: kept, and said so
+    assert "kept 1 interrupted run(s)" in out and runs["interrupted"].is_dir()
     assert runs["finished"].is_dir() and runs["running"].is_dir()
+
+
+def test_a_ctrl_c_run_is_interrupted_not_failed(tmp_path: Path, capsys) -> None:
+    stopped = RunDir.create(tmp_path / "runs", "train", "tiny-e")
+    stopped.fail(KeyboardInterrupt())
+    assert [e.state for e in list_runs(tmp_path / "runs")] == ["interrupted"]
+    assert main(["runs", "--runs-dir", str(tmp_path / "runs"), "--clean-failed"]) == 0
+    assert stopped.path.is_dir() and "nothing to remove" in capsys.readouterr().out
 
 
 def test_a_run_on_another_host_counts_as_running(tmp_path: Path) -> None:

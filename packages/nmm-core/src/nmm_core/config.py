@@ -219,8 +219,11 @@ def _help(f: dataclasses.Field, default: Any, twin: tuple[str, Any] | None = Non
     shown = "required" if default is dataclasses.MISSING else f"default: {default}"
     if twin is not None and twin[1] != default:  # what really applies when the default model runs
         shown += f"; tiny twin {twin[0]}: {twin[1]}"
+    text = f.metadata.get("help", "")
+    if "(default:" in text and twin is None:  # the help says what the default means ("the run seed")
+        return text.replace("%", "%%")
     # argparse %-formats help strings.
-    return f"{f.metadata.get('help', '')} ({shown})".strip().replace("%", "%%")
+    return f"{text} ({shown})".strip().replace("%", "%%")
 
 
 def _flag_kwargs(tp: Any) -> dict[str, Any] | None:

@@ -206,13 +206,15 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
 
 
 _UNGROUPED = {"runs"}  # about the run folders, not the group's task: `nmm-pathology runs`
+# what every domain gets, a task or not (connectome's run folders are listed the same way)
+_ANY_DOMAIN: dict[str, Verb] = {"runs": (RunsConfig, run_runs, RUNS_HELP)}
 
 
 def domain_verbs(domain: Domain) -> dict[str, Verb]:
-    """The standard verbs (under the domain's group, if it has one; none without a task) and the domain's own."""
+    """The standard verbs (under the domain's group, if it has one; only `runs` without a task) and the domain's own."""
     prefix = f"{domain.group} " if domain.group else ""
     standard = {(verb if verb in _UNGROUPED else prefix + verb): spec
-                for verb, spec in (standard_verbs(domain) if domain.task is not None else {}).items()}
+                for verb, spec in (standard_verbs(domain) if domain.task is not None else _ANY_DOMAIN).items()}
     own = {verb: (cls or standard[verb][0], fn, text) for verb, (cls, fn, text) in domain.verbs.items()}
     return {**standard, **own}
 

@@ -77,6 +77,12 @@ def read_provenance(adapter: str) -> Provenance:
     if not (folder / "adapter_config.json").is_file():
         why = "no such folder" if not folder.exists() else "no adapter_config.json"
         raise PresetError(f"--adapter {folder}: not a LoRA adapter folder ({why})")
+    # a trainee of a family's own (GILL) saves parts beside the LoRA weights: a merged transformers
+    # folder has nowhere to put them, and dropping them silently would ship another model
+    extra = sorted(p.name for p in folder.glob("*.safetensors") if p.name != "adapter_model.safetensors")
+    if extra:
+        raise ConfigError(f"--adapter {folder}: holds parts beyond a LoRA adapter ({', '.join(extra)}), which a "
+                          "merged transformers folder cannot carry; export takes adapters of core's LoRA trainee")
     marker = _read_json(folder / ADAPTER_MARKER) if (folder / ADAPTER_MARKER).is_file() else {}
     run = folder.resolve().parent
     config: dict[str, Any] = {}

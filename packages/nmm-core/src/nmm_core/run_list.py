@@ -60,7 +60,8 @@ def run_state(folder: Path, status: dict) -> str:
     if not folder.name.endswith(INCOMPLETE_SUFFIX):
         return "finished" if state == "complete" else "interrupted"
     if state == "failed":
-        return "failed"
+        # Ctrl-C: the process marked itself failed, but its checkpoints resume with --resume
+        return "interrupted" if str(status.get("error", "")).startswith("KeyboardInterrupt") else "failed"
     if state == "running" and _alive(status):
         return "running"
     return "interrupted"  # killed, or stopped between "complete" and the rename
@@ -122,9 +123,8 @@ def runs_table(entries: list[RunEntry]) -> str:
 
 
 def removable(entries: list[RunEntry]) -> list[RunEntry]:
-    """The failed and interrupted `.incomplete` folders; never a finished or a running run."""
-    return [e for e in entries
-            if e.state in ("failed", "interrupted") and e.path.name.endswith(INCOMPLETE_SUFFIX)]
+    """The failed `.incomplete` folders; never a finished, running or interrupted (resumable) run."""
+    return [e for e in entries if e.state == "failed" and e.path.name.endswith(INCOMPLETE_SUFFIX)]
 
 
 def runs_command(runs_dir: str | Path, clean_failed: bool = False, echo: Callable[[str], object] = print) -> None:
@@ -135,7 +135,10 @@ def runs_command(runs_dir: str | Path, clean_failed: bool = False, echo: Callabl
         return
     doomed = removable(entries)
     if not doomed:
-        echo("nothing to remove (no failed or interrupted .incomplete folders)")
+        echo("nothing to remove (no failed .incomplete folders)")
+    kept = [e for e in entries if e.state == "interrupted"]
+    if kept:
+        echo(f"kept {len(kept)} interrupted run(s): continue one with --resume FOLDER, or delete it by hand")
     for entry in doomed:
         # read again just before removing: a resumed run may have started since the listing
         if run_state(entry.path, _status(entry.path)) == "running":
@@ -154,7 +157,8 @@ class RunsConfig:
 
     runs_dir: str = field(default="runs", metadata={"help": "folder holding the runs"})
     clean_failed: bool = field(default=False, metadata={
-        "help": "remove failed and interrupted .incomplete folders (never finished or running ones)"})
+        "help": "remove failed .incomplete folders (never finished, running or interrupted ones: "
+                "--resume continues those)"})
 
 
 def run_runs(cfg: RunsConfig) -> None:

@@ -669,7 +669,7 @@ def _feature_cache(model, dataset, *, explicit: bool):
     except ConfigError as exc:
         if explicit:
             raise
-        log.info("vision-feature cache off: %s", exc)
+        log.debug("vision-feature cache off: %s", exc)  # auto: nothing the user set, nothing to change
         return None
 
 

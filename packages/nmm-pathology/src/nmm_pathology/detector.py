@@ -246,10 +246,11 @@ def images_of(data_yaml: Path, split: str = "val") -> list[str]:
 def _report(run: RunDir, title: str, scores: dict[str, float], seconds: float, images: list[str],
             context: dict[str, Any], records: dict[str, Any] | None = None) -> None:
     from nmm_core.evaluate import EvalResult
-    from nmm_core.report import write_comparison
+    from nmm_core.report import print_table, write_comparison
 
     result = EvalResult("yolov8", scores, seconds, [{"image": p} for p in images])
     write_comparison([result], run.path, title=title, primary="mAP50", context=context, records=records)
+    print_table([result], title=title)  # the scores on the terminal too, as every eval prints them
 
 
 def dataset_records(checked: dict[str, int], unreadable: list[Problem], run: RunDir) -> dict[str, Any]:
