@@ -41,3 +41,16 @@ def test_gill_presets_reach_gills_trainee_through_their_family(name):
     assert get_preset(name).family == "gill"
     assert family_trainee(ModelSettings(model=name)) is gill_trainee
     assert family_trainee(ModelSettings(model="tiny-tinyllava")) is lora_trainee
+
+
+def test_a_synthesized_folder_is_inspected_without_naming_its_images(tmp_path, capsys):
+    from nmm_memes.cli import main
+
+    out = tmp_path / "memes-data"
+    sizes = ["--synthetic-seed", "1", "--synthetic-trainval-size", "12", "--synthetic-test-size", "4",
+             "--synthetic-image-size", "32", "--no-progress"]
+    assert main(["data", "synthesize", *sizes, "--out", str(out)]) == 0
+    capsys.readouterr()
+    # what `data synthesize --out` wrote, read back with its images/ found beside the JSON
+    assert main(["data", "inspect", "--data-source", str(out)]) == 0
+    assert "[test] kept 4 of 4" in capsys.readouterr().out

@@ -123,8 +123,12 @@ class MemeSource:
     synthetic: Callable[[], Path] | None = None  # builds (once) and returns the generated set
 
     def resolve(self) -> MemeSource:
-        """The generated set's folder and its images as the source when the source names it."""
+        """The generated set's folder and its images as the source when the source names it; a local
+        MemeCap folder with an `images/` inside (what `data synthesize --out` writes) uses that."""
         if self.synthetic is None or not is_synthetic(self.settings.source):
+            beside = Path(self.settings.source) / "images"
+            if self.settings.images is None and self.settings.source and beside.is_dir():
+                return replace(self, settings=replace(self.settings, images=str(beside)))
             return self
         folder = self.synthetic()
         return replace(self, settings=replace(self.settings, source=str(folder), format="memecap",
