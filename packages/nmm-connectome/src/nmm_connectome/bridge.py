@@ -340,7 +340,11 @@ def train_bridge(rest: np.ndarray, task: np.ndarray, settings: BridgeSettings, *
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup))
     best = (math.inf, 0, copy_state(net))
     start, running, since_best = time.perf_counter(), [], 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=settings.steps, desc="bridge", unit="step", leave=False)  # minutes on CPU: show them
     for step in range(1, settings.steps + 1):
+        bar.update()
         net.train()
         idx = torch.randint(len(x0_fit), (settings.batch_size,), generator=gen).to(device)
         x0, x1 = x0_fit[idx], x1_fit[idx]
@@ -365,8 +369,10 @@ def train_bridge(rest: np.ndarray, task: np.ndarray, settings: BridgeSettings, *
                     since_best += 1
             if log is not None:
                 log(record)
+            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k in ("loss", "val_loss")})
             if val is not None and since_best >= settings.patience:
                 break
+    bar.close()
     if val is not None:
         net.load_state_dict(best[2])
         model.best_step, model.best_val_loss = best[1], best[0]
