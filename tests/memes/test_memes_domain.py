@@ -54,3 +54,12 @@ def test_a_synthesized_folder_is_inspected_without_naming_its_images(tmp_path, c
     # what `data synthesize --out` wrote, read back with its images/ found beside the JSON
     assert main(["data", "inspect", "--data-source", str(out)]) == 0
     assert "[test] kept 4 of 4" in capsys.readouterr().out
+
+
+def test_compete_refuses_a_missing_adapter_before_any_run_or_answer(tmp_path, capsys):
+    from nmm_memes.cli import main
+
+    runs = tmp_path / "runs"
+    assert main(["compete", "--adapter", str(tmp_path / "no-such-adapter"), "--output-dir", str(runs)]) == 2
+    assert "not a LoRA adapter folder" in capsys.readouterr().err
+    assert not runs.exists() or not any(runs.iterdir())  # no failed run folder, no base answers generated

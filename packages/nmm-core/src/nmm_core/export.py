@@ -16,7 +16,8 @@ import yaml
 
 from nmm_core.errors import ConfigError, PresetError
 
-EXPORT_HELP = "merge an adapter into its base: a standalone folder plain transformers loads"
+EXPORT_HELP = ("merge an adapter into its base: a standalone folder (plain transformers loads Qwen2-VL, "
+               "SmolVLM and LLaVA; TinyLLaVA and Moondream need nmm-core's classes)")
 
 EXPORT_MARKER = "nmm_export.json"  # what was merged into what: marks a folder `export` may replace
 DTYPES = ("bfloat16", "float16", "float32")

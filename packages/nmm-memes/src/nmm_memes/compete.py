@@ -54,7 +54,7 @@ def run_compete(memes: Domain, cfg: CompeteConfig) -> Path:
     if not cfg.adapter:  # before the synthetic set is built or the model checked
         raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
     refuse_gill(cfg.model, "compete")
-    check_model_source(cfg.model)
+    check_model_source(cfg.model, cfg.adapter)  # a bad adapter fails before the base answers are generated
     source = memes.source_of(cfg)  # the synthetic set's seed, when not given, is the run seed
     task = memes.task
     return run_compare(replace(cfg, data=source.settings), task, source=source, kind="compete",

@@ -49,7 +49,7 @@ def read_spec(folder: str | Path) -> Any:
     path = Path(folder) / PARTS_FILE
     if not path.is_file():
         raise PresetError(f"{folder} is not a GILL adapter (no {PARTS_FILE}); a TinyLLaVA adapter "
-                          "goes with --model tinyllava")
+                          "goes with a TinyLLaVA model (--model tiny-tinyllava, or a TinyLLaVA checkpoint)")
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if SPEC_KEY not in meta:
