@@ -247,3 +247,13 @@ def test_keep_best_holds_an_earlier_step_and_early_stopping_ends_the_run(tmp_pat
     again = json.loads((run / "status.json").read_text())["summary"]
     assert (again["global_step"], again["weights"]) == (last, summary["weights"])
     _assert_adapter_is_checkpoint(run, kept, other=last)
+
+
+def test_keep_best_metric_follows_the_metric_s_direction():
+    from nmm_core.metric import Metric
+
+    cfg = TrainSettings(eval_steps=2, save_steps=2, eval_generate_limit=4, keep_best="metric")
+    errors = Metric("error_rate", per_example=lambda p, r: 0.0, corpus=None, scale=1.0, higher_is_better=False)
+    assert evaluation_arguments(cfg, errors)["greater_is_better"] is False  # fewer errors is better
+    assert evaluation_arguments(cfg, "exact_match")["greater_is_better"] is True
+    assert evaluation_arguments(cfg, errors)["metric_for_best_model"] == "eval_error_rate"

@@ -18,6 +18,7 @@ from nmm_core.chat import VlmCollator
 from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
+from nmm_core.metric import Metric
 from nmm_core.records import Example
 from nmm_core.runs import (
     INCOMPLETE_SUFFIX,
@@ -28,6 +29,7 @@ from nmm_core.runs import (
     read_jsonl,
 )
 from nmm_core.task import Task
+from nmm_core.validation import check_validation, evaluation_arguments, generation_metric
 
 log = logging.getLogger(__name__)
 
@@ -96,26 +98,6 @@ class TrainSettings:
             raise ConfigError("give epochs > 0 or max_steps > 0")
         for name in ("cache_vision_features", "liger", "pixels_on_device"):
             check_switch(name, getattr(self, name))
-
-
-def check_validation(s: TrainSettings) -> None:
-    """A ConfigError naming the first validation setting that cannot work with the others."""
-    if s.eval_steps is not None and s.eval_steps != "epoch" and s.eval_steps < 1:
-        raise ConfigError(f"eval_steps must be at least 1 or 'epoch', got {s.eval_steps}")
-    if s.eval_generate_limit < 0:
-        raise ConfigError(f"eval_generate_limit must be 0 or more, got {s.eval_generate_limit}")
-    if s.early_stopping_patience is not None and s.early_stopping_patience < 1:
-        raise ConfigError(f"early_stopping_patience must be at least 1, got {s.early_stopping_patience}")
-    if s.eval_steps is None:
-        for name, unset in (("eval_generate_limit", 0), ("keep_best", None), ("early_stopping_patience", None)):
-            if getattr(s, name) != unset:
-                raise ConfigError(f"{name} needs eval_steps (--train-eval-steps N|epoch): it works on validations")
-    if s.keep_best == "metric" and not s.eval_generate_limit:
-        raise ConfigError("keep_best metric needs eval_generate_limit > 0 (the metric comes from generated answers)")
-    if s.keep_best and isinstance(s.eval_steps, int) and s.save_steps % s.eval_steps:
-        # the Trainer can only go back to a step it saved
-        raise ConfigError(f"keep_best needs save_steps ({s.save_steps}) to be a multiple of eval_steps "
-                          f"({s.eval_steps}): each validated step must have a checkpoint")
 
 
 class _ExampleDataset:
@@ -358,38 +340,12 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
     return fit(model, _ExampleDataset(examples), collator, settings=settings, run_dir=run_dir, resume=resume,
                bf16=bf16, use_cpu=use_cpu, callbacks=callbacks,
                eval_dataset=_ExampleDataset(eval_examples) if settings.eval_steps is not None else None,
-               eval_metric=task.primary)
-
-
-def generation_metric(processor, family, examples: Sequence[Example], *, task: Task, batch_size: int):
-    """A callback that, after each validation loss, generates answers for `examples` with nmm's
-    `evaluate` (the Trainer's eval loop does not generate) and logs `eval_<task.primary>`; added to
-    the Trainer's metrics, keep-best and early stopping see it too."""
-    from transformers import TrainerCallback
-
-    from nmm_core.evaluate import GenerationSettings, evaluate
-
-    settings = GenerationSettings(batch_size=batch_size)
-    key = f"eval_{task.primary}"
-
-    class GenerationMetric(TrainerCallback):
-        attach_trainer = True  # `make_trainer` sets `trainer`: it logs through the Trainer
-        trainer = None
-
-        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-            result = evaluate(self.trainer.model, processor, family, examples, task=task, settings=settings,
-                              name=f"step-{state.global_step}", progress=False)
-            value = float(result.metrics[task.primary])
-            if metrics is not None:
-                metrics[key] = value
-            self.trainer.log({key: value})
-
-    return GenerationMetric()
+               eval_metric=task.primary_metric)
 
 
 def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, resume: bool = False,
         bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = (), eval_dataset=None,
-        eval_metric: str | None = None) -> TrainOutcome:
+        eval_metric: Metric | str | None = None) -> TrainOutcome:
     """`make_trainer` + train (from the last complete checkpoint with `resume`), speed-ups released.
 
     A resumed run's records continue as if it had never stopped: the rows the interrupted process
@@ -516,7 +472,7 @@ def _stopped_at(state) -> bool:
 
 def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, bf16: bool = False,
                  use_cpu: bool = False, callbacks: Sequence[Any] = (), resumed_step: int | None = None,
-                 eval_dataset=None, eval_metric: str | None = None):
+                 eval_dataset=None, eval_metric: Metric | str | None = None):
     """The configured `Trainer` (speed switches applied to `model`); benchmarks time it directly.
 
     `resumed_step`: the checkpoint a resumed run continues from (TensorBoard drops later events).
@@ -619,26 +575,6 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
         if getattr(callback, "attach_trainer", False):
             callback.trainer = trainer
     return trainer
-
-
-def evaluation_arguments(settings: TrainSettings, metric: str | None) -> dict[str, Any]:
-    """The Trainer's own validation arguments for `settings` (none without `eval_steps`)."""
-    if settings.eval_steps is None:
-        return {}
-    by_epoch = settings.eval_steps == "epoch"
-    out: dict[str, Any] = {"eval_strategy": "epoch" if by_epoch else "steps",
-                           "per_device_eval_batch_size": settings.batch_size, "prediction_loss_only": True}
-    if not by_epoch:
-        out["eval_steps"] = settings.eval_steps
-    if settings.keep_best or settings.early_stopping_patience:
-        # the primary metrics (accuracy, BLEU, ROUGE) grow with quality; the loss shrinks
-        by_metric = settings.keep_best == "metric"
-        out.update(metric_for_best_model=f"eval_{metric}" if by_metric else "eval_loss", greater_is_better=by_metric)
-    if settings.keep_best:
-        out["load_best_model_at_end"] = True
-    if settings.early_stopping_patience:
-        out["restore_callback_states_from_checkpoint"] = True  # a resumed run keeps its count of bad validations
-    return out
 
 
 def approximate_lengths(examples: Sequence[Example]) -> list[int]:
