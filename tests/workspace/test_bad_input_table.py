@@ -379,3 +379,49 @@ def test_info_counts_the_presets_it_shows_against_all_installed(capsys):
     assert core_main(["info"]) == 0
     [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("presets of nmm-core")]
     assert f"of the {installed} installed" in line and "nmm presets" in line
+
+
+def test_a_typoed_flag_gets_two_lines_naming_the_closest_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        pathology_main(["vqa", "train", "--train-epoks", "1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.splitlines() == [
+        "usage: nmm-pathology vqa train [options]",
+        "nmm-pathology vqa train: error: unrecognized arguments: --train-epoks 1 (did you mean --train-epochs?); "
+        "see `nmm-pathology vqa train --help`"]
+
+
+class _Parsed(Exception):
+    """Raised in place of parsing, carrying the whole parser tree a CLI built."""
+
+
+def _option_strings(parser, path: str):
+    """(command path, option strings) of every flag under `parser`, its subcommands' included."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _option_strings(sub, f"{path} {name}")
+        elif action.option_strings:
+            yield path, action.option_strings
+
+
+@pytest.mark.parametrize("cli", [c for c in MAINS if c != "nmm-demo"])
+def test_no_flag_is_shown_by_a_doubled_name(cli, monkeypatch):
+    """`--model`, not `--model-model`: usage shows the first option string, so it is the one users type."""
+    import argparse
+
+    def capture(self, args=None, namespace=None):
+        raise _Parsed(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(_Parsed) as parsed:
+        MAINS[cli](["info"])
+    flags = list(_option_strings(parsed.value.args[0], cli))
+    assert any("--model-model" in strings for _, strings in flags) or cli == "nmm-connectome"
+    doubled = [(path, strings) for path, strings in flags
+               if (words := strings[0][2:].split("-")) and len(words) % 2 == 0
+               and words[:len(words) // 2] == words[len(words) // 2:]]
+    assert doubled == []

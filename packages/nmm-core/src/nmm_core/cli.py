@@ -6,12 +6,14 @@ Heavy libraries are imported only inside commands, so `--help` is instant.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import logging
 import re
 import sys
 from collections.abc import Callable
 from importlib import metadata
+from typing import NoReturn
 
 from nmm_core.errors import Interrupted, NmmError
 from nmm_core.noise import silence_third_party_noise
@@ -108,8 +110,23 @@ class SubcommandParser(argparse.ArgumentParser):
         # argparse hands a subcommand's leftovers up to the top-level parser, whose usage says nothing
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._closest_flag(extras)}")
         return namespace, extras
+
+    def _closest_flag(self, extras: list[str]) -> str:
+        """' (did you mean --x?)' for the first unknown flag that is close to one of this command's."""
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        for extra in extras:
+            if extra.startswith("--"):
+                close = difflib.get_close_matches(extra.split("=", 1)[0], known, n=1)
+                if close:
+                    return f" (did you mean {close[0]}?)"
+        return ""
+
+    def error(self, message: str) -> NoReturn:
+        """A one-line usage and the error, not the whole usage: a verb's runs to dozens of lines."""
+        self.exit(2, f"usage: {self.prog} [options]\n"
+                     f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
 def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.ArgumentParser, object]:

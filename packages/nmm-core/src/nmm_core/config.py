@@ -193,6 +193,17 @@ def _flag(dest: str) -> str:
     return "--" + dest.replace(".", "-").replace("_", "-")
 
 
+def _shown_first(flag: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
+    """The flag and its aliases, a doubled name's short alias first (`--model`, not `--model-model`):
+    usage and errors show the first, and it should be the one users type."""
+    words = flag[2:].split("-")
+    half = len(words) // 2
+    if len(words) % 2 == 0 and words[:half] == words[half:] and "--" + "-".join(words[:half]) in aliases:
+        short = "--" + "-".join(words[:half])
+        return (short, flag, *(a for a in aliases if a != short))
+    return (flag, *aliases)
+
+
 def _default_of(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
@@ -265,7 +276,7 @@ def add_dataclass_arguments(
             aliases = () if prefix else tuple(f.metadata.get("aliases", ()))
             # SUPPRESS: a flag absent from argv leaves no attribute, so YAML values survive.
             group.add_argument(
-                _flag(dest), *aliases, dest=dest, default=argparse.SUPPRESS,
+                *_shown_first(_flag(dest), aliases), dest=dest, default=argparse.SUPPRESS,
                 help=_help(f, defaults[key], (defaults.get("model.model"), recipe[key]) if key in recipe else None),
                 **kwargs
             )
