@@ -87,3 +87,36 @@ def test_a_checkpoint_cut_short_by_a_kill_is_passed_over(tmp_path):
             (folder / "trainer_state.json").write_text("{}")
     (tmp_path / "checkpoint-x").mkdir()
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-6")
+
+
+def test_ctrl_c_names_the_folder_to_resume_and_the_resumed_run_its_checkpoint(tmp_path, capsys, monkeypatch):
+    import transformers
+
+    from nmm_core import cli
+    from nmm_core.data import write_jsonl_dataset
+    from nmm_core.testing.shapes import make_shapes_dataset
+
+    data = tmp_path / "data"
+    write_jsonl_dataset(make_shapes_dataset(16, seed=4), data, split="train")
+    args = ["train", "--data-source", str(data), "--data-prompt-column", "prompt", "--data-answers-column",
+            "answers", "--train-max-steps", "3", "--train-save-steps", "2", "--train-batch-size", "4",
+            "--output-dir", str(tmp_path / "runs")]
+    real = transformers.Trainer.training_step
+    steps = []
+
+    def ctrl_c_in_step_three(self, *a, **k):
+        steps.append(1)
+        if len(steps) == 3:  # checkpoint-2 is saved
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", ctrl_c_in_step_three)
+    assert cli.main(args) == 130
+    (run,) = (tmp_path / "runs").iterdir()
+    last = capsys.readouterr().err.strip().splitlines()[-1].split("\r")[-1]  # after the progress bar
+    assert "interrupted: " in last and last.endswith(f"continue with --resume {run}")
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", real)
+    assert cli.main([*args, "--resume", str(run)]) == 0
+    said = capsys.readouterr().err.splitlines()
+    assert f"resuming from {run / 'checkpoints' / 'checkpoint-2'} (step 2)" in said

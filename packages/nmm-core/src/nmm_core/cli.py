@@ -96,9 +96,14 @@ def run_cli(fn: Callable[[], object]) -> int:
         # a full or read-only disk met mid-command: where, and what the system said
         print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: the run folder keeps its checkpoints and answers so far (continue with --resume)",
-              file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        folder = getattr(exc, "run_folder", None)  # set where a run folder was marked failed
+        if folder is None:
+            print("interrupted: the run folder keeps its checkpoints and answers so far (continue with --resume)",
+                  file=sys.stderr)
+        else:
+            print(f"interrupted: {folder} keeps its checkpoints and answers so far; continue with --resume {folder}",
+                  file=sys.stderr)
         return 130
     return 0
 

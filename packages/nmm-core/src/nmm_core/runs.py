@@ -214,6 +214,8 @@ class RunDir:
             message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         else:
             message = str(error)
+        if isinstance(error, KeyboardInterrupt) and not hasattr(error, "run_folder"):
+            error.run_folder = self.path  # the CLI names it: the folder to pass to --resume
         self.set_state("failed", error=message, finished=_now_iso())
 
     def __enter__(self) -> RunDir:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,6 +363,7 @@ def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, res
                            eval_dataset=eval_dataset, eval_metric=eval_metric)
     if step is not None and trainer.is_world_process_zero():  # the process that writes the log
         keep_rows_until(run_dir / "metrics.jsonl", step)
+        print(f"resuming from {last} (step {step})", file=sys.stderr)
     trainer.resume_tally = _read_tally(last)
     trainer.resume_best = _best_checkpoint(last, checkpoints)
     try:
