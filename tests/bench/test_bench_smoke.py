@@ -62,3 +62,19 @@ def test_unknown_benchmark_is_refused():
     with pytest.raises(SystemExit) as exc:
         main(["nope"])
     assert exc.value.code == 2
+
+
+
+def test_the_ratio_table_keeps_its_columns_under_long_labels_and_units():
+    from nmm_bench.harness import Result, Row
+
+    rows = [Row("one at a time", 1.169, "answers/s"),
+            Row("plain batched generate (b=32, input order), a long label", 14.9, "answers/s"),
+            Row("short", 123456.5, "examples per second, long unit")]
+    lines = Result("x", "smoke", "one at a time", {}, rows, device="cpu", versions={}).table().splitlines()[1:]
+    values, units = ("1.169", "14.900", "123456.500"), ("answers/s", "answers/s", "examples")
+    # every row's value ends, unit starts and ratio ends in the same column
+    assert len({line.index(v) + len(v) for line, v in zip(lines, values, strict=True)}) == 1
+    assert len({line.index(u) for line, u in zip(lines, units, strict=True)}) == 1
+    assert len({len(line) for line in lines}) == 1
+    assert [line.split()[-1] for line in lines] == ["1.00x", "12.75x", "105608.64x"]  # 123456.5 / 1.169

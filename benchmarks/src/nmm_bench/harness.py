@@ -141,10 +141,14 @@ class Result:
         return path
 
     def table(self) -> str:
+        """The rows as aligned columns (label, value, unit, ratio), then the checks and summary."""
         lines = [f"{self.name} [{self.size}, {self.device}] (ratio vs {self.reference})"]
-        for r in self.rows:
-            ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
-            lines.append(f"  {r.label:<34} {r.value:>12.3f} {r.unit:<14} {ratio:>8}")
+        cells = [(r.label, f"{r.value:.3f}", r.unit, f"{r.ratio:.2f}x" if r.ratio is not None else "-")
+                 for r in self.rows]
+        # each column as wide as its widest cell: a long label no longer pushes its row's numbers out
+        widths = [max((len(row[i]) for row in cells), default=0) for i in range(4)]
+        for label, value, unit, ratio in cells:
+            lines.append(f"  {label:<{widths[0]}}  {value:>{widths[1]}} {unit:<{widths[2]}}  {ratio:>{widths[3]}}")
         for key, value in self.checks.items():
             lines.append(f"  check {key}: {value}")
         if self.summary:
