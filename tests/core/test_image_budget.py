@@ -144,3 +144,19 @@ def test_an_adapters_budget_is_used_unless_another_is_given(tmp_path, caplog):
         told = budget_for(ModelSettings(max_image_tokens=256), str(adapter))
     assert (told.min_image_tokens, told.max_image_tokens) == (None, 256)
     assert "trained at 1024 image tokens, evaluating at 256" in caplog.text
+
+
+@pytest.mark.parametrize(("verb", "preset", "count"), [("train", "tiny-llava-1.5", 16), ("eval", "tiny-tinyllava", 15)])
+def test_a_budget_a_fixed_count_family_cannot_keep_is_refused_before_a_run_folder(verb, preset, count,
+                                                                                  tmp_path, capsys):
+    from nmm_core.data import write_jsonl_dataset
+    from nmm_core.testing.shapes import make_shapes_dataset
+
+    data = tmp_path / "data"
+    write_jsonl_dataset(make_shapes_dataset(4, seed=4), data, split="test" if verb == "eval" else "train")
+    runs = tmp_path / "runs"
+    assert cli.main([verb, "--data-source", str(data), "--data-prompt-column", "prompt", "--data-answers-column",
+                     "answers", "--model", preset, "--model-max-image-tokens", str(count - 1),
+                     "--output-dir", str(runs)]) == 2
+    assert f"fixed {count} image tokens" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not runs.exists()  # no failed run left behind

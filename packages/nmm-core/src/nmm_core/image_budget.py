@@ -131,6 +131,18 @@ def resolve_budget(min_tokens: int | None, max_tokens: int | None,
     return min_tokens, max_tokens
 
 
+def check_budget_fits(model: str, *, family: str | None = None, revision: str | None = None,
+                      min_tokens: int | None = None, max_tokens: int | None = None) -> None:
+    """Refuse a budget the model's family cannot keep (LLaVA's fixed count, a text model) from its
+    processor alone, so the refusal comes before a run folder or a model load."""
+    if (min_tokens, max_tokens) == (None, None):
+        return
+    from nmm_core.models import load_processor, resolve_source
+
+    source = resolve_source(model, family=family, revision=revision)
+    source.family.set_image_budget(load_processor(source), min_tokens, max_tokens)
+
+
 def image_info(model: str, size: tuple[int, int], *, family: str | None = None, revision: str | None = None,
                min_tokens: int | None = None, max_tokens: int | None = None,
                question: str = PROBE_QUESTION) -> str:

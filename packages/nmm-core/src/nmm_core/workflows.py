@@ -26,7 +26,7 @@ from nmm_core.evaluate import (
     scored,
     write_predictions,
 )
-from nmm_core.image_budget import BUDGET_HELP, check_budget, resolve_budget
+from nmm_core.image_budget import BUDGET_HELP, check_budget, check_budget_fits, resolve_budget
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, mark_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model
 from nmm_core.pairs import make_pairs, write_pairs
@@ -463,7 +463,8 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
 
 
 def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:
-    """Fail before any work: an unknown preset, or an adapter folder made for another family."""
+    """Fail before any work: an unknown preset, an image-token budget its family cannot keep, or an
+    adapter folder made for another family."""
     from nmm_core.lora import read_adapter_marker
     from nmm_core.models import unknown_model
     from nmm_core.presets import all_presets
@@ -476,6 +477,8 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
         from nmm_core.models import resolve_source
 
         resolve_source(name, family=model.family, revision=model.revision)  # a revision is for hub ids only
+    check_budget_fits(name, family=model.family, revision=model.revision,
+                      min_tokens=model.min_image_tokens, max_tokens=model.max_image_tokens)
     if adapter is None:
         return
     folder = Path(adapter)
