@@ -45,3 +45,19 @@ def test_charts_cli_requires_a_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main([])
     assert exc.value.code not in (0, None)
+
+
+def test_a_study_preset_missing_offline_is_refused_before_any_data_is_prepared(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    from nmm_core.domain import Domain
+
+    def prepare(*args, **kwargs):
+        raise AssertionError("the chart data was prepared before the model was checked")
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    monkeypatch.setattr(Domain, "source_of", prepare)
+    assert main(["train", "--model", "qwen2-vl-2b", "--output-dir", str(tmp_path / "runs")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: 'Qwen/Qwen2-VL-2B-Instruct' at revision ") and "not in the local" in last
+    assert not (tmp_path / "runs").exists()

@@ -95,3 +95,31 @@ def test_a_family_that_names_its_trainee_trains_its_presets_with_it(monkeypatch)
         families.register_family(replace(own, trainee="json:loads"))
     with pytest.raises(PresetError, match="either hub_id or tiny"):
         ModelPreset("x", "llava")  # a family without its own trainee: a real preset names its checkpoint
+
+
+def test_offline_a_hub_model_missing_from_the_local_cache_is_refused_by_the_source_check(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from nmm_core.errors import PresetError
+    from nmm_core.presets import all_presets
+    from nmm_core.twins import twin_path
+    from nmm_core.workflows import ModelSettings, check_model_source
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    preset = all_presets()["qwen2-vl-2b"]
+    with pytest.raises(PresetError, match=rf"'{preset.hub_id}' at revision {preset.revision} is not in the local "
+                                          "Hugging Face cache and HF_HUB_OFFLINE is set"):
+        check_model_source(ModelSettings(model="qwen2-vl-2b"))
+    with pytest.raises(PresetError, match="'org/model' is not in the local Hugging Face cache"):
+        check_model_source(ModelSettings(model="org/model", family="qwen2_vl"))
+    # the hub's cache layout, holding the preset's pinned snapshot: the check passes
+    snapshot = tmp_path / "hub" / "models--Qwen--Qwen2-VL-2B-Instruct" / "snapshots" / preset.revision
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    check_model_source(ModelSettings(model="qwen2-vl-2b"))
+    # tiny twins and local folders never need the hub
+    check_model_source(ModelSettings(model="tiny-qwen2-vl"))
+    check_model_source(ModelSettings(model=str(twin_path(all_presets()["tiny-smolvlm"]))))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # online, a missing model is downloaded at load
+    check_model_source(ModelSettings(model="org/model", family="qwen2_vl"))

@@ -90,8 +90,37 @@ def _folder_family(path: Path, config: dict[str, Any], family: str | None) -> Fa
     return fam
 
 
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set (read now: huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def check_cached_offline(name: str, *, family: str | None = None, revision: str | None = None) -> None:
+    """Offline, a hub model must already be in the local Hugging Face cache: a PresetError saying so
+    now, before any data is prepared (the cache is looked up, never the hub)."""
+    if not hub_offline():
+        return
+    preset = all_presets().get(name)
+    if preset is not None:
+        if preset.tiny or not preset.hub_id:
+            return  # built locally, or a family's own parts (GILL's)
+        hub_id, revision, family = preset.hub_id, preset.revision, preset.family
+    elif Path(name).expanduser().is_dir() or not (family and name.count("/") == 1):
+        return  # a local folder, or not a hub id (resolve_source says what it is)
+    else:
+        hub_id = name
+    if get_family(family).published_converter:
+        return  # loads from its converted copy, which the nmm cache may hold without the hub's files
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(hub_id, "config.json", revision=revision), str):
+        raise PresetError(f"'{hub_id}'" + (f" at revision {revision}" if revision else "")
+                          + " is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+                            "download it once with the hub reachable, or use a tiny twin or a local folder")
+
+
 def _hub_error(source: ModelSource, exc: Exception) -> PresetError:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    offline = hub_offline()
     local = Path(source.location).is_dir()  # a local folder that fails to load is not the hub's fault
     hint = " (HF_HUB_OFFLINE is set: download it once with the hub reachable)" if offline and not local else ""
     return PresetError(

@@ -463,10 +463,10 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
 
 
 def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:
-    """Fail before any work: an unknown preset, an image-token budget its family cannot keep, or an
-    adapter folder made for another family."""
+    """Fail before any work: an unknown preset, a hub model offline and not cached, an image-token
+    budget its family cannot keep, or an adapter folder made for another family."""
     from nmm_core.lora import read_adapter_marker
-    from nmm_core.models import unknown_model
+    from nmm_core.models import check_cached_offline, unknown_model
     from nmm_core.presets import all_presets
 
     name = model.model
@@ -477,6 +477,7 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
         from nmm_core.models import resolve_source
 
         resolve_source(name, family=model.family, revision=model.revision)  # a revision is for hub ids only
+    check_cached_offline(name, family=model.family, revision=model.revision)  # before any data is prepared
     check_budget_fits(name, family=model.family, revision=model.revision,
                       min_tokens=model.min_image_tokens, max_tokens=model.max_image_tokens)
     if adapter is None:
