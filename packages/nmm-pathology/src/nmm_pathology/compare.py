@@ -17,24 +17,22 @@ from pathlib import Path
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.workflows import ModelSettings
-from nmm_pathology.detector import DetectSettings
+from nmm_pathology.detector import DetectValConfig
 
 QUESTION = "Is there a tumour in this image?"
 
 
 @dataclass
-class CompareDetectorConfig:
-    """`compare-detector`: presence scores and time per image, VLM vs detector."""
+class CompareDetectorConfig(DetectValConfig):
+    """`compare-detector`: presence scores and time per image, VLM vs detector (data, detector and output_dir
+    as `detect val`'s)."""
 
-    data: str = field(default="", metadata={"help": "YOLO data.yaml (default: the synthetic brain-MRI set)"})
     split: str = field(default="val", metadata={"help": "split of data.yaml to compare on"})
     question: str = QUESTION
     model: ModelSettings = field(default_factory=lambda: ModelSettings(model="tiny-llava-1.5"))
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder for the VLM"})
     generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=16))
-    detector: DetectSettings = field(default_factory=DetectSettings)
     conf: float = field(default=0.25, metadata={"help": "detector confidence for 'present'"})
-    output_dir: str = "runs"
     progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
 
 
@@ -53,7 +51,7 @@ def compare_detector(cfg: CompareDetectorConfig) -> Path:
     from nmm_core.config import dump_yaml
     from nmm_core.evaluate import EvalResult, evaluate
     from nmm_core.lora import load_adapter
-    from nmm_core.records import Example
+    from nmm_core.records import Example, validate
     from nmm_core.report import print_table, write_comparison
     from nmm_core.runs import RunDir, atomic_write_text
     from nmm_pathology.detector import (
@@ -63,7 +61,6 @@ def compare_detector(cfg: CompareDetectorConfig) -> Path:
         label_of,
         predict_boxes,
         resolve_data_yaml,
-        unreadable_image,
     )
     from nmm_pathology.task import pathvqa_task
 
@@ -74,9 +71,9 @@ def compare_detector(cfg: CompareDetectorConfig) -> Path:
              for image in images_of(data, cfg.split)]
     if not every:
         raise ConfigError(f"{data}: split {cfg.split!r} has no images")
-    problems = [p for p in (unreadable_image(image) for image, _ in every) if p is not None]
-    left_out = {p.id for p in problems}
-    rows = [(image, t) for image, t in every if image not in left_out]
+    decoded = validate([Example(image, image, cfg.question, ()) for image, _ in every], require_answers=False)
+    problems, readable = decoded.problems, {ex.id for ex in decoded.kept}
+    rows = [(image, t) for image, t in every if image in readable]
     if not rows:
         raise DataError(f"{data}: no image of split {cfg.split!r} decodes (first: {problems[0]})")
     truth = [t for _, t in rows]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.records import Example, Problem, ValidationReport, load_image
+from nmm_core.records import Example, Problem, ValidationReport, validate
 from nmm_core.runs import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 _OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb", "vscode_msg",
@@ -87,16 +87,22 @@ class DetectSettings:
 
 
 @dataclass
-class DetectTrainConfig:
-    """`detect train`: YOLOv8 training + validation into a run folder."""
+class DetectValConfig:
+    """`detect val`: mAP50 and mAP50-95 of given weights on a data.yaml's val split."""
 
     data: str = field(default="", metadata={"help": "data.yaml (default: the synthetic brain-MRI set)"})
     detector: DetectSettings = field(default_factory=DetectSettings)
+    output_dir: str = "runs"
+
+
+@dataclass
+class DetectTrainConfig(DetectValConfig):
+    """`detect train`: YOLOv8 training + validation into a run folder."""
+
     epochs: int = 30
     lr0: float = field(default=0.002, metadata={"help": "initial learning rate (AdamW)"})
     mosaic: float = field(default=0.0, metadata={"help": "mosaic augmentation probability"})
     seed: int = 0
-    output_dir: str = "runs"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -105,15 +111,6 @@ class DetectTrainConfig:
             raise ConfigError(f"--lr0 must be positive, got {self.lr0}")
         if not 0 <= self.mosaic <= 1:
             raise ConfigError(f"--mosaic is a probability in [0, 1], got {self.mosaic}")
-
-
-@dataclass
-class DetectValConfig:
-    """`detect val`: mAP50 and mAP50-95 of given weights on a data.yaml's val split."""
-
-    data: str = field(default="", metadata={"help": "data.yaml (default: the synthetic brain-MRI set)"})
-    detector: DetectSettings = field(default_factory=DetectSettings)
-    output_dir: str = "runs"
 
 
 @dataclass
@@ -173,15 +170,6 @@ def label_of(image: str) -> Path:
     return Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
 
 
-def unreadable_image(image: str) -> Problem | None:
-    """Why `image` does not decode (a Problem naming it), or None when it does."""
-    try:
-        load_image(Example(image, image, "", ()), mode=None)
-    except DataError as exc:
-        return Problem(image, "image", str(exc).split(": ", 1)[-1], "image unreadable")
-    return None
-
-
 def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None) -> dict[str, int]:
     """Check a YOLO dataset before Ultralytics reads it: bad label lines are one error naming file, line
     and field; label files without an image and images without a label file (negatives) are counted;
@@ -199,16 +187,14 @@ def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None)
         images = images_of(data_yaml, split)
         if not images:
             raise DataError(f"{data_yaml} field '{split}': no images found")
-        labels = set()
-        for image in images:
+        labels = {label_of(image) for image in images}
+        decoded = validate([Example(image, image, "image", ()) for image in images], require_answers=False)
+        if decoded.problems:
+            counts["images unreadable (left out)"] += decoded.skipped
+            if unreadable is not None:
+                unreadable.extend(decoded.problems)
+        for image in (ex.image for ex in decoded.kept):
             label = label_of(image)
-            labels.add(label)
-            problem = unreadable_image(image)
-            if problem is not None:
-                counts["images unreadable (left out)"] += 1
-                if unreadable is not None:
-                    unreadable.append(problem)
-                continue
             counts["images"] += 1
             if not label.is_file():
                 counts["images without labels"] += 1

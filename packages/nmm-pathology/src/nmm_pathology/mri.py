@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nmm_core.errors import ConfigError
+from nmm_core.records import png_bytes
 from nmm_core.runs import atomic_write_bytes, atomic_write_text
 
 CLASS_NAMES = ("tumour",)
@@ -75,16 +76,6 @@ def make_mri(rng: random.Random, size: int, n_lesions: int):
     return np.clip(image, 0, 255).astype(np.uint8), boxes
 
 
-def _png(array) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def write_data_yaml(root: Path, splits: dict[str, str], names: list[str] | tuple[str, ...]) -> Path:
     """Ultralytics' data.yaml: absolute `path`, split folders relative to it, `names` by index."""
     import yaml
@@ -96,6 +87,7 @@ def write_data_yaml(root: Path, splits: dict[str, str], names: list[str] | tuple
 
 def write_synthetic_mri(cfg: SyntheticMriConfig) -> Path:
     """Write the set to `cfg.output`; returns the data.yaml path. Same seed, same files."""
+    from PIL import Image
     from tqdm.auto import tqdm
 
     root = Path(cfg.output)
@@ -106,7 +98,7 @@ def write_synthetic_mri(cfg: SyntheticMriConfig) -> Path:
             count = 0 if rng.random() < cfg.negative_share else rng.choice((1, 1, 2))
             image, boxes = make_mri(rng, cfg.image_size, count)
             stem = f"mri-{split}-{i:04d}"
-            atomic_write_bytes(root / "images" / split / f"{stem}.png", _png(image))
+            atomic_write_bytes(root / "images" / split / f"{stem}.png", png_bytes(Image.fromarray(image, mode="L")))
             lines = "".join("0 " + " ".join(f"{v:.6f}" for v in box) + "\n" for box in boxes)
             atomic_write_text(root / "labels" / split / f"{stem}.txt", lines)
             manifest.append({"image": f"images/{split}/{stem}.png", "split": split, "lesions": len(boxes)})
