@@ -238,3 +238,13 @@ def test_image_size_reads_headers_of_paths_bytes_and_images(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="record 'r2' field 'image'"):
         image_size(Example("r2", str(tmp_path / "bad.png"), "q?", ("a",)))
+
+
+def test_png_bytes_keeps_every_pixel_and_the_mode():
+    from nmm_core.records import png_bytes as encode
+
+    image = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8), mode="L")
+    data = encode(image)
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    back = Image.open(io.BytesIO(data))
+    assert back.mode == "L" and np.array_equal(np.asarray(back), np.asarray(image))

@@ -293,3 +293,10 @@ def _image_problem(example: Example, verdicts: dict[str, str | None]) -> Problem
         if key is not None:
             verdicts[key] = why
     return None if why is None else Problem(example.id, "image", why, "image unreadable")
+
+
+def png_bytes(image: PIL.Image.Image) -> bytes:
+    """`image` encoded as a PNG file's bytes (to write with an atomic writer)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nmm_core.data import read_utf8
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.runs import atomic_write_json, atomic_write_text
 from nmm_pathology.mri import write_data_yaml
@@ -107,9 +108,7 @@ def _copy_image(src: Path, dst: Path, record: str, counts: Counter) -> tuple[int
 def _read_coco(json_path: Path) -> dict[str, Any]:
     """A COCO annotations file as a dict, or a DataError naming the file and where it breaks."""
     try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{json_path}: not UTF-8 text (byte {exc.start})") from None
+        data = json.loads(read_utf8(json_path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{json_path} line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg}); "
                         "is the file cut short?") from None

@@ -17,24 +17,22 @@ from pathlib import Path
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.workflows import ModelSettings
-from nmm_pathology.detector import DetectSettings
+from nmm_pathology.detector import DetectValConfig
 
 QUESTION = "Is there a tumour in this image?"
 
 
 @dataclass
-class CompareDetectorConfig:
-    """`compare-detector`: presence scores and time per image, VLM vs detector."""
+class CompareDetectorConfig(DetectValConfig):
+    """`compare-detector`: presence scores and time per image, VLM vs detector (data, detector and output_dir
+    as `detect val`'s)."""
 
-    data: str = field(default="", metadata={"help": "YOLO data.yaml (default: the synthetic brain-MRI set)"})
     split: str = field(default="val", metadata={"help": "split of data.yaml to compare on"})
     question: str = QUESTION
     model: ModelSettings = field(default_factory=lambda: ModelSettings(model="tiny-llava-1.5"))
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder for the VLM"})
     generation: GenerationSettings = field(default_factory=lambda: GenerationSettings(max_new_tokens=16))
-    detector: DetectSettings = field(default_factory=DetectSettings)
     conf: float = field(default=0.25, metadata={"help": "detector confidence for 'present'"})
-    output_dir: str = "runs"
     progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
 
 
@@ -48,47 +46,42 @@ def presence_scores(truth: list[bool], said: list[bool]) -> dict[str, float]:
             "presence_recall": tp / (tp + fn) if tp + fn else 0.0}
 
 
-def _truth(data_yaml: Path, split: str) -> list[tuple[str, bool]]:
-    """(image path, has a labelled box) for every image of the split."""
-    from nmm_pathology.detector import images_of
-
-    out = []
-    for image in images_of(data_yaml, split):
-        label = Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
-        out.append((image, label.is_file() and bool(label.read_text().strip())))
-    if not out:
-        raise ConfigError(f"{data_yaml}: split {split!r} has no images")
-    return out
-
-
 def compare_detector(cfg: CompareDetectorConfig) -> Path:
     """Run both on the same images; report in a run folder; returns its path."""
     from nmm_core.config import dump_yaml
     from nmm_core.evaluate import EvalResult, evaluate
     from nmm_core.lora import load_adapter
-    from nmm_core.records import Example, ValidationReport
+    from nmm_core.records import Example, validate
     from nmm_core.report import print_table, write_comparison
     from nmm_core.runs import RunDir, atomic_write_text
-    from nmm_pathology.detector import _check_model, predict_boxes, resolve_data_yaml, unreadable_image
+    from nmm_pathology.detector import (
+        _check_model,
+        dataset_records,
+        images_of,
+        label_of,
+        predict_boxes,
+        resolve_data_yaml,
+    )
     from nmm_pathology.task import pathvqa_task
 
-    _check_model(cfg.detector.model)
-    if not cfg.detector.model.endswith(".pt"):
-        raise ConfigError("compare-detector needs trained detector weights: --detector-model path/to/best.pt")
+    _check_model(cfg.detector.model, trained="compare-detector")
     data = resolve_data_yaml(cfg.data)
-    every = _truth(data, cfg.split)
-    problems = [p for p in (unreadable_image(image) for image, _ in every) if p is not None]
-    left_out = {p.id for p in problems}
-    rows = [(image, t) for image, t in every if image not in left_out]
+    # ground truth: (image, has a labelled box) for every image of the split
+    every = [(image, label_of(image).is_file() and bool(label_of(image).read_text().strip()))
+             for image in images_of(data, cfg.split)]
+    if not every:
+        raise ConfigError(f"{data}: split {cfg.split!r} has no images")
+    decoded = validate([Example(image, image, cfg.question, ()) for image, _ in every], require_answers=False)
+    problems, readable = decoded.problems, {ex.id for ex in decoded.kept}
+    rows = [(image, t) for image, t in every if image in readable]
     if not rows:
         raise DataError(f"{data}: no image of split {cfg.split!r} decodes (first: {problems[0]})")
     truth = [t for _, t in rows]
     with RunDir.create(cfg.output_dir, "compare-detector", Path(cfg.model.model).name) as run:
         dump_yaml(cfg, run.file("config.yaml"))
-        listed = "problems-images.jsonl" if problems else None
+        records = dataset_records(len(rows), problems, run, "problems-images.jsonl")
         if problems:
-            ValidationReport([], problems, len(problems)).write_problems(run.file(listed))
-            print(f"left out {len(problems)} unreadable images, listed in {run.final(run.file(listed))}",
+            print(f"left out {len(problems)} unreadable images, listed in {run.final(run.file(records['listed_in']))}",
                   file=sys.stderr)
         task = pathvqa_task()
         examples = [Example(Path(p).stem, p, cfg.question, ("yes" if t else "no",)) for p, t in rows]
@@ -115,7 +108,6 @@ def compare_detector(cfg: CompareDetectorConfig) -> Path:
                                   "images": len(rows), "with_tumour": sum(truth), "vlm": cfg.model.model,
                                   "adapter": cfg.adapter, "detector": cfg.detector.model, "conf": cfg.conf,
                                   "vlm_unanswered": unanswered},
-                         records={"used": len(rows), "total": len(every), "skipped": len(problems),
-                                  "listed_in": listed})
+                         records=records)
         print_table(results, title=f"tumour presence on {len(rows)} images")
         return run.complete(**{f"{r.name}.presence_accuracy": r.metrics["presence_accuracy"] for r in results})

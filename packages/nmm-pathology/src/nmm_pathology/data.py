@@ -41,20 +41,14 @@ def clean_question(text: str) -> str:
     return text[:-2] + "?" if text.endswith(" ?") else text
 
 
-def tag_kinds(examples: Iterable[Example]) -> list[Example]:
-    """Each example with `meta["kind"]` = closed | open and its question tidied."""
-    return [replace(ex, prompt=clean_question(ex.prompt),
-                    meta={**ex.meta, "kind": "closed" if is_closed(ex) else "open"})
-            for ex in examples]
-
-
 def load_pathvqa(source: str | Path = HUB_ID, *, split: str = "test", revision: str | None = HUB_REVISION,
                  columns: ColumnMap = PATHVQA_COLUMNS, image_root: str | Path | None = None,
                  limit: int | None = None) -> list[Example]:
-    """One PathVQA split (hub id or local copy) as records tagged closed/open."""
+    """One PathVQA split (hub id or local copy), each question tidied and tagged `meta["kind"]` closed | open."""
     examples = load_examples(source, split=split, columns=columns, revision=revision,
                              image_root=image_root, limit=limit)
-    return tag_kinds(examples)
+    return [replace(ex, prompt=clean_question(ex.prompt),
+                    meta={**ex.meta, "kind": "closed" if is_closed(ex) else "open"}) for ex in examples]
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,15 @@ import io
 import os
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.records import Example, Problem, ValidationReport, load_image
+from nmm_core.records import Example, Problem, ValidationReport, validate
 from nmm_core.runs import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 _OFF = ("sync", "clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb", "vscode_msg",
@@ -58,19 +61,13 @@ def _local_fonts() -> None:
     Ultralytics looks for Arial.ttf in its config folder and downloads it when missing; plots
     are off here, so any TrueType font under that name serves.
     """
-    import shutil
-
     import matplotlib
     from ultralytics.utils import USER_CONFIG_DIR
 
     dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-        target = USER_CONFIG_DIR / name
-        if not target.exists():
-            USER_CONFIG_DIR.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            shutil.copyfile(dejavu, tmp)
-            os.replace(tmp, target)
+        if not (USER_CONFIG_DIR / name).exists():
+            atomic_write_bytes(USER_CONFIG_DIR / name, dejavu.read_bytes())
 
 
 @dataclass
@@ -90,16 +87,22 @@ class DetectSettings:
 
 
 @dataclass
-class DetectTrainConfig:
-    """`detect train`: YOLOv8 training + validation into a run folder."""
+class DetectValConfig:
+    """`detect val`: mAP50 and mAP50-95 of given weights on a data.yaml's val split."""
 
     data: str = field(default="", metadata={"help": "data.yaml (default: the synthetic brain-MRI set)"})
     detector: DetectSettings = field(default_factory=DetectSettings)
+    output_dir: str = "runs"
+
+
+@dataclass
+class DetectTrainConfig(DetectValConfig):
+    """`detect train`: YOLOv8 training + validation into a run folder."""
+
     epochs: int = 30
     lr0: float = field(default=0.002, metadata={"help": "initial learning rate (AdamW)"})
     mosaic: float = field(default=0.0, metadata={"help": "mosaic augmentation probability"})
     seed: int = 0
-    output_dir: str = "runs"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -108,15 +111,6 @@ class DetectTrainConfig:
             raise ConfigError(f"--lr0 must be positive, got {self.lr0}")
         if not 0 <= self.mosaic <= 1:
             raise ConfigError(f"--mosaic is a probability in [0, 1], got {self.mosaic}")
-
-
-@dataclass
-class DetectValConfig:
-    """`detect val`: mAP50 and mAP50-95 of given weights on a data.yaml's val split."""
-
-    data: str = field(default="", metadata={"help": "data.yaml (default: the synthetic brain-MRI set)"})
-    detector: DetectSettings = field(default_factory=DetectSettings)
-    output_dir: str = "runs"
 
 
 @dataclass
@@ -130,12 +124,15 @@ class DetectPredictConfig:
     output_dir: str = "runs"
 
 
-def _check_model(model: str) -> None:
+def _check_model(model: str, *, trained: str = "") -> None:
+    """An architecture .yaml or a local .pt (the only kind `trained`, a command's name, accepts)."""
     if model.endswith(".pt") and not Path(model).is_file():
         raise ConfigError(f"weights {model!r} not found locally (nothing is downloaded); give a local .pt "
                           "or an architecture such as yolov8n.yaml to train from scratch")
     if not model.endswith((".pt", ".yaml", ".yml")):
         raise ConfigError(f"--detector-model {model!r}: expected an architecture .yaml or a .pt file")
+    if trained and not model.endswith(".pt"):
+        raise ConfigError(f"{trained} needs trained detector weights: --detector-model path/to/best.pt")
 
 
 def resolve_data_yaml(data: str) -> Path:
@@ -155,13 +152,22 @@ def resolve_data_yaml(data: str) -> Path:
     return root / "data.yaml"
 
 
-def unreadable_image(image: str) -> Problem | None:
-    """Why `image` does not decode (a Problem naming it), or None when it does."""
-    try:
-        load_image(Example(image, image, "", ()), mode=None)
-    except DataError as exc:
-        return Problem(image, "image", str(exc).split(": ", 1)[-1], "image unreadable")
-    return None
+def images_in(folder: Path) -> list[str]:
+    """The .png/.jpg/.jpeg/.bmp files of a folder, sorted."""
+    return sorted(str(p) for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+
+
+def images_of(data_yaml: Path, split: str = "val") -> list[str]:
+    """Image files of one split of a data.yaml, sorted."""
+    import yaml
+
+    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    return images_in(Path(data.get("path") or data_yaml.parent) / data[split])
+
+
+def label_of(image: str) -> Path:
+    """An image's YOLO label file: the same stem, `.txt`, under `labels/` where the image is under `images/`."""
+    return Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
 
 
 def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None) -> dict[str, int]:
@@ -174,23 +180,21 @@ def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None)
     names = data.get("names") if isinstance(data, dict) else None
     if not isinstance(names, (dict, list)) or not names:
         raise DataError(f"{data_yaml} field 'names': expected a non-empty mapping or list of class names")
-    counts = {"images": 0, "boxes": 0, "images without labels": 0, "labels without images": 0}
+    counts = Counter({"images": 0, "boxes": 0, "images without labels": 0, "labels without images": 0})
     for split in ("train", "val"):
         if split not in data:
             raise DataError(f"{data_yaml} field '{split}': missing")
         images = images_of(data_yaml, split)
         if not images:
             raise DataError(f"{data_yaml} field '{split}': no images found")
-        stems = set()
-        for image in images:
-            label = Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
-            stems.add(label)
-            problem = unreadable_image(image)
-            if problem is not None:
-                counts["images unreadable (left out)"] = counts.get("images unreadable (left out)", 0) + 1
-                if unreadable is not None:
-                    unreadable.append(problem)
-                continue
+        labels = {label_of(image) for image in images}
+        decoded = validate([Example(image, image, "image", ()) for image in images], require_answers=False)
+        if decoded.problems:
+            counts["images unreadable (left out)"] += decoded.skipped
+            if unreadable is not None:
+                unreadable.extend(decoded.problems)
+        for image in (ex.image for ex in decoded.kept):
+            label = label_of(image)
             counts["images"] += 1
             if not label.is_file():
                 counts["images without labels"] += 1
@@ -213,10 +217,38 @@ def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None)
                         or cy + h / 2 > 1.001:
                     raise DataError(f"{where} field 'box': {values} is empty or outside the image (0..1)")
                 counts["boxes"] += 1
-        labels_dir = Path(images[0].replace("/images/", "/labels/")).parent
+        labels_dir = label_of(images[0]).parent
         if labels_dir.is_dir():
-            counts["labels without images"] += sum(1 for p in labels_dir.glob("*.txt") if p not in stems)
-    return counts
+            counts["labels without images"] += sum(1 for p in labels_dir.glob("*.txt") if p not in labels)
+    return dict(counts)
+
+
+def dataset_records(used: int, left_out: list[Problem], run: RunDir, listed: str) -> dict[str, Any]:
+    """Core's record counts for `used` images; the `left_out` ones are listed in the run's file `listed`."""
+    if left_out:
+        ValidationReport([], left_out, len(left_out)).write_problems(run.file(listed))
+    return {"used": used, "total": used + len(left_out), "skipped": len(left_out),
+            "listed_in": listed if left_out else None}
+
+
+@contextmanager
+def _checked_run(cfg: DetectTrainConfig | DetectValConfig, command: str) -> Iterator[tuple[RunDir, Path, Any, dict]]:
+    """The model and the data set checked (its counts printed), ultralytics loaded offline and a run folder
+    with config.yaml and dataset-check.json: yields (run, data.yaml, ultralytics, core's record counts)."""
+    from nmm_core.config import dump_yaml
+
+    _check_model(cfg.detector.model)
+    data = resolve_data_yaml(cfg.data)
+    ul = offline_ultralytics()
+    unreadable: list[Problem] = []
+    checked = check_yolo_dataset(data, unreadable)
+    print(f"dataset: {', '.join(f'{v} {k}' for k, v in checked.items())}")
+    for problem in unreadable:
+        print(f"  left out: {problem}", file=sys.stderr)
+    with RunDir.create(cfg.output_dir, command, Path(cfg.detector.model).stem) as run:
+        dump_yaml(cfg, run.file("config.yaml"))
+        atomic_write_json(run.file("dataset-check.json"), checked)
+        yield run, data, ul, dataset_records(checked["images"], unreadable, run, "problems-dataset.jsonl")
 
 
 def _run_kwargs(settings: DetectSettings, run: RunDir) -> dict[str, Any]:
@@ -226,40 +258,20 @@ def _run_kwargs(settings: DetectSettings, run: RunDir) -> dict[str, Any]:
                 verbose=False)
 
 
-def detection_metrics(metrics) -> dict[str, float]:
-    """mAP50, mAP50-95, precision and recall from Ultralytics' DetMetrics."""
-    box = metrics.box
-    return {"mAP50": float(box.map50), "mAP50-95": float(box.map), "precision": float(box.mp),
-            "recall": float(box.mr)}
-
-
-def images_of(data_yaml: Path, split: str = "val") -> list[str]:
-    """Image files of one split of a data.yaml, sorted."""
-    import yaml
-
-    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
-    base = Path(data.get("path") or data_yaml.parent)
-    folder = base / data[split]
-    return sorted(str(p) for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
-
-
-def _report(run: RunDir, title: str, scores: dict[str, float], seconds: float, images: list[str],
-            context: dict[str, Any], records: dict[str, Any] | None = None) -> None:
+def _validate(run: RunDir, settings: DetectSettings, model: Any, data: Path, title: str, context: dict[str, Any],
+              records: dict[str, Any]) -> dict[str, float]:
+    """Validate on the val split into core's report, printed too: mAP50, mAP50-95, precision and recall."""
     from nmm_core.evaluate import EvalResult
     from nmm_core.report import print_table, write_comparison
 
-    result = EvalResult("yolov8", scores, seconds, [{"image": p} for p in images])
+    metrics = model.val(data=str(data), split="val", **_run_kwargs(settings, run))
+    box = metrics.box  # Ultralytics' DetMetrics
+    scores = {"mAP50": float(box.map50), "mAP50-95": float(box.map), "precision": float(box.mp),
+              "recall": float(box.mr)}
+    result = EvalResult("yolov8", scores, sum(metrics.speed.values()) / 1000.0, [{"image": p} for p in images_of(data)])
     write_comparison([result], run.path, title=title, primary="mAP50", context=context, records=records)
     print_table([result], title=title)  # the scores on the terminal too, as every eval prints them
-
-
-def dataset_records(checked: dict[str, int], unreadable: list[Problem], run: RunDir) -> dict[str, Any]:
-    """Core's record counts for a checked YOLO set (images used, left out); the left-out ones listed in the run."""
-    listed = "problems-dataset.jsonl" if unreadable else None
-    if unreadable:
-        ValidationReport([], unreadable, len(unreadable)).write_problems(run.file(listed))
-    return {"used": checked["images"], "total": checked["images"] + len(unreadable), "skipped": len(unreadable),
-            "listed_in": listed}
+    return scores
 
 
 def _final_paths_in(folder: Path, run: RunDir) -> None:
@@ -284,36 +296,19 @@ def _final_paths_in(folder: Path, run: RunDir) -> None:
 
 def detect_train(cfg: DetectTrainConfig) -> Path:
     """Train from the architecture (or local weights), validate, report; returns the run folder."""
-    _check_model(cfg.detector.model)
-    data = resolve_data_yaml(cfg.data)
-    ul = offline_ultralytics()
-    unreadable: list[Problem] = []
-    checked = check_yolo_dataset(data, unreadable)
-    print(f"dataset: {', '.join(f'{v} {k}' for k, v in checked.items())}")
-    for problem in unreadable:
-        print(f"  left out: {problem}", file=sys.stderr)
-    with RunDir.create(cfg.output_dir, "detect-train", Path(cfg.detector.model).stem) as run:
-        from nmm_core.config import dump_yaml
-
-        dump_yaml(cfg, run.file("config.yaml"))
-        atomic_write_json(run.file("dataset-check.json"), checked)
-        records = dataset_records(checked, unreadable, run)
+    with _checked_run(cfg, "detect-train") as (run, data, ul, records):
         model = ul.YOLO(cfg.detector.model)
         t0 = time.perf_counter()
         model.train(data=str(data), epochs=cfg.epochs, lr0=cfg.lr0, optimizer="AdamW", mosaic=cfg.mosaic,
                     warmup_epochs=min(3.0, cfg.epochs / 10), seed=cfg.seed, deterministic=True, patience=0,
                     **_run_kwargs(cfg.detector, run))
         train_seconds = time.perf_counter() - t0
-        weights = run.path / "ultralytics" / "weights" / "best.pt"
-        best = ul.YOLO(str(weights))
-        metrics = best.val(data=str(data), split="val", **_run_kwargs(cfg.detector, run))
-        scores = detection_metrics(metrics)
-        per_image = sum(metrics.speed.values()) / 1000.0
-        _report(run, f"YOLOv8 ({cfg.detector.model}) on {data}", scores, per_image, images_of(data),
-                {"data": str(data), "epochs": cfg.epochs, "imgsz": cfg.detector.imgsz,
-                 "train_seconds": round(train_seconds, 1),
-                 # where the weights are once the run is complete (the folder loses `.incomplete`)
-                 "weights": str(run.final_path / "ultralytics" / "weights" / "best.pt")}, records)
+        best = ul.YOLO(str(run.path / "ultralytics" / "weights" / "best.pt"))
+        scores = _validate(run, cfg.detector, best, data, f"YOLOv8 ({cfg.detector.model}) on {data}",
+                           {"data": str(data), "epochs": cfg.epochs, "imgsz": cfg.detector.imgsz,
+                            "train_seconds": round(train_seconds, 1),
+                            # where the weights are once the run is complete (the folder loses `.incomplete`)
+                            "weights": str(run.final_path / "ultralytics" / "weights" / "best.pt")}, records)
         atomic_write_json(run.file("detector.json"), {"weights": "ultralytics/weights/best.pt", **scores})
         _final_paths_in(run.path / "ultralytics", run)
         return run.complete(**scores)
@@ -325,20 +320,9 @@ def detect_val(cfg: DetectValConfig) -> Path:
     An architecture .yaml is validated with its random initial weights: the untrained (0-epoch)
     baseline a trained detector is measured against.
     """
-    _check_model(cfg.detector.model)
-    data = resolve_data_yaml(cfg.data)
-    ul = offline_ultralytics()
-    unreadable: list[Problem] = []
-    checked = check_yolo_dataset(data, unreadable)
-    with RunDir.create(cfg.output_dir, "detect-val", Path(cfg.detector.model).stem) as run:
-        from nmm_core.config import dump_yaml
-
-        dump_yaml(cfg, run.file("config.yaml"))
-        records = dataset_records(checked, unreadable, run)
-        metrics = ul.YOLO(cfg.detector.model).val(data=str(data), split="val", **_run_kwargs(cfg.detector, run))
-        scores = detection_metrics(metrics)
-        _report(run, f"YOLOv8 validation: {cfg.detector.model}", scores, sum(metrics.speed.values()) / 1000.0,
-                images_of(data), {"data": str(data), "weights": cfg.detector.model}, records)
+    with _checked_run(cfg, "detect-val") as (run, data, ul, records):
+        model, context = ul.YOLO(cfg.detector.model), {"data": str(data), "weights": cfg.detector.model}
+        scores = _validate(run, cfg.detector, model, data, f"YOLOv8 validation: {cfg.detector.model}", context, records)
         return run.complete(**scores)
 
 
@@ -359,14 +343,11 @@ def predict_boxes(weights: str, images: list[str], *, conf: float, settings: Det
 
 def detect_predict(cfg: DetectPredictConfig) -> Path:
     """Boxes for every image of `source` into predictions.json of a run folder."""
-    _check_model(cfg.detector.model)
-    if not cfg.detector.model.endswith(".pt"):
-        raise ConfigError("detect predict needs trained weights: --detector-model path/to/best.pt")
+    _check_model(cfg.detector.model, trained="detect predict")
     source = Path(cfg.source)
     if not cfg.source or not source.exists():
         raise DataError(f"IMAGE (--source) {cfg.source!r}: no such image file or folder")
-    images = sorted(str(p) for p in source.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")) \
-        if source.is_dir() else [str(source)]
+    images = images_in(source) if source.is_dir() else [str(source)]
     if not images:
         raise DataError(f"{source}: no .png/.jpg/.bmp images")
     with RunDir.create(cfg.output_dir, "detect-predict", Path(cfg.detector.model).stem) as run:

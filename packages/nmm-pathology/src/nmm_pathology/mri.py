@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nmm_core.errors import ConfigError
+from nmm_core.records import png_bytes
 from nmm_core.runs import atomic_write_bytes, atomic_write_text
 
 CLASS_NAMES = ("tumour",)
@@ -39,25 +40,8 @@ class SyntheticMriConfig:
             raise ConfigError(f"negative_share must be in [0, 1), got {self.negative_share}")
 
 
-@dataclass(frozen=True)
-class Lesion:
-    """A lesion's centre, semi-axes (pixels) and brightness above the brain."""
-
-    cx: float
-    cy: float
-    rx: float
-    ry: float
-    contrast: float
-
-    def yolo(self, size: int) -> tuple[float, float, float, float]:
-        """(cx, cy, w, h) normalised to the image, clipped to it."""
-        x0, x1 = max(0.0, self.cx - self.rx), min(float(size), self.cx + self.rx)
-        y0, y1 = max(0.0, self.cy - self.ry), min(float(size), self.cy + self.ry)
-        return ((x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size)
-
-
 def make_mri(rng: random.Random, size: int, n_lesions: int):
-    """One image (uint8 array, size x size) and its lesions."""
+    """One image (uint8 array, size x size) and its lesions' YOLO boxes (cx, cy, w, h), normalised and clipped."""
     import numpy as np
 
     nrng = np.random.default_rng(rng.randrange(2**32))
@@ -74,32 +58,22 @@ def make_mri(rng: random.Random, size: int, n_lesions: int):
     coarse = nrng.normal(0, 14, (size // 8, size // 8)).astype(np.float32)
     texture = np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC))
     image[brain] = 85.0 + texture[brain]
-    lesions = []
+    boxes = []
     for _ in range(n_lesions):
         lr = rng.uniform(0.05, 0.14) * size
-        lesion = Lesion(cx=0, cy=0, rx=lr * rng.uniform(0.8, 1.2), ry=lr * rng.uniform(0.8, 1.2),
-                        contrast=rng.uniform(45, 120))
+        # semi-axes (pixels) and brightness above the brain
+        rx, ry, contrast = lr * rng.uniform(0.8, 1.2), lr * rng.uniform(0.8, 1.2), rng.uniform(45, 120)
         # Place the centre well inside the brain so the whole lesion is brain.
         for _ in range(100):
             px, py = rng.uniform(cx - ax * 0.6, cx + ax * 0.6), rng.uniform(cy - ay * 0.6, cy + ay * 0.6)
             if ((px - cx) / ax) ** 2 + ((py - cy) / ay) ** 2 < 0.35:
                 break
-        lesion = Lesion(px, py, lesion.rx, lesion.ry, lesion.contrast)
-        d = ((xx - px) / lesion.rx) ** 2 + ((yy - py) / lesion.ry) ** 2
-        image += lesion.contrast * np.clip(1.6 * (1.0 - d), 0.0, 1.0)  # soft edge, flat core
-        lesions.append(lesion)
+        d = ((xx - px) / rx) ** 2 + ((yy - py) / ry) ** 2
+        image += contrast * np.clip(1.6 * (1.0 - d), 0.0, 1.0)  # soft edge, flat core
+        x0, x1, y0, y1 = max(0.0, px - rx), min(float(size), px + rx), max(0.0, py - ry), min(float(size), py + ry)
+        boxes.append(((x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size))
     image += nrng.normal(0, 7, image.shape).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8), lesions
-
-
-def _png(array) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
+    return np.clip(image, 0, 255).astype(np.uint8), boxes
 
 
 def write_data_yaml(root: Path, splits: dict[str, str], names: list[str] | tuple[str, ...]) -> Path:
@@ -113,6 +87,7 @@ def write_data_yaml(root: Path, splits: dict[str, str], names: list[str] | tuple
 
 def write_synthetic_mri(cfg: SyntheticMriConfig) -> Path:
     """Write the set to `cfg.output`; returns the data.yaml path. Same seed, same files."""
+    from PIL import Image
     from tqdm.auto import tqdm
 
     root = Path(cfg.output)
@@ -121,11 +96,11 @@ def write_synthetic_mri(cfg: SyntheticMriConfig) -> Path:
     for split, n in (("train", cfg.train_size), ("val", cfg.val_size)):
         for i in tqdm(range(n), desc=f"synthetic MRI {split}", unit="img", leave=False):
             count = 0 if rng.random() < cfg.negative_share else rng.choice((1, 1, 2))
-            image, lesions = make_mri(rng, cfg.image_size, count)
+            image, boxes = make_mri(rng, cfg.image_size, count)
             stem = f"mri-{split}-{i:04d}"
-            atomic_write_bytes(root / "images" / split / f"{stem}.png", _png(image))
-            lines = "".join("0 " + " ".join(f"{v:.6f}" for v in les.yolo(cfg.image_size)) + "\n" for les in lesions)
+            atomic_write_bytes(root / "images" / split / f"{stem}.png", png_bytes(Image.fromarray(image, mode="L")))
+            lines = "".join("0 " + " ".join(f"{v:.6f}" for v in box) + "\n" for box in boxes)
             atomic_write_text(root / "labels" / split / f"{stem}.txt", lines)
-            manifest.append({"image": f"images/{split}/{stem}.png", "split": split, "lesions": len(lesions)})
+            manifest.append({"image": f"images/{split}/{stem}.png", "split": split, "lesions": len(boxes)})
     atomic_write_text(root / "manifest.jsonl", "".join(json.dumps(m) + "\n" for m in manifest))
     return write_data_yaml(root, {"train": "images/train", "val": "images/val"}, CLASS_NAMES)

@@ -55,22 +55,21 @@ def _strip_lead_ins(text: str) -> str:
     return text
 
 
-def _closed_refs(references: Sequence[Sequence[str]]) -> list[bool]:
-    return [bool(refs) and all(is_yes_no(r) for r in refs) for refs in references]
-
-
 def _mean(values: list[float]) -> float:
     # An empty group (no open questions in a tiny set) scores 0.0 rather than failing the run;
     # the counts in the pathology summary show that it was empty.
     return sum(values) / len(values) if values else 0.0
 
 
-def _per_example(prediction: str, refs: Sequence[str], closed: bool) -> dict[str, float]:
-    em = metrics.exact_match_per_example([prediction], [list(refs)])[0]
-    if closed:
-        correct = closed_accuracy_per_example([prediction], [list(refs)])[0]
+def _per_example(prediction: str, references: Sequence[str]) -> dict[str, float]:
+    """One answer's scores: closed_accuracy for a closed question (every reference yes or no), else
+    open_recall and open_exact_match; exact_match and accuracy for both."""
+    refs = list(references)
+    em = metrics.exact_match_per_example([prediction], [refs])[0]
+    if refs and all(is_yes_no(r) for r in refs):
+        correct = closed_accuracy_per_example([prediction], [refs])[0]
         return {"exact_match": em, "closed_accuracy": correct, "accuracy": correct}
-    recall = open_recall_per_example([prediction], [list(refs)])[0]
+    recall = open_recall_per_example([prediction], [refs])[0]
     return {"exact_match": em, "open_recall": recall, "open_exact_match": em, "accuracy": em}
 
 
@@ -82,18 +81,14 @@ def pathvqa_metric(name: str, variant: str) -> Metric:
     """
     read = extract_short_answer if variant == "norm" else str
 
-    def rows(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[dict[str, float]]:
-        refs = [[r] if isinstance(r, str) else list(r) for r in references]
-        return [_per_example(read(p), r, c) for p, r, c in zip(predictions, refs, _closed_refs(refs), strict=True)]
+    def scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
+        """The score of every question it applies to."""
+        rows = (_per_example(read(p), [r] if isinstance(r, str) else r)
+                for p, r in zip(predictions, references, strict=True))
+        return [row[name] for row in rows if name in row]
 
-    def corpus(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-        return _mean([row[name] for row in rows(predictions, references) if name in row])
-
-    def one(prediction: str, references: Sequence[str]) -> float:
-        return rows([prediction], [references])[0][name]
-
-    every_question = name in ("exact_match", "accuracy")
-    return Metric(f"{name}_{variant}", per_example=one if every_question else None, corpus=corpus)
+    one = (lambda p, refs: scores([p], [refs])[0]) if name in ("exact_match", "accuracy") else None
+    return Metric(f"{name}_{variant}", per_example=one, corpus=lambda p, refs: _mean(scores(p, refs)))
 
 
 _ALL = {f"{m}_{v}": pathvqa_metric(m, v) for v in ("strict", "norm") for m in METRIC_NAMES}
@@ -118,11 +113,9 @@ class PathVqaTask(Task):
 
     def score_one(self, prediction: str, references: Sequence[str]) -> dict[str, float]:
         """Per-example strict and normalised scores (keys as in `score`), plus `closed` 1/0."""
-        closed = _closed_refs([references])[0]
-        out: dict[str, float] = {"closed": float(closed)}
-        for variant, text in (("strict", prediction), ("norm", self.short_answer(prediction))):
-            out.update({f"{k}_{variant}": v for k, v in _per_example(text, references, closed).items()})
-        return out
+        strict, norm = _per_example(prediction, references), _per_example(self.short_answer(prediction), references)
+        return {"closed": float("closed_accuracy" in strict), **{f"{k}_strict": v for k, v in strict.items()},
+                **{f"{k}_norm": v for k, v in norm.items()}}
 
 
 def pathvqa_task() -> PathVqaTask:
