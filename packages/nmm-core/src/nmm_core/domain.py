@@ -44,7 +44,8 @@ class SyntheticSet:
 
     settings: type
     write: Callable[..., Path]
-    cached: Callable[..., Path] | None = None  # None: under the cache root, keyed by the settings' values
+    # None: under the cache root, keyed by the settings' `key()` if they have one, else by their values
+    cached: Callable[..., Path] | None = None
     marker: str = "synthetic.json"
 
     def folder(self, domain: str, settings: Any, *, progress: bool = True) -> Path:
@@ -57,8 +58,9 @@ class SyntheticSet:
         from nmm_core.config import config_to_dict
         from nmm_core.files import cached_folder
 
-        key = hashlib.sha1(json.dumps(config_to_dict(settings), sort_keys=True).encode()).hexdigest()[:12]
-        return cached_folder(domain.removeprefix("nmm-"), f"synthetic-{key}",
+        values = json.dumps(config_to_dict(settings), sort_keys=True).encode()
+        key = settings.key() if hasattr(settings, "key") else f"synthetic-{hashlib.sha1(values).hexdigest()[:12]}"
+        return cached_folder(domain.removeprefix("nmm-"), key,
                              lambda tmp: self.write(settings, tmp, progress=progress), marker=self.marker)
 
 

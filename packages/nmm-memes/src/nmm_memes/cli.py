@@ -13,7 +13,7 @@ from dataclasses import replace
 from nmm_core.domain import Domain, SyntheticSet, domain_main, run_domain_eval, run_domain_predict, standard_verbs
 from nmm_memes.compete import compete_config, run_compete
 from nmm_memes.convert import ConvertConfig, run_convert
-from nmm_memes.data import MemeDataSettings, MemeSource, SyntheticSettings, synthesize, synthetic_folder
+from nmm_memes.data import MemeDataSettings, MemeSource, SyntheticSettings, synthesize
 from nmm_memes.gill import is_gill, refuse_gill
 from nmm_memes.gill.generate import GenerateConfig, RetrieveConfig, run_caption, run_generate, run_retrieve
 from nmm_memes.gill.settings import GillSettings
@@ -34,7 +34,7 @@ _DECLARED = Domain(
     splits=("train", "validation", "test"),
     predict_inputs={"image": ("IMAGE", "meme image file", None),
                     "question": ("TITLE", "the post title, quoted (GILL does not use it)", "?")},
-    synthetic=SyntheticSet(SyntheticSettings, write=synthesize, cached=synthetic_folder),
+    synthetic=SyntheticSet(SyntheticSettings, write=synthesize),  # cached by its settings' key()
     source=MemeSource,
 )
 

@@ -79,7 +79,7 @@ class SyntheticSettings:
         return {"trainval": self.trainval_size, "test": self.test_size}
 
     def key(self) -> str:
-        """A short name that changes whenever the generated files would."""
+        """The cached set's folder name under $NMM_CACHE/memes: it changes whenever the generated files would."""
         seed = part_seed(self.seed)
         text = json.dumps([SYNTHETIC_VERSION, seed, self.trainval_size, self.test_size, self.image_size])
         return f"synthetic-v{SYNTHETIC_VERSION}-seed{seed}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
@@ -105,14 +105,6 @@ def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: boo
                 "test_size": settings.test_size, "image_size": settings.image_size}
     atomic_write_json(folder / "synthetic.json", manifest)  # last: its presence means complete
     return folder
-
-
-def synthetic_folder(settings: SyntheticSettings, *, progress: bool = True) -> Path:
-    """The cached synthetic set for `settings` under $NMM_CACHE/memes, generated on first use."""
-    from nmm_core.files import cached_folder
-
-    return cached_folder("memes", settings.key(), lambda tmp: synthesize(settings, tmp, progress=progress),
-                         marker="synthetic.json")
 
 
 @dataclass(frozen=True)
