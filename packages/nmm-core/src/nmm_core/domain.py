@@ -136,17 +136,22 @@ def run_domain_train(domain: Domain, cfg: TrainConfig) -> Path:
     return run_train(replace(cfg, data=source.settings), domain.task, source=source)
 
 
-def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False) -> Path:
-    """Core's `run_eval` (or `run_compare`: base vs merged adapter) on the domain's resolved data."""
+def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False, kind: str = "compare",
+                    seed: int | None = None, finish: Finish | None = None) -> Path:
+    """Core's `run_eval` (or `run_compare`: base vs merged adapter, a `kind` run) on the domain's resolved
+    data; `finish` (default: the domain's `after_eval`) adds files to the run before it is complete."""
     from nmm_core.workflows import check_model_source, run_compare, run_eval
 
     if compare and not cfg.adapter:
-        raise ConfigError("compare needs --adapter (the fine-tuned LoRA folder)")
+        raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
     check_model_source(cfg.model, cfg.adapter)
     source = domain.source_of(cfg)
-    finish: Finish | None = partial(domain.after_eval, source) if domain.after_eval else None
-    return (run_compare if compare else run_eval)(replace(cfg, data=source.settings), domain.task, source=source,
-                                                  finish=finish)
+    if finish is None and domain.after_eval:
+        finish = partial(domain.after_eval, source)
+    data = replace(cfg, data=source.settings)
+    if compare:
+        return run_compare(data, domain.task, source=source, finish=finish, kind=kind, seed=seed)
+    return run_eval(data, domain.task, source=source, finish=finish)
 
 
 def run_domain_predict(domain: Domain, cfg: Any) -> str:
