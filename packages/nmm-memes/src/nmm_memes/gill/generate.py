@@ -105,12 +105,14 @@ def _image(path: str, command: str):
 
 def run_caption(cfg: Any) -> str:
     """`predict` with a GILL preset: the caption of one image (visual prefix, greedy decoding), printed."""
+    from nmm_core.presets import get_preset
+
     picture = _image(cfg.image, "predict")
     gill = load_gill(cfg.model, cfg.gill, cfg.adapter, with_sd=False)
     tok = gill.parts.tokenizer
     prompt = tok([""], return_tensors="pt")["input_ids"].to(gill.parts.device)  # OPT's leading </s>
-    ids = gill.model.caption(gill.pixels([picture]), prompt, eos_id=tok.eos_token_id,
-                             max_new_tokens=cfg.max_new_tokens)
+    limit = cfg.max_new_tokens or get_preset(cfg.model.model).max_new_tokens  # none: the preset's, as core's
+    ids = gill.model.caption(gill.pixels([picture]), prompt, eos_id=tok.eos_token_id, max_new_tokens=limit)
     caption = tok.decode(ids, skip_special_tokens=True).strip()
     print(caption)
     return caption
