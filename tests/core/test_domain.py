@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -81,7 +81,9 @@ def test_synthetic_is_spelt_one_way_and_empty_is_its_alias(tmp_path, capsys):
         assert domain_main(toy(), ["data", "inspect", "--data-source", source,
                                    "--synthetic-train-size", "5"]) == 0
         outputs.append(capsys.readouterr().out)
-    assert outputs[0] == outputs[1] == "[train] kept 5 of 5 records\n[test] kept 2 of 2 records\n"
+    assert outputs[0] == outputs[1]
+    assert [line for line in outputs[0].splitlines() if line.startswith("[")] == ["[train] kept 5 of 5 records",
+                                                                                  "[test] kept 2 of 2 records"]
 
 
 def test_column_source_leaves_a_named_source_alone_and_builds_the_set_once(tmp_path):
@@ -155,3 +157,50 @@ def test_a_domain_without_a_task_gets_only_its_own_verbs_and_runs(capsys):
     with pytest.raises(SystemExit):
         domain_main(plain, ["train"])
     assert "invalid choice: 'train'" in capsys.readouterr().err
+
+
+def test_inspect_names_the_first_skipped_records_and_writes_all_of_them(tmp_path, capsys):
+    folder = write_dots(Dots(train_size=4), tmp_path / "set")
+    rows = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+    rows[1]["answers"], rows[3]["answers"] = [], []  # two bad records
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = tmp_path / "problems.jsonl"
+    assert domain_main(toy(), ["data", "inspect", "--data-source", str(folder), "--listed", "1",
+                               "--problems", str(problems)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("[train] kept 2 of 4 records; skipped 2")
+    assert out[1] == "  skipped record 'train1' field 'answers': no answers"
+    assert out[2] == "  ... and 1 more (--problems FILE lists all)"
+    assert "  references per record: 1: 2" in out and "  e.g. train0: 'What colour is it?' -> 'black'" in out
+    written = [json.loads(line) for line in problems.read_text().splitlines()]
+    assert [(r["split"], r["id"]) for r in written] == [("train", "train1"), ("train", "train3")]
+
+
+def test_a_domain_names_its_data_settings_generation_defaults_extra_groups_and_predict_inputs(capsys):
+    @dataclass
+    class MyData:
+        source: str = ""
+        shots: int = 1
+
+    @dataclass
+    class Extra:
+        knob: int = 2
+
+    seen = []
+    domain = replace(toy(), data_settings=MyData, data={}, generation={"max_new_tokens": 7}, splits=("test",),
+                     extra_settings={"train": {"extra": Extra}, "predict": {"extra": Extra}},
+                     predict_inputs={"image": ("IMAGE", "the picture", None),
+                                     "question": ("TITLE", "a title, quoted", "?")},
+                     verbs={"predict": (None, seen.append, "own predict"), "train": (None, None, "own train help")})
+    verbs = domain_verbs(domain)
+    train, evaluate, inspect = verbs["train"][0](), verbs["eval"][0](), verbs["data inspect"][0]()
+    assert (type(train.data), train.data.source, train.extra.knob) == (MyData, "synthetic", 2)
+    assert evaluate.generation.max_new_tokens == 7 and not hasattr(evaluate, "extra")
+    assert inspect.splits == ("test",)
+    assert verbs["train"][2] == "own train help" and verbs["train"][1] is not None  # the kit's train, its help
+    assert domain_main(domain, ["predict", "pic.png", "--extra-knob", "5"]) == 0
+    [cfg] = seen
+    assert (cfg.image, cfg.question, cfg.max_new_tokens, cfg.extra.knob) == ("pic.png", "", 7, 5)
+    with pytest.raises(SystemExit):  # IMAGE is required by argparse (nargs None)
+        domain_main(domain, ["predict"])
+    assert "required: IMAGE" in capsys.readouterr().err

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from nmm_core.domain import domain_verbs
 from nmm_core.workflows import ModelSettings, family_trainee, lora_trainee
 from nmm_memes.cli import MEMES
-from nmm_memes.commands import MemeTrainConfig
 from nmm_memes.data import MemeDataSettings, MemeSource, SyntheticSettings
 
 
@@ -25,7 +25,8 @@ def test_the_generated_set_is_spelt_synthetic_and_an_empty_source_stays_its_alia
 
 def test_an_unset_synthetic_and_split_seed_take_the_run_seed(tmp_path, monkeypatch):
     monkeypatch.setenv("NMM_CACHE", str(tmp_path))
-    cfg = MemeTrainConfig(synthetic=SyntheticSettings(trainval_size=4, test_size=2, image_size=32))
+    train_config = domain_verbs(MEMES)["train"][0]  # memes' `train` settings, made by the kit
+    cfg = train_config(synthetic=SyntheticSettings(trainval_size=4, test_size=2, image_size=32))
     cfg.train = replace(cfg.train, seed=5)
     source = MEMES.source_of(cfg)
     assert json.loads((Path(source.settings.source) / "synthetic.json").read_text())["seed"] == 5

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import ConfigError
+from nmm_core.evaluate import GenerationSettings
 from nmm_core.export import EXPORT_HELP, ExportConfig, run_export
 from nmm_core.run_list import RUNS_HELP, RunsConfig, run_runs
 from nmm_core.sources import SYNTHETIC, ColumnSource, DataSource
@@ -25,8 +26,11 @@ from nmm_core.workflows import DataSettings, EvalConfig, Finish, ModelSettings, 
 # (config class, function of the parsed config, help); a config class with a `positional` mapping
 # ({setting: (METAVAR, help)}) takes those settings as positional arguments, their flags kept as
 # aliases; a third item is argparse's nargs for it ("?": may be left out; None, "+": argparse requires it).
-# A domain's verb with None for its class replaces a standard verb's function, not its flags.
-Verb = tuple[type | None, Callable[..., object], str]
+# A domain's verb with None for its class replaces a standard verb's function, not its flags;
+# None for its function too keeps the standard verb and gives it the domain's help.
+Verb = tuple[type | None, Callable[..., object] | None, str]
+# `predict`'s inputs as a `positional` mapping; each flag's help is its positional's without ", quoted"
+PREDICT_INPUTS = {"image": ("IMAGE", "image file"), "question": ("QUESTION", "the question, quoted")}
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ class SyntheticSet:
 
     settings: type
     write: Callable[..., Path]
-    cached: Callable[..., Path] | None = None  # None: under the cache root, keyed by the settings' values
+    # None: under the cache root, keyed by the settings' `key()` if they have one, else by their values
+    cached: Callable[..., Path] | None = None
     marker: str = "synthetic.json"
 
     def folder(self, domain: str, settings: Any, *, progress: bool = True) -> Path:
@@ -53,8 +58,9 @@ class SyntheticSet:
         from nmm_core.config import config_to_dict
         from nmm_core.files import cached_folder
 
-        key = hashlib.sha1(json.dumps(config_to_dict(settings), sort_keys=True).encode()).hexdigest()[:12]
-        return cached_folder(domain.removeprefix("nmm-"), f"synthetic-{key}",
+        values = json.dumps(config_to_dict(settings), sort_keys=True).encode()
+        key = settings.key() if hasattr(settings, "key") else f"synthetic-{hashlib.sha1(values).hexdigest()[:12]}"
+        return cached_folder(domain.removeprefix("nmm-"), key,
                              lambda tmp: self.write(settings, tmp, progress=progress), marker=self.marker)
 
 
@@ -68,8 +74,15 @@ class Domain:
     model: str = "tiny-qwen2-vl"  # the default model: a preset name (offline default: a tiny twin)
     presets: tuple[Any, ...] = ()  # its ModelPresets (also announced via the `nmm.presets` entry point)
     twin_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    data: Mapping[str, Any] = field(default_factory=dict)  # DataSettings defaults (its column names)
+    data: Mapping[str, Any] = field(default_factory=dict)  # data settings' defaults (its column names)
+    data_settings: type = DataSettings  # its data settings' class, if not core's columns (`--data-*`)
     train: Mapping[str, Any] = field(default_factory=dict)  # TrainSettings defaults (its study's epochs)
+    # GenerationSettings defaults of eval/compare; its `max_new_tokens` is predict's default too
+    generation: Mapping[str, Any] = field(default_factory=dict)
+    # settings groups a standard verb takes beside the kit's: {verb: {group: dataclass}} (`--gill-*`)
+    extra_settings: Mapping[str, Mapping[str, type]] = field(default_factory=dict)
+    splits: tuple[str, ...] = ("train", "test")  # what `data inspect` counts unless `--splits`
+    predict_inputs: Mapping[str, tuple[str | None, ...]] = field(default_factory=lambda: PREDICT_INPUTS)
     synthetic: SyntheticSet | None = None
     # (data settings, the generated set's builder or None) -> its source; core's reads columns
     source: Callable[[Any, Callable[[], Path] | None], DataSource] = ColumnSource
@@ -97,17 +110,20 @@ def _title(domain: Domain) -> str:
 
 def _config(domain: Domain, verb: str, base: tuple[type, ...], doc: str, *, data: bool = True,
             model: bool = True, synthetic: bool = True, extra: tuple = (),
-            namespace: Mapping[str, Any] | None = None) -> type:
-    """A command's settings: `base` with the domain's data, model and synthetic-set defaults."""
+            namespace: Mapping[str, Any] | None = None, key: str = "") -> type:
+    """A command's settings: `base` with the domain's data, model and synthetic-set defaults and the
+    settings groups it adds to verb `key`."""
     fields: list[tuple] = []
     if data:
         defaults = {**({"source": SYNTHETIC} if domain.synthetic else {}), **domain.data}
-        fields.append(("data", DataSettings, field(default_factory=partial(DataSettings, **defaults))))
+        settings = domain.data_settings
+        fields.append(("data", settings, field(default_factory=partial(settings, **defaults))))
     if model:
         fields.append(("model", ModelSettings, field(default_factory=partial(ModelSettings, model=domain.model))))
     if synthetic and domain.synthetic is not None:
         fields.append(("synthetic", domain.synthetic.settings, field(default_factory=domain.synthetic.settings)))
-    return make_dataclass(f"{_title(domain)}{verb}Config", [*fields, *extra], bases=base,
+    own = tuple((name, cls, field(default_factory=cls)) for name, cls in domain.extra_settings.get(key, {}).items())
+    return make_dataclass(f"{_title(domain)}{verb}Config", [*fields, *extra, *own], bases=base,
                           namespace={"__doc__": doc, "twin_recipes": domain.twin_recipes, **(namespace or {})})
 
 
@@ -120,17 +136,22 @@ def run_domain_train(domain: Domain, cfg: TrainConfig) -> Path:
     return run_train(replace(cfg, data=source.settings), domain.task, source=source)
 
 
-def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False) -> Path:
-    """Core's `run_eval` (or `run_compare`: base vs merged adapter) on the domain's resolved data."""
+def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False, kind: str = "compare",
+                    seed: int | None = None, finish: Finish | None = None) -> Path:
+    """Core's `run_eval` (or `run_compare`: base vs merged adapter, a `kind` run) on the domain's resolved
+    data; `finish` (default: the domain's `after_eval`) adds files to the run before it is complete."""
     from nmm_core.workflows import check_model_source, run_compare, run_eval
 
     if compare and not cfg.adapter:
-        raise ConfigError("compare needs --adapter (the fine-tuned LoRA folder)")
+        raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
     check_model_source(cfg.model, cfg.adapter)
     source = domain.source_of(cfg)
-    finish: Finish | None = partial(domain.after_eval, source) if domain.after_eval else None
-    return (run_compare if compare else run_eval)(replace(cfg, data=source.settings), domain.task, source=source,
-                                                  finish=finish)
+    if finish is None and domain.after_eval:
+        finish = partial(domain.after_eval, source)
+    data = replace(cfg, data=source.settings)
+    if compare:
+        return run_compare(data, domain.task, source=source, finish=finish, kind=kind, seed=seed)
+    return run_eval(data, domain.task, source=source, finish=finish)
 
 
 def run_domain_predict(domain: Domain, cfg: Any) -> str:
@@ -159,33 +180,65 @@ def run_domain_synthesize(domain: Domain, cfg: Any) -> Path:
 
 
 def run_domain_inspect(domain: Domain, cfg: Any) -> None:
-    """How many records of each split are usable, and why the others are not."""
+    """Per split: kept of total, the first `--listed` skipped records named, references per record and
+    a sample; with `--problems FILE` every skipped record as JSON lines."""
+    import json
+    from collections import Counter
+
+    from nmm_core.files import atomic_write_text
+
     source = domain.source_of(cfg)
+    problems: list[str] = []
     for split in cfg.splits:
-        print(f"[{split}] {source.load(split).summary()}")
+        report = source.load(split)
+        print(f"[{split}] {report.summary()}")
+        for problem in report.problems[: cfg.listed]:
+            print(f"  skipped {problem}")
+        if report.skipped > cfg.listed:
+            print(f"  ... and {report.skipped - cfg.listed} more (--problems FILE lists all)")
+        refs = Counter(len(ex.answers) for ex in report.kept)
+        if refs:
+            print("  references per record: " + ", ".join(f"{k}: {v}" for k, v in sorted(refs.items())))
+        if report.kept:
+            ex = report.kept[0]
+            print(f"  e.g. {ex.id}: {ex.prompt!r} -> {ex.answers[0]!r}")
+        problems += [json.dumps({"split": split, "id": p.id, "field": p.field, "why": p.why},
+                                ensure_ascii=False) + "\n" for p in report.problems]
+    if cfg.problems:
+        atomic_write_text(cfg.problems, "".join(problems))
 
 
 # the kit's own settings beside the domain's data, model and synthetic set: (name, type, field)
-_PREDICT = (("image", str, field(default="", metadata={"help": "image file"})),
-            ("question", str, field(default="", metadata={"help": "the question"})),
-            ("adapter", str | None, field(default=None, metadata={"help": "LoRA adapter folder (merged)"})),
-            ("max_new_tokens", int | None, field(default=None, metadata={
-                "help": "longest answer in tokens (none: the preset's)", "aliases": ("--generation-max-new-tokens",)})))
-_INSPECT = (("splits", tuple[str, ...], field(default=("train", "test"), metadata={"help": "splits to count"})),)
+_INSPECT = (("problems", str | None, field(default=None, metadata={
+                "help": "write every skipped record to this JSONL"})),
+            ("listed", int, field(default=10, metadata={"help": "skipped records printed per split"})))
 _SYNTHESIZE = (("out", str, field(default="", metadata={"help": "folder to write (empty: the shared cache)"})),
                ("progress", bool, field(default=True)))
-_POSITIONAL = {"positional": {"image": ("IMAGE", "image file"), "question": ("QUESTION", "the question, quoted")}}
+
+
+def _predict(domain: Domain) -> tuple:
+    """`predict`'s own settings: the domain's inputs, the adapter, the answer's length."""
+    inputs = tuple((name, str, field(default="", metadata={"help": help.replace(", quoted", "")}))
+                   for name, (_, help, *_) in domain.predict_inputs.items())
+    return (*inputs, ("adapter", str | None, field(default=None, metadata={"help": "LoRA adapter folder (merged)"})),
+            ("max_new_tokens", int | None, field(default=domain.generation.get("max_new_tokens"), metadata={
+                "help": "longest answer in tokens (none: the preset's)", "aliases": ("--generation-max-new-tokens",)})))
 
 
 def standard_verbs(domain: Domain) -> dict[str, Verb]:
     """The verbs every domain gets, with the same flags and help (one line each)."""
     train = _config(domain, "Train", (TrainConfig,), "`train`: LoRA/QLoRA fine-tuning into a run folder.",
-                    extra=(("train", TrainSettings, field(default_factory=partial(TrainSettings, **domain.train))),))
-    evaluate = _config(domain, "Eval", (EvalConfig,), "`eval` / `compare`: greedy answers and scores.")
-    predict = _config(domain, "Predict", (), "`predict`: one answer for one image and question.",
-                      data=False, synthetic=False, extra=_PREDICT, namespace=_POSITIONAL)
+                    extra=(("train", TrainSettings, field(default_factory=partial(TrainSettings, **domain.train))),),
+                    key="train")
+    generation = field(default_factory=partial(GenerationSettings, **domain.generation))
+    evaluate = _config(domain, "Eval", (EvalConfig,), "`eval` / `compare`: greedy answers and scores.",
+                       extra=(("generation", GenerationSettings, generation),), key="eval")
+    predict = _config(domain, "Predict", (), "`predict`: one answer for one image and question.", data=False,
+                      synthetic=False, extra=_predict(domain), namespace={"positional": domain.predict_inputs},
+                      key="predict")
+    splits = field(default=domain.splits, metadata={"help": "splits to count"})
     inspect = _config(domain, "Inspect", (), "`data inspect`: usable and skipped records per split.",
-                      model=False, extra=_INSPECT)
+                      model=False, extra=(("splits", tuple[str, ...], splits), *_INSPECT), key="data inspect")
     synthesize = _config(domain, "Synthesize", (), "`data synthesize`: write the generated set.",
                          data=False, model=False, extra=_SYNTHESIZE)
     verbs: dict[str, Verb] = {
@@ -215,7 +268,8 @@ def domain_verbs(domain: Domain) -> dict[str, Verb]:
     prefix = f"{domain.group} " if domain.group else ""
     standard = {(verb if verb in _UNGROUPED else prefix + verb): spec
                 for verb, spec in (standard_verbs(domain) if domain.task is not None else _ANY_DOMAIN).items()}
-    own = {verb: (cls or standard[verb][0], fn, text) for verb, (cls, fn, text) in domain.verbs.items()}
+    own = {verb: (cls or standard[verb][0], fn or standard[verb][1], text) for verb, (cls, fn, text) in
+           domain.verbs.items()}
     return {**standard, **own}
 
 

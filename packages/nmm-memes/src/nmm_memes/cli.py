@@ -1,31 +1,26 @@
 """`nmm-memes`: meme understanding declared as a domain; core's kit makes the command line.
 
 Its own verbs: `convert` (TinyLLaVA_Factory checkpoints), `compete`, GILL's `generate` and
-`retrieve`; `train`, `eval`, `compare`, `predict` and `data inspect` take memes' settings.
+`retrieve`; the kit's `train` and `predict` also take GILL's `--gill-*` settings, `predict` with
+a GILL preset gives the image's caption, and `eval`/`compare`/`compete` refuse GILL.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
-from nmm_core.domain import Domain, SyntheticSet, domain_main, run_domain_train
-from nmm_memes.commands import (
-    InspectConfig,
-    MemeEvalConfig,
-    MemeTrainConfig,
-    PredictConfig,
-    run_inspect,
-    run_meme_eval,
-    run_predict,
-)
-from nmm_memes.compete import CompeteConfig, run_compete
+from nmm_core.domain import Domain, SyntheticSet, domain_main, run_domain_eval, run_domain_predict, standard_verbs
+from nmm_memes.compete import compete_config, run_compete
 from nmm_memes.convert import ConvertConfig, run_convert
-from nmm_memes.data import MemeSource, SyntheticSettings, synthesize, synthetic_folder
-from nmm_memes.gill.generate import GenerateConfig, RetrieveConfig, run_generate, run_retrieve
+from nmm_memes.data import MemeDataSettings, MemeSource, SyntheticSettings, synthesize
+from nmm_memes.gill import is_gill, refuse_gill
+from nmm_memes.gill.generate import GenerateConfig, RetrieveConfig, run_caption, run_generate, run_retrieve
+from nmm_memes.gill.settings import GillSettings
 from nmm_memes.presets import PRESETS, TWIN_RECIPES
 from nmm_memes.task import meme_task
 
-MEMES = Domain(
+_DECLARED = Domain(
     name="nmm-memes",
     description="Meme understanding (MemeCap, MemeCraft) with TinyLLaVA and GILL, and a base-vs-fine-tuned "
                 "competition.",
@@ -33,29 +28,41 @@ MEMES = Domain(
     model="tiny-tinyllava",
     presets=PRESETS,
     twin_recipes=TWIN_RECIPES,
-    synthetic=SyntheticSet(SyntheticSettings, write=synthesize, cached=synthetic_folder),
+    data_settings=MemeDataSettings,
+    generation={"max_new_tokens": 48},  # a meme caption is one sentence
+    extra_settings={"train": {"gill": GillSettings}, "predict": {"gill": GillSettings}},
+    splits=("train", "validation", "test"),
+    predict_inputs={"image": ("IMAGE", "meme image file", None),
+                    "question": ("TITLE", "the post title, quoted (GILL does not use it)", "?")},
+    synthetic=SyntheticSet(SyntheticSettings, write=synthesize),  # cached by its settings' key()
     source=MemeSource,
-    verbs={
-        "data inspect": (InspectConfig, run_inspect,
-                         "counts per split and every skipped record (missing image, filtered caption, bad field)"),
-        "convert": (ConvertConfig, lambda cfg: run_convert(cfg, cfg.src, cfg.out),
-                    "TinyLLaVA_Factory checkpoint -> Llava folder usable as --model OUT"),
-        "train": (MemeTrainConfig, lambda cfg: print(run_domain_train(MEMES, cfg)),
-                  "LoRA fine-tuning: image + title -> meaning (TinyLLaVA); --model gill|tiny-gill: GILL"),
-        "eval": (MemeEvalConfig, lambda cfg: print(run_meme_eval(MEMES, cfg)),
-                 "captions + ROUGE-1/2/L and BLEU against all references"),
-        "compare": (MemeEvalConfig, lambda cfg: print(run_meme_eval(MEMES, cfg, compare=True)),
-                    "base vs merged fine-tuned adapter on the same memes (report, pairs.jsonl)"),
-        "compete": (CompeteConfig, lambda cfg: print(run_compete(MEMES, cfg)),
-                    "base vs fine-tuned on the same memes: blind pairs.jsonl, win rate with CI, ratings"),
-        "predict": (PredictConfig, lambda cfg: run_predict(MEMES, cfg),
-                    "what one meme means, from its image and title"),
-        "generate": (GenerateConfig, lambda cfg: run_generate(cfg, cfg.caption),
-                     "GILL: an image for a caption, saved as PNG"),
-        "retrieve": (RetrieveConfig, lambda cfg: run_retrieve(cfg, cfg.caption, list(cfg.images)),
-                     "GILL: rank candidate images for a caption"),
-    },
 )
+
+
+def _predict(cfg) -> str:
+    """What one meme means (the kit's predict); a GILL preset: the image's caption."""
+    return run_caption(cfg) if is_gill(cfg.model.model) else run_domain_predict(MEMES, cfg)
+
+
+MEMES = replace(_DECLARED, verbs={
+    "data inspect": (None, None, "counts per split and every skipped record (missing image, filtered caption, "
+                                 "bad field)"),
+    "convert": (ConvertConfig, lambda cfg: run_convert(cfg, cfg.src, cfg.out),
+                "TinyLLaVA_Factory checkpoint -> Llava folder usable as --model OUT"),
+    "train": (None, None, "LoRA fine-tuning: image + title -> meaning (TinyLLaVA); --model gill|tiny-gill: GILL"),
+    "eval": (None, lambda cfg: print(run_domain_eval(MEMES, refuse_gill(cfg, "eval"))),
+             "captions + ROUGE-1/2/L and BLEU against all references"),
+    "compare": (None, lambda cfg: print(run_domain_eval(MEMES, refuse_gill(cfg, "compare"), compare=True)),
+                "base vs merged fine-tuned adapter on the same memes (report, pairs.jsonl)"),
+    # compete's settings are eval's and how pairs are judged
+    "compete": (compete_config(standard_verbs(_DECLARED)["eval"][0]), lambda cfg: print(run_compete(MEMES, cfg)),
+                "base vs fine-tuned on the same memes: blind pairs.jsonl, win rate with CI, ratings"),
+    "predict": (None, _predict, "what one meme means, from its image and title"),
+    "generate": (GenerateConfig, lambda cfg: run_generate(cfg, cfg.caption),
+                 "GILL: an image for a caption, saved as PNG"),
+    "retrieve": (RetrieveConfig, lambda cfg: run_retrieve(cfg, cfg.caption, list(cfg.images)),
+                 "GILL: rank candidate images for a caption"),
+})
 
 
 def main(argv: list[str] | None = None) -> int:

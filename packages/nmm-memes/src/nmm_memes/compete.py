@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from nmm_core.domain import Domain
+from nmm_core.domain import Domain, run_domain_eval
 from nmm_core.errors import ConfigError
 from nmm_core.metric import Metric
 from nmm_core.seeds import part_seed
-from nmm_core.workflows import check_model_source
-from nmm_memes.commands import MemeEvalConfig, refuse_gill
+from nmm_memes.gill import refuse_gill
 from nmm_memes.judge import Verdict, judge_pairs, summarise
 
 BASE, TUNED = "base", "fine-tuned"
@@ -40,26 +40,23 @@ class JudgeSettings:
             raise ConfigError("judge: need epsilon >= 0, bootstrap >= 1 and 0 < level < 1")
 
 
-@dataclass
-class CompeteConfig(MemeEvalConfig):
-    """`compete`: base vs fine-tuned on the same held-out memes; blind pairs + automatic judging."""
+def compete_config(evaluate: type) -> type:
+    """`compete`'s settings: the domain's `eval` settings and how its pairs are judged."""
 
-    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    @dataclass
+    class CompeteConfig(evaluate):
+        """`compete`: base vs fine-tuned on the same held-out memes; blind pairs + automatic judging."""
+
+        judge: JudgeSettings = field(default_factory=JudgeSettings)
+
+    return CompeteConfig
 
 
-def run_compete(memes: Domain, cfg: CompeteConfig) -> Path:
-    """Core's `run_compare` on the memes (pairs.jsonl, report), then the pairs judged into the same run."""
-    from nmm_core.workflows import run_compare
-
-    if not cfg.adapter:  # before the synthetic set is built or the model checked
-        raise ConfigError("compete needs --adapter (the fine-tuned LoRA folder)")
-    refuse_gill(cfg.model, "compete")
-    check_model_source(cfg.model, cfg.adapter)  # a bad adapter fails before the base answers are generated
-    source = memes.source_of(cfg)  # the synthetic set's seed, when not given, is the run seed
-    task = memes.task
-    return run_compare(replace(cfg, data=source.settings), task, source=source, kind="compete",
-                       seed=cfg.judge.seed, finish=lambda folder: judge_run(folder, cfg.judge,
-                                                                            metric=task.primary_metric))
+def run_compete(memes: Domain, cfg: Any) -> Path:
+    """The kit's `compare` on the memes (pairs.jsonl, report) as a `compete` run, its pairs judged into it."""
+    metric = memes.task.primary_metric
+    return run_domain_eval(memes, refuse_gill(cfg, "compete"), compare=True, kind="compete", seed=cfg.judge.seed,
+                           finish=lambda folder: judge_run(folder, cfg.judge, metric=metric))
 
 
 def judge_run(folder: Path, settings: JudgeSettings, *, metric: str | Metric) -> dict[str, float]:

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,7 +79,7 @@ class SyntheticSettings:
         return {"trainval": self.trainval_size, "test": self.test_size}
 
     def key(self) -> str:
-        """A short name that changes whenever the generated files would."""
+        """The cached set's folder name under $NMM_CACHE/memes: it changes whenever the generated files would."""
         seed = part_seed(self.seed)
         text = json.dumps([SYNTHETIC_VERSION, seed, self.trainval_size, self.test_size, self.image_size])
         return f"synthetic-v{SYNTHETIC_VERSION}-seed{seed}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
@@ -101,18 +101,9 @@ def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: boo
             atomic_write_bytes(folder / "images" / record["img_fname"], png)
             records.append(record)
         atomic_write_text(folder / name, json.dumps(records, indent=1, ensure_ascii=False))
-    manifest = {"version": SYNTHETIC_VERSION, "seed": part_seed(settings.seed), "trainval_size": settings.trainval_size,
-                "test_size": settings.test_size, "image_size": settings.image_size}
+    manifest = {"version": SYNTHETIC_VERSION, **asdict(settings), "seed": part_seed(settings.seed)}
     atomic_write_json(folder / "synthetic.json", manifest)  # last: its presence means complete
     return folder
-
-
-def synthetic_folder(settings: SyntheticSettings, *, progress: bool = True) -> Path:
-    """The cached synthetic set for `settings` under $NMM_CACHE/memes, generated on first use."""
-    from nmm_core.files import cached_folder
-
-    return cached_folder("memes", settings.key(), lambda tmp: synthesize(settings, tmp, progress=progress),
-                         marker="synthetic.json")
 
 
 @dataclass(frozen=True)
@@ -123,16 +114,16 @@ class MemeSource:
     synthetic: Callable[[], Path] | None = None  # builds (once) and returns the generated set
 
     def resolve(self) -> MemeSource:
-        """The generated set's folder and its images as the source when the source names it; a local
-        MemeCap folder with an `images/` inside (what `data synthesize --out` writes) uses that."""
-        if self.synthetic is None or not is_synthetic(self.settings.source):
-            beside = Path(self.settings.source) / "images"
-            if self.settings.images is None and self.settings.source and beside.is_dir():
-                return replace(self, settings=replace(self.settings, images=str(beside)))
-            return self
-        folder = self.synthetic()
-        return replace(self, settings=replace(self.settings, source=str(folder), format="memecap",
-                                              images=str(folder / "images")))
+        """The generated set's folder as the source when the source names it; a MemeCap folder with an
+        `images/` inside (the generated set, or what `data synthesize --out` writes) uses those images."""
+        data = self.settings
+        if self.synthetic is not None and is_synthetic(data.source):
+            folder = self.synthetic()
+            data = replace(data, source=str(folder), format="memecap", images=str(folder / "images"))
+        beside = Path(data.source) / "images"
+        if data.images is None and data.source and beside.is_dir():
+            data = replace(data, images=str(beside))
+        return replace(self, settings=data)
 
     def load(self, split: str) -> ValidationReport:
         """One split, validated (skip-and-count or stop)."""

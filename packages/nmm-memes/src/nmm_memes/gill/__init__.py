@@ -10,6 +10,7 @@ adapter), `convert` (the published checkpoint's names), `train`, `generate` (the
 
 from dataclasses import replace
 
+from nmm_core.errors import ConfigError
 from nmm_core.families import get_family
 
 # GILL's family: OPT's layout (LoRA on the frozen OPT) with GILL's own trainee, which loads CLIP,
@@ -24,3 +25,11 @@ def is_gill(model: str) -> bool:
 
     preset = all_presets().get(model)
     return preset is not None and preset.family == GILL_FAMILY.name
+
+
+def refuse_gill(cfg, command: str):
+    """`cfg`, unless its model is GILL's: `eval`/`compare`/`compete` score meme meanings with a chat VLM."""
+    if is_gill(cfg.model.model):
+        raise ConfigError(f"{command} scores meme meanings with a chat VLM (e.g. TinyLLaVA); for GILL use "
+                          "predict (caption), generate (image) or retrieve")
+    return cfg

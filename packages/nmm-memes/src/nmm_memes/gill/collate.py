@@ -26,13 +26,10 @@ def training_caption(example: Example) -> str:
 def pad(rows: list[list[int]], value: int) -> tuple[Any, Any]:
     """Right-pad id lists into a (bs, T) tensor and its attention mask."""
     import torch
+    from torch.nn.utils.rnn import pad_sequence
 
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), value, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
+    ids = pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True, padding_value=value)
+    mask = pad_sequence([torch.ones(len(r), dtype=torch.long) for r in rows], batch_first=True)
     return ids, mask
 
 

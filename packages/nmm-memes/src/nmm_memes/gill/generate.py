@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,17 +14,19 @@ from nmm_core.workflows import ModelSettings
 from nmm_memes.gill.settings import GillSettings
 
 
-def _model() -> ModelSettings:
-    return ModelSettings(model="tiny-gill")
+@dataclass
+class GillCommand:
+    """What every GILL command loads: the model (a GILL preset), its parts, a trained adapter."""
+
+    model: ModelSettings = field(default_factory=partial(ModelSettings, model="tiny-gill"))
+    gill: GillSettings = field(default_factory=GillSettings)
+    adapter: str | None = field(default=None, metadata={"help": "GILL adapter folder from `train --model gill`"})
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(GillCommand):
     """`generate`: an image for a caption with GILL (mapper -> SD conditioning -> SD pipeline), as PNG."""
 
-    model: ModelSettings = field(default_factory=_model)
-    gill: GillSettings = field(default_factory=GillSettings)
-    adapter: str | None = field(default=None, metadata={"help": "GILL adapter folder from `train --model gill`"})
     out: str = field(default="gill.png", metadata={"help": "PNG file to write"})
     steps: int = field(default=50, metadata={"help": "diffusion steps"})
     guidance: float = field(default=7.5, metadata={"help": "classifier-free guidance scale"})
@@ -37,12 +40,9 @@ class GenerateConfig:
 
 
 @dataclass
-class RetrieveConfig:
+class RetrieveConfig(GillCommand):
     """`retrieve`: rank candidate images for a caption (GILL's retrieval embeddings, cosine)."""
 
-    model: ModelSettings = field(default_factory=_model)
-    gill: GillSettings = field(default_factory=GillSettings)
-    adapter: str | None = field(default=None, metadata={"help": "GILL adapter folder from `train --model gill`"})
     top: int = field(default=5, metadata={"help": "how many ranked images to print"})
     caption: str = field(default="", metadata={"help": "what the image should show"})
     images: tuple[str, ...] = field(default=(), metadata={"help": "candidate image files"})
@@ -103,15 +103,19 @@ def _image(path: str, command: str):
     return load_image(Example(command, path, "", ()))
 
 
-def gill_caption(model: ModelSettings, settings: GillSettings, adapter: str | None, image: str, *,
-                 max_new_tokens: int = 32) -> str:
-    """GILL's caption for one image (the captioning path: visual prefix, greedy decoding)."""
-    picture = _image(image, "predict")
-    gill = load_gill(model, settings, adapter, with_sd=False)
+def run_caption(cfg: Any) -> str:
+    """`predict` with a GILL preset: the caption of one image (visual prefix, greedy decoding), printed."""
+    from nmm_core.presets import get_preset
+
+    picture = _image(cfg.image, "predict")
+    gill = load_gill(cfg.model, cfg.gill, cfg.adapter, with_sd=False)
     tok = gill.parts.tokenizer
     prompt = tok([""], return_tensors="pt")["input_ids"].to(gill.parts.device)  # OPT's leading </s>
-    ids = gill.model.caption(gill.pixels([picture]), prompt, eos_id=tok.eos_token_id, max_new_tokens=max_new_tokens)
-    return tok.decode(ids, skip_special_tokens=True).strip()
+    limit = cfg.max_new_tokens or get_preset(cfg.model.model).max_new_tokens  # none: the preset's, as core's
+    ids = gill.model.caption(gill.pixels([picture]), prompt, eos_id=tok.eos_token_id, max_new_tokens=limit)
+    caption = tok.decode(ids, skip_special_tokens=True).strip()
+    print(caption)
+    return caption
 
 
 def run_generate(cfg: GenerateConfig, caption: str) -> Path:

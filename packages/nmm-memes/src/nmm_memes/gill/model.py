@@ -14,7 +14,7 @@ logits are the LM head's for ids below `first_img` and the [IMG] rows' for the r
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +41,6 @@ class GillSpec:
     mapper_dim: int = 512
     mapper_heads: int = 4
     mapper_layers: int = 4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class GillModel(nn.Module):

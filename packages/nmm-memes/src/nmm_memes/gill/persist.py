@@ -9,8 +9,7 @@ adapter without its parts never exists.
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +21,17 @@ _MUST_MATCH = ("lm_dim", "vision_dim", "sd_dim", "sd_tokens", "first_img")
 
 
 def save_gill(model, peft_lm, folder: str | Path, *, base_name: str) -> Path:
-    """Core's adapter + the GILL parts, written to a temporary folder and renamed to `folder`."""
+    """Core's adapter + the GILL parts, built in a temporary folder and renamed to `folder`."""
     from safetensors.torch import save
 
+    from nmm_core.files import build_folder
     from nmm_core.lora import save_adapter
-    from nmm_core.runs import atomic_replace_dir, atomic_write_bytes
 
-    final = Path(folder)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    def build(tmp: Path) -> None:
         save_adapter(peft_lm, tmp, base_name=base_name, family="opt_clip")
-        data = save(model.parts_state(), metadata={SPEC_KEY: json.dumps(model.spec.to_dict())})
-        atomic_write_bytes(tmp / PARTS_FILE, data)
-        return atomic_replace_dir(tmp, final)
-    finally:  # a failed save leaves no half-written folder behind (after the rename `tmp` is gone)
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / PARTS_FILE).write_bytes(save(model.parts_state(), metadata={SPEC_KEY: json.dumps(asdict(model.spec))}))
+
+    return build_folder(folder, build)  # a failed save leaves no half-written folder behind
 
 
 def read_spec(folder: str | Path) -> Any:
