@@ -238,3 +238,14 @@ def test_image_size_reads_headers_of_paths_bytes_and_images(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="record 'r2' field 'image'"):
         image_size(Example("r2", str(tmp_path / "bad.png"), "q?", ("a",)))
+
+
+def test_summary_line_counts_the_skipped_by_kind_in_the_unit_given(tmp_path):
+    from nmm_core.records import Problem, summary_line, write_problems
+
+    problems = [Problem("a", "image", "x", "unreadable"), Problem("b", "image", "y", "unreadable"),
+                Problem("c", "prompt", "z")]
+    assert summary_line(4, 7, problems, "subjects") == "kept 4 of 7 subjects; skipped 3: 2 unreadable, 1 prompt"
+    assert summary_line(2, 2, []) == "kept 2 of 2 records"
+    rows = write_problems(problems, tmp_path / "p" / "problems.jsonl").read_text().splitlines()
+    assert [json.loads(r) for r in rows][2] == {"id": "c", "field": "prompt", "why": "z", "kind": ""}
