@@ -81,3 +81,19 @@ def test_the_adapter_folder_check(tmp_path):
     assert read_adapter_marker(tmp_path) == {}
     (tmp_path / "nmm_adapter.json").write_text(json.dumps({"family": "qwen2_vl"}))
     assert read_adapter_marker(tmp_path) == {"family": "qwen2_vl"}
+
+
+def test_atomic_write_npz_round_trips_compresses_on_request_and_leaves_no_temporary(tmp_path):
+    import numpy as np
+
+    from nmm_core.files import atomic_write_npz
+
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    plain = atomic_write_npz(tmp_path / "x" / "plain.npz", a=a, ids=np.array(["s1", "s2"]))
+    with np.load(plain, allow_pickle=False) as z:
+        assert z["a"].tolist() == a.tolist() and z["ids"].tolist() == ["s1", "s2"]
+    zeros = np.zeros((200, 200))
+    packed = atomic_write_npz(tmp_path / "x" / "packed.npz", compressed=True, zeros=zeros)
+    loose = atomic_write_npz(tmp_path / "x" / "loose.npz", zeros=zeros)
+    assert packed.stat().st_size * 10 < loose.stat().st_size  # savez_compressed, not savez
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["loose.npz", "packed.npz", "plain.npz"]

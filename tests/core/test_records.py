@@ -248,3 +248,14 @@ def test_png_bytes_keeps_every_pixel_and_the_mode():
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     back = Image.open(io.BytesIO(data))
     assert back.mode == "L" and np.array_equal(np.asarray(back), np.asarray(image))
+
+
+def test_summary_line_counts_the_skipped_by_kind_in_the_unit_given(tmp_path):
+    from nmm_core.records import Problem, summary_line, write_problems
+
+    problems = [Problem("a", "image", "x", "unreadable"), Problem("b", "image", "y", "unreadable"),
+                Problem("c", "prompt", "z")]
+    assert summary_line(4, 7, problems, "subjects") == "kept 4 of 7 subjects; skipped 3: 2 unreadable, 1 prompt"
+    assert summary_line(2, 2, []) == "kept 2 of 2 records"
+    rows = write_problems(problems, tmp_path / "p" / "problems.jsonl").read_text().splitlines()
+    assert [json.loads(r) for r in rows][2] == {"id": "c", "field": "prompt", "why": "z", "kind": ""}

@@ -87,3 +87,19 @@ def test_print_table_shows_every_header_whole(capsys, monkeypatch):
     assert "…" not in out
     for header in keys:
         assert header in out
+
+
+def test_save_png_writes_at_the_dpi_asked_and_closes_the_figure(tmp_path):
+    from PIL import Image
+
+    from nmm_core.report import pyplot, save_png
+
+    plt = pyplot()
+    widths = []
+    for dpi in (50, 100):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, 1], [0, 1])
+        path = save_png(fig, tmp_path / f"dpi{dpi}.png", dpi=dpi)
+        assert not plt.fignum_exists(fig.number)
+        widths.append(Image.open(path).size[0])
+    assert 1.8 < widths[1] / widths[0] < 2.2

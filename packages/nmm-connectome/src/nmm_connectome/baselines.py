@@ -5,7 +5,6 @@ All work on upper-triangle edge vectors, shape (n_subjects, E).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nmm_core.errors import DataError
-from nmm_core.runs import atomic_write_bytes
+from nmm_core.files import atomic_write_npz
 
 
 def rest_fc(rest: np.ndarray) -> np.ndarray:
@@ -65,11 +64,8 @@ class PcaRidge:
         return scores @ self.coef.T + self.y_mean
 
     def save(self, path: str | Path) -> Path:
-        buf = io.BytesIO()
-        np.savez(buf, x_mean=self.x_mean, components=self.components, coef=self.coef,
-                 y_mean=self.y_mean, alpha=np.float64(self.alpha))
-        atomic_write_bytes(path, buf.getvalue())
-        return Path(path)
+        return atomic_write_npz(path, x_mean=self.x_mean, components=self.components, coef=self.coef,
+                                y_mean=self.y_mean, alpha=np.float64(self.alpha))
 
     @classmethod
     def load(cls, path: str | Path) -> PcaRidge:

@@ -29,6 +29,7 @@ E = R (R - 1) / 2 upper-triangle edges; t : Tensor, shape (bs,).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -338,7 +339,7 @@ def train_bridge(rest: np.ndarray, task: np.ndarray, settings: BridgeSettings, *
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     warmup = max(1, min(50, settings.steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup))
-    best = (math.inf, 0, copy_state(net))
+    best = (math.inf, 0, copy.deepcopy(net.state_dict()))
     start, running, since_best = time.perf_counter(), [], 0
     from tqdm.auto import tqdm
 
@@ -364,7 +365,7 @@ def train_bridge(rest: np.ndarray, task: np.ndarray, settings: BridgeSettings, *
             if val is not None:
                 record["val_loss"] = _validation_loss(model, *val)
                 if record["val_loss"] < best[0]:
-                    best, since_best = (record["val_loss"], step, copy_state(net)), 0
+                    best, since_best = (record["val_loss"], step, copy.deepcopy(net.state_dict())), 0
                 else:
                     since_best += 1
             if log is not None:
@@ -380,10 +381,6 @@ def train_bridge(rest: np.ndarray, task: np.ndarray, settings: BridgeSettings, *
         model.best_step, model.best_val_loss = step, math.nan
     net.eval()
     return model
-
-
-def copy_state(net: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def _device_gen(gen: torch.Generator, device: torch.device) -> torch.Generator | None:

@@ -7,13 +7,13 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from nmm_connectome.data import Cohort, Policy, load_any, summarize, write_problems
+from nmm_connectome.data import Cohort, Policy, load_any, summarize
 from nmm_connectome.evaluate import score, to_edges
 from nmm_connectome.fc import HCP_REST, HCP_TASK
 from nmm_connectome.methods import METHODS
@@ -21,7 +21,9 @@ from nmm_connectome.settings import BridgeSettings, RidgeSettings, Sd15Settings
 from nmm_connectome.synthetic import SyntheticSpec, synthesize
 from nmm_core.config import dump_yaml, load_yaml_config
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.runs import RunDir, atomic_write_bytes, atomic_write_json
+from nmm_core.files import atomic_write_json, atomic_write_npz
+from nmm_core.records import write_problems
+from nmm_core.runs import RunDir
 from nmm_core.seeds import part_seed, resolve_seeds, seed_run
 
 log = logging.getLogger(__name__)
@@ -29,19 +31,11 @@ log = logging.getLogger(__name__)
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]  # the flag's choices: the table's rows
 
 
-@dataclass
-class SynthesizeConfig:
+@dataclass(frozen=True, kw_only=True)
+class SynthesizeConfig(SyntheticSpec):
     """`data synthesize`: write the seeded synthetic cohort to a cohort folder."""
 
     out: str = field(metadata={"help": "cohort folder to write (replaced if it is one)"})
-    subjects: int = 1000
-    regions: int = 40
-    networks: int = 6
-    latent_dim: int = 4
-    rest_frames: int = 1200
-    task_frames: int = 568
-    autocorrelation: float = 0.6
-    seed: int = 0
 
 
 @dataclass
@@ -144,12 +138,9 @@ def _write_cohort(cohort: Cohort, out: str | Path, problems) -> Path:
 
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
-    try:
-        spec = SyntheticSpec(**{k: v for k, v in asdict(cfg).items() if k != "out"})
-    except ValueError as e:
-        raise ConfigError(f"data synthesize: {e}") from None
     from nmm_core.files import interrupt_leaves_nothing
 
+    spec = SyntheticSpec(**{f.name: getattr(cfg, f.name) for f in fields(SyntheticSpec)})  # no `out` in its meta
     with interrupt_leaves_nothing(cfg.out):
         cohort = synthesize(spec)
     out = _write_cohort(cohort, cfg.out, [])
@@ -173,27 +164,26 @@ def run_build_fc(cfg: BuildFcConfig) -> Path:
                                              mat_key=cfg.mat_key, estimator=cfg.estimator, fisher=cfg.fisher_z)
         if cfg.subjects:
             cohort = cohort.subset([s for s in cfg.subjects if s in set(cohort.subjects)])
-    print(summarize(len(cohort), problems), file=sys.stderr)
-    for p in problems[:10]:
-        print(f"  skipped: {p}", file=sys.stderr)
+    _print_skipped(len(cohort), problems)
     out = _write_cohort(cohort, cfg.out, problems)
     print(f"cohort: {len(cohort)} subjects, {cohort.n_regions} regions ({cohort.kind}) -> {out}")
     return out
 
 
-def load_data(path: str, policy: Policy) -> Cohort:
-    return load_data_and_problems(path, policy)[0]
+def _print_skipped(kept: int, problems: list, where: str = "") -> None:
+    """How many subjects were left out, and the first ten of them, on stderr."""
+    print(f"{where}{summarize(kept, problems)}", file=sys.stderr)
+    for p in problems[:10]:
+        print(f"  skipped: {p}", file=sys.stderr)
 
 
-def load_data_and_problems(path: str, policy: Policy) -> tuple[Cohort, list]:
+def load_data(path: str, policy: Policy) -> tuple[Cohort, list]:
     """The cohort at `path` and the subjects left out of it, summarised on stderr."""
     if not path:
         raise ConfigError("no data folder given: pass --data")
     cohort, problems = load_any(path, policy=policy)
     if problems:
-        print(f"[{path}] {summarize(len(cohort), problems)}", file=sys.stderr)
-        for p in problems[:10]:
-            print(f"  skipped: {p}", file=sys.stderr)
+        _print_skipped(len(cohort), problems, f"[{path}] ")
     return cohort, problems
 
 
@@ -234,7 +224,7 @@ def split_subjects(subjects: list[str], settings: SplitSettings) -> tuple[list[s
 def run_train(cfg: TrainConfig) -> Path:
     seeds = resolve_seeds(cfg)
     seed_run(cfg.seed, deterministic=cfg.deterministic)
-    cohort = load_data(cfg.data, cfg.split.on_bad)
+    cohort, _ = load_data(cfg.data, cfg.split.on_bad)
     train_ids, test_ids = split_subjects(cohort.subjects, cfg.split)
     train = cohort.subset(train_ids)
     method = METHODS[cfg.method]
@@ -291,7 +281,7 @@ def _split_of(run_dir: str | Path) -> dict:
 
 def run_predict(cfg: PredictConfig) -> Path:
     split = _split_of(cfg.run) if run_config(cfg.run) else {}
-    cohort = load_data(cfg.data or split["data"], "skip")
+    cohort, _ = load_data(cfg.data or split["data"], "skip")
     if cohort.regions != split["regions"]:
         raise DataError(f"{cfg.data}: its regions differ from those {cfg.run} was trained on")
     ids = split["test"] if cfg.subjects == "test" else cohort.subjects
@@ -302,19 +292,11 @@ def run_predict(cfg: PredictConfig) -> Path:
         from nmm_connectome.evaluate import from_edges
 
         diagonal = 1.0 if cohort.kind == "correlation" else 0.0
-        _save_npz(run.file("predictions.npz"), subjects=np.array(cohort.subjects),
-                  task_pred=from_edges(pred, diagonal).astype(np.float32), regions=np.array(cohort.regions))
+        atomic_write_npz(run.file("predictions.npz"), compressed=True, subjects=np.array(cohort.subjects),
+                         task_pred=from_edges(pred, diagonal).astype(np.float32), regions=np.array(cohort.regions))
         path = run.complete(subjects=len(cohort), source_run=str(cfg.run))
     print(f"{len(cohort)} predictions -> {path / 'predictions.npz'}")
     return path
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 # -- eval -------------------------------------------------------------------------------------------
@@ -333,7 +315,7 @@ def run_eval(cfg: EvalConfig) -> Path:
 
     resolve_seeds(cfg)
     seed_run(cfg.seed)
-    cohort, problems = load_data_and_problems(cfg.data, cfg.split.on_bad)
+    cohort, problems = load_data(cfg.data, cfg.split.on_bad)
     train_ids, test_ids = split_subjects(cohort.subjects, cfg.split)
     train, test = cohort.subset(train_ids), cohort.subset(test_ids)
     tr_rest, tr_task = to_edges(train.rest), to_edges(train.task)
@@ -379,9 +361,9 @@ def run_eval(cfg: EvalConfig) -> Path:
                      predictions=shown, group_mean=g, title="Rest FC -> motor-task FC", context=context,
                      diagonal=diagonal, extra={"ridge_alpha": ridge.alpha, "round_trips": round_trips,
                             "records": records})
-        _save_npz(run.file("predictions.npz"), subjects=np.array(test_ids),
-                  methods=np.array(list(preds)), edges=np.stack(list(preds.values())).astype(np.float32),
-                  truth=truth.astype(np.float32))
+        atomic_write_npz(run.file("predictions.npz"), compressed=True, subjects=np.array(test_ids),
+                         methods=np.array(list(preds)), edges=np.stack(list(preds.values())).astype(np.float32),
+                         truth=truth.astype(np.float32))
         print(table(scores))
         path = run.complete(**{s.method: round(s.summary()["r_subject"], 4) for s in scores})
     print(path)

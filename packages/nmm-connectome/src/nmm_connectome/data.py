@@ -10,11 +10,10 @@ as a `DataError`, `policy="skip"` leaves the subject out and counts it.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,8 +21,8 @@ from typing import Any, Literal
 import numpy as np
 
 from nmm_core.errors import DataError
-from nmm_core.records import Problem
-from nmm_core.runs import atomic_write_bytes, atomic_write_json
+from nmm_core.files import atomic_write_json, atomic_write_npz
+from nmm_core.records import Problem, summary_line
 
 KINDS = ("correlation", "fisher_z")
 Kind = Literal["correlation", "fisher_z"]
@@ -90,9 +89,7 @@ class Cohort:
         folder = Path(folder)
         for i, subject in enumerate(self.subjects):
             check_subject_id(subject)
-            buf = io.BytesIO()
-            np.savez(buf, rest=self.rest[i], task=self.task[i])
-            atomic_write_bytes(folder / "fc" / f"{subject}.npz", buf.getvalue())
+            atomic_write_npz(folder / "fc" / f"{subject}.npz", rest=self.rest[i], task=self.task[i])
         atomic_write_json(folder / "cohort.json", {
             "format": FORMAT, "version": 1, "kind": self.kind, "n_regions": self.n_regions,
             "subjects": self.subjects, "regions": self.regions, "networks": self.networks,
@@ -160,22 +157,9 @@ def fisher_z(m: np.ndarray) -> np.ndarray:
     return np.where(eye, 0.0, z)
 
 
-def summarize(kept: int, problems: Sequence[Problem], unit: str = "subjects") -> str:
+def summarize(kept: int, problems: Sequence[Problem]) -> str:
     """One line: kept N of M subjects; skipped K: counts by kind."""
-    line = f"kept {kept} of {kept + len(problems)} {unit}"
-    if problems:
-        counts = Counter(p.kind or p.field for p in problems)
-        line += f"; skipped {len(problems)}: " + ", ".join(f"{n} {k}" for k, n in counts.most_common())
-    return line
-
-
-def write_problems(problems: Sequence[Problem], path: str | Path) -> Path:
-    """The skipped subjects as JSONL (id, field, why, kind)."""
-    from nmm_core.runs import atomic_write_text
-
-    rows = ({"id": p.id, "field": p.field, "why": p.why, "kind": p.kind} for p in problems)
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-    return Path(path)
+    return summary_line(kept, kept + len(problems), problems, "subjects")
 
 
 @dataclass
@@ -188,6 +172,20 @@ class Candidate:
     rest_source: str = ""
     task_source: str = ""
     problem: Problem | None = None  # set by the loader when a file could not be read
+
+
+def read_candidate(subject: str, sides: dict[str, Any], read: Callable[[Any], np.ndarray], *,
+                   sources: dict[str, str], fisher: bool = False) -> Candidate:
+    """One subject's matrices, `read(side)` per condition given; the first that fails is its problem."""
+    arrays: dict[str, np.ndarray | None] = {"rest": None, "task": None}
+    for condition, side in sides.items():
+        try:
+            arr = read(side)
+        except DataError as e:
+            return Candidate(subject, None, None, sources.get("rest", ""), sources.get("task", ""),
+                             Problem(subject, condition, str(e), "unreadable"))
+        arrays[condition] = fisher_z(arr) if fisher else arr
+    return Candidate(subject, arrays["rest"], arrays["task"], sources.get("rest", ""), sources.get("task", ""))
 
 
 def assemble(candidates: Iterable[Candidate], *, kind: str = "correlation", policy: Policy = "skip",
@@ -375,25 +373,17 @@ def load_array_folder(folder: str | Path, *, content: Literal["fc", "timeseries"
 
     Time series become FC with nilearn (`connectivity.connectivity`); `fisher` stores Fisher z.
     """
-    candidates = []
-    for subject, sides in find_pairs(folder).items():
-        arrays: dict[str, np.ndarray | None] = {"rest": None, "task": None}
-        problem = None
-        for condition, path in sides.items():
-            try:
-                arr = read_array(path, mat_key=mat_key)
-                if content == "timeseries":
-                    from nmm_connectome.connectivity import connectivity
+    def read(path: Path) -> np.ndarray:
+        arr = read_array(path, mat_key=mat_key)
+        if content == "timeseries":
+            from nmm_connectome.connectivity import connectivity
 
-                    arr = connectivity([arr], estimator=estimator, source=str(path))
-            except DataError as e:
-                problem = Problem(subject, condition, str(e), "unreadable")
-                break
-            arrays[condition] = arr
-        if problem is None and content == "timeseries" and fisher:
-            arrays = {k: None if v is None else fisher_z(v) for k, v in arrays.items()}
-        candidates.append(Candidate(subject, arrays["rest"], arrays["task"],
-                                    str(sides.get("rest", "")), str(sides.get("task", "")), problem))
+            arr = connectivity([arr], estimator=estimator, source=str(path))
+        return arr
+
+    candidates = [read_candidate(subject, sides, read, sources={k: str(v) for k, v in sides.items()},
+                                 fisher=content == "timeseries" and fisher)
+                  for subject, sides in find_pairs(folder).items()]
     out_kind = "fisher_z" if content == "timeseries" and fisher else kind
     meta = {"source": str(folder), "content": content}
     return assemble(candidates, kind=out_kind, policy=policy, meta=meta)

@@ -17,11 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def triu_indices(n_regions: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the upper triangle without the diagonal."""
-    return np.triu_indices(n_regions, k=1)
-
-
 def n_regions_for(n_edges: int) -> int:
     """R such that R (R - 1) / 2 == n_edges."""
     r = int(round((1 + np.sqrt(1 + 8 * n_edges)) / 2))
@@ -34,7 +29,7 @@ def to_edges(m: np.ndarray) -> np.ndarray:
     """Upper-triangle edges: (..., R, R) -> (..., R (R - 1) / 2); edge vectors pass through."""
     m = np.asarray(m)
     if m.ndim >= 2 and m.shape[-1] == m.shape[-2]:
-        i, j = triu_indices(m.shape[-1])
+        i, j = np.triu_indices(m.shape[-1], k=1)
         return m[..., i, j]
     return m
 
@@ -44,7 +39,7 @@ def from_edges(e: np.ndarray, diagonal: float = 1.0) -> np.ndarray:
     e = np.asarray(e)
     r = n_regions_for(e.shape[-1])
     out = np.zeros(e.shape[:-1] + (r, r), dtype=e.dtype)
-    i, j = triu_indices(r)
+    i, j = np.triu_indices(r, k=1)
     out[..., i, j] = e
     out[..., j, i] = e
     idx = np.arange(r)

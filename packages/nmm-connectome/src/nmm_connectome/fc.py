@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from nmm_connectome.connectivity import Estimator, connectivity
-from nmm_connectome.data import Candidate, Cohort, Policy, assemble, fisher_z
+from nmm_connectome.data import Candidate, Cohort, Policy, assemble, read_candidate
 from nmm_core.errors import DataError
 from nmm_core.records import Problem
 
@@ -203,28 +203,22 @@ def build_cohort_from_cifti(
     if subjects is None:
         subjects = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     candidates, files = [], {}
+
+    def read(paths: list[Path]) -> np.ndarray:
+        return connectivity([region_timeseries(p, parc) for p in paths], estimator=estimator,
+                            source=", ".join(p.name for p in paths))
+
     for subject in subjects:
         found = {"rest": sorted(root.glob(rest_pattern.format(subject=subject))),
                  "task": sorted(root.glob(task_pattern.format(subject=subject)))}
         files[subject] = {k: [str(p.relative_to(root)) for p in v] for k, v in found.items()}
-        fcs: dict[str, np.ndarray | None] = {"rest": None, "task": None}
-        problem = None
-        for condition, paths in found.items():
-            if not paths:
-                continue
-            try:
-                fc = connectivity([region_timeseries(p, parc) for p in paths], estimator=estimator,
-                                  source=", ".join(p.name for p in paths))
-            except DataError as e:
-                problem = Problem(subject, condition, str(e), "unreadable")
-                break
-            fcs[condition] = fisher_z(fc) if fisher else fc
-        sources = {k: ", ".join(v) if v else "" for k, v in files[subject].items()}
-        if problem is None and fcs["rest"] is None and fcs["task"] is None:
-            problem = Problem(subject, "rest", f"no files match {rest_pattern!r} or {task_pattern!r}",
-                              "unpaired")
-        candidates.append(Candidate(subject, fcs["rest"], fcs["task"], sources["rest"] or "",
-                                    sources["task"] or "", problem))
+        if not any(found.values()):
+            candidates.append(Candidate(subject, None, None, problem=Problem(
+                subject, "rest", f"no files match {rest_pattern!r} or {task_pattern!r}", "unpaired")))
+            continue
+        candidates.append(read_candidate(
+            subject, {k: v for k, v in found.items() if v}, read, fisher=fisher,
+            sources={k: ", ".join(v) for k, v in files[subject].items()}))
     meta = {"source": str(root), "parcellation": parc.source, "estimator": estimator,
             "rest_pattern": rest_pattern, "task_pattern": task_pattern, "files": files}
     return assemble(candidates, kind="fisher_z" if fisher else "correlation", policy=policy,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,26 +10,12 @@ from typing import Any
 import numpy as np
 
 from nmm_connectome.evaluate import Scores, from_edges
-from nmm_core.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
+from nmm_core.report import pyplot, save_png
+from nmm_core.runs import atomic_write_json, atomic_write_text
 
 BASELINES = ("rest FC", "group mean", "ridge (PCA)")
 _COLUMNS = (("r", "r"), ("r_subject", "subject-specific r"), ("mae", "MAE"),
             ("identification", "identification"))
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
 
 
 def verdicts(scores: Sequence[Scores]) -> list[str]:
@@ -72,7 +57,7 @@ def markdown(scores: Sequence[Scores], *, title: str, context: dict[str, Any]) -
 
 def plot_methods(scores: Sequence[Scores], path: Path) -> Path:
     """Bars per method for r, subject-specific r and identification (0-1), MAE on its own axis."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, ax_mae) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 1]})
     keys = [("r", "r"), ("r_subject", "subject-specific r"), ("identification", "identification")]
     width = 0.8 / len(scores)
@@ -91,15 +76,13 @@ def plot_methods(scores: Sequence[Scores], path: Path) -> Path:
     ax_mae.set_xticks(range(len(scores)))
     ax_mae.set_xticklabels([s.method for s in scores], rotation=60, ha="right", fontsize=7)
     ax_mae.set_title("MAE (lower is better)")
-    atomic_write_bytes(path, _png(fig))
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def plot_matrices(subject: str, rest: np.ndarray, true: np.ndarray, predictions: dict[str, np.ndarray],
                   path: Path, *, diagonal: float = 1.0) -> Path:
     """One subject: rest FC, true task FC and each method's prediction, on one colour scale."""
-    plt = _pyplot()
+    plt = pyplot()
     # the rest-FC baseline is the input panel already
     panels = [("rest FC (input)", rest), ("true task FC", true)]
     panels += [(k, v) for k, v in predictions.items() if k != "rest FC"]
@@ -118,9 +101,7 @@ def plot_matrices(subject: str, rest: np.ndarray, true: np.ndarray, predictions:
         ax.axis("off")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="FC")
     fig.suptitle(f"Subject {subject}: true vs predicted task FC")
-    atomic_write_bytes(path, _png(fig))
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def plot_edges(subject: str, true: np.ndarray, predictions: dict[str, np.ndarray], group_mean: np.ndarray,
@@ -129,7 +110,7 @@ def plot_edges(subject: str, true: np.ndarray, predictions: dict[str, np.ndarray
     (the subject-specific part; raw edges are dominated by the shared network structure)."""
     from nmm_connectome.evaluate import pearson_rows
 
-    plt = _pyplot()
+    plt = pyplot()
     shown = {k: v for k, v in predictions.items() if k != "group mean"}
     cols = min(3, len(shown))
     rows = -(-len(shown) // cols)
@@ -149,9 +130,7 @@ def plot_edges(subject: str, true: np.ndarray, predictions: dict[str, np.ndarray
         ax.axis("off")
     fig.suptitle(f"Subject {subject}: subject-specific part of each edge")
     fig.tight_layout()
-    atomic_write_bytes(path, _png(fig))
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
 
 
 def write_report(folder: Path, scores: Sequence[Scores], *, subject: str, rest: np.ndarray, true: np.ndarray,
@@ -189,7 +168,7 @@ def plot_training(rows: list[dict], path: Path) -> Path | None:
     """Training and validation loss against step (bridge runs)."""
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".", label="train")
     if any("val_loss" in r for r in rows):
@@ -198,6 +177,4 @@ def plot_training(rows: list[dict], path: Path) -> Path | None:
     ax.set(xlabel="step", ylabel="weighted drift loss (B4)", title="Bridge matching")
     ax.set_yscale("log")
     ax.legend()
-    atomic_write_bytes(path, _png(fig))
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)

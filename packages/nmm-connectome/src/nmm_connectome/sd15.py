@@ -95,17 +95,6 @@ class NoisePrediction(torch.nn.Module):
         return {"loss": torch.nn.functional.mse_loss(pred.float(), noise)}
 
 
-class _LatentPairs(torch.utils.data.Dataset):
-    def __init__(self, task: torch.Tensor, rest: torch.Tensor) -> None:
-        self.task, self.rest = task, rest
-
-    def __len__(self) -> int:
-        return len(self.task)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"task": self.task[i], "rest": self.rest[i]}
-
-
 def unet_lora_config(settings: Sd15Settings):
     """The UNet's LoRA: alpha = r (scale 1), the published SD1.5 LoRA recipe (diffusers' train_text_to_image_lora)."""
     from peft import LoraConfig
@@ -151,7 +140,7 @@ def train_sd15(train: Cohort, settings: Sd15Settings, run: RunDir, *, resume: bo
         text = parts.encode_text([""]).float()
     model = NoisePrediction(unet, noise_scheduler(parts), text)
     outcome = fit(
-        model, _LatentPairs(task_lat, rest_lat), torch.utils.data.default_collate,
+        model, torch.utils.data.StackDataset(task=task_lat, rest=rest_lat), torch.utils.data.default_collate,
         # the loop it replaces: constant learning rate, no warm-up, batches drawn at random
         settings=TrainSettings(max_steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
                                warmup=0, scheduler="constant", logging_steps=min(20, settings.steps),

@@ -237,3 +237,15 @@ def synthesized(out: str, build: Callable[[Path], object], cached: Callable[[], 
         return write_folder(out, build, marker=marker)
     with interrupt_leaves_nothing("the cache"):
         return cached()
+
+
+def atomic_write_npz(path: str | Path, *, compressed: bool = False, **arrays: Any) -> Path:
+    """Write `arrays` as one .npz (numpy.savez, or savez_compressed) atomically."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

@@ -178,22 +178,11 @@ class ValidationReport:
 
     def summary(self) -> str:
         """One line: kept N of M records; skipped K: counts by kind."""
-        line = f"kept {len(self.kept)} of {self.total} records"
-        if not self.problems:
-            return line
-        counts = Counter(p.kind or p.field for p in self.problems)
-        parts = ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
-        return f"{line}; skipped {self.skipped}: {parts}"
+        return summary_line(len(self.kept), self.total, self.problems)
 
     def write_problems(self, path: str | Path) -> Path:
         """Write the problems as JSONL (id, field, why, kind), atomically."""
-        from nmm_core.runs import atomic_write_text
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = ({"id": p.id, "field": p.field, "why": p.why, "kind": p.kind} for p in self.problems)
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        return path
+        return write_problems(self.problems, path)
 
 
 def validate(
@@ -300,3 +289,24 @@ def png_bytes(image: PIL.Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def summary_line(kept: int, total: int, problems: Iterable[Problem], unit: str = "records") -> str:
+    """One line: kept N of M (`total`) `unit`; skipped K: counts by kind."""
+    problems = list(problems)
+    line = f"kept {kept} of {total} {unit}"
+    if not problems:
+        return line
+    counts = Counter(p.kind or p.field for p in problems)
+    return f"{line}; skipped {len(problems)}: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+
+
+def write_problems(problems: Iterable[Problem], path: str | Path) -> Path:
+    """Write the problems as JSONL (id, field, why, kind), atomically."""
+    from nmm_core.runs import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ({"id": p.id, "field": p.field, "why": p.why, "kind": p.kind} for p in problems)
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path

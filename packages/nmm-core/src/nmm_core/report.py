@@ -13,9 +13,9 @@ from nmm_core.records import ValidationReport
 from nmm_core.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 
 
-def _png(fig) -> bytes:
+def _png(fig, dpi: int = 120) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()
 
 
@@ -248,3 +248,15 @@ def breakdown_by(result: EvalResult, kinds: Sequence[str], metric: str) -> dict[
     for row, kind in zip(result.predictions, kinds, strict=False):
         groups.setdefault(kind, []).append(float(row[metric]))
     return {k: sum(v) / len(v) for k, v in sorted(groups.items())}
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: figures for files, never a display."""
+    return _pyplot()
+
+
+def save_png(fig, path: Path, *, dpi: int = 120) -> Path:
+    """Write `fig` to `path` as a PNG, atomically, and close it."""
+    atomic_write_bytes(path, _png(fig, dpi))
+    _pyplot().close(fig)
+    return path
