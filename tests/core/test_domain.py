@@ -44,10 +44,10 @@ def toy(**kw) -> Domain:
 def test_standard_verbs_are_the_same_flags_for_every_domain():
     plain = Domain(name="nmm-plain", description="no generated set", task=short_answer_task())
     with_set = toy()
-    assert set(standard_verbs(with_set)) == {"train", "eval", "compare", "predict", "data inspect",
+    assert set(standard_verbs(with_set)) == {"train", "eval", "compare", "compete", "predict", "data inspect",
                                              "data synthesize", "export", "runs"}
     assert "data synthesize" not in standard_verbs(plain)  # nothing to generate
-    for verb in ("train", "eval", "predict"):
+    for verb in ("train", "eval", "compete", "predict"):
         flags = [{a.dest for a in domain_parser(d, domain_verbs(d))._subparsers._group_actions[0]
                   .choices[verb]._actions} - {"data.source", "synthetic"} for d in (plain, with_set)]
         synthetic = {f for f in flags[1] if f.startswith("synthetic.")}

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from nmm_core.competition import TIE, Verdict, judge_pairs, matches, summarise, win_tie_loss, winner
 from nmm_core.pairs import Pair, Side
 from nmm_core.ratings import bootstrap_interval, bradley_terry
-from nmm_memes.judge import TIE, Verdict, judge_pairs, matches, summarise, win_tie_loss, winner
 
 
 def _v(winner_name: str, i: int = 0) -> Verdict:

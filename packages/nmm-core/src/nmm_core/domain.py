@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from nmm_core.competition import JudgeSettings
 from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.export import EXPORT_HELP, ExportConfig, run_export
@@ -137,9 +138,10 @@ def run_domain_train(domain: Domain, cfg: TrainConfig) -> Path:
 
 
 def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False, kind: str = "compare",
-                    seed: int | None = None, finish: Finish | None = None) -> Path:
+                    seed: int | None = None, finish: Finish | None = None, judge: Finish | None = None) -> Path:
     """Core's `run_eval` (or `run_compare`: base vs merged adapter, a `kind` run) on the domain's resolved
-    data; `finish` (default: the domain's `after_eval`) adds files to the run before it is complete."""
+    data; `finish` (default: the domain's `after_eval`) adds files to the run before it is complete,
+    then `judge` (a competition) its own."""
     from nmm_core.workflows import check_model_source, run_compare, run_eval
 
     if compare and not cfg.adapter:
@@ -148,10 +150,29 @@ def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False, k
     source = domain.source_of(cfg)
     if finish is None and domain.after_eval:
         finish = partial(domain.after_eval, source)
+    if judge is not None:
+        finish = partial(_finish_then_judge, finish, judge)
     data = replace(cfg, data=source.settings)
     if compare:
         return run_compare(data, domain.task, source=source, finish=finish, kind=kind, seed=seed)
     return run_eval(data, domain.task, source=source, finish=finish)
+
+
+def _finish_then_judge(finish: Finish | None, judge: Finish, folder: Path) -> dict[str, Any]:
+    """The domain's files in the run first (the judge appends to its report), then the judge's."""
+    return {**((finish(folder) or {}) if finish else {}), **(judge(folder) or {})}
+
+
+def run_domain_compete(domain: Domain, cfg: Any) -> Path:
+    """`compare` as a `compete` run: its pairs.jsonl judged by the task's primary metric (per example)."""
+    from nmm_core.competition import judge_run
+
+    metric = domain.task.primary_metric
+    if metric.per_example is None:
+        raise ConfigError(f"compete: the task's primary metric {metric.name!r} has no per-example score "
+                          "to judge pairs by")
+    return run_domain_eval(domain, cfg, compare=True, kind="compete", seed=cfg.judge.seed,
+                           judge=lambda folder: judge_run(folder, cfg.judge, metric=metric))
 
 
 def run_domain_predict(domain: Domain, cfg: Any) -> str:
@@ -233,6 +254,9 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
     generation = field(default_factory=partial(GenerationSettings, **domain.generation))
     evaluate = _config(domain, "Eval", (EvalConfig,), "`eval` / `compare`: greedy answers and scores.",
                        extra=(("generation", GenerationSettings, generation),), key="eval")
+    compete = make_dataclass(f"{_title(domain)}CompeteConfig", [
+        ("judge", JudgeSettings, field(default_factory=JudgeSettings))], bases=(evaluate,), namespace={
+        "__doc__": "`compete`: base vs fine-tuned on the same held-out examples; blind pairs + automatic judging."})
     predict = _config(domain, "Predict", (), "`predict`: one answer for one image and question.", data=False,
                       synthetic=False, extra=_predict(domain), namespace={"positional": domain.predict_inputs},
                       key="predict")
@@ -247,6 +271,8 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
                  "predictions and the task's scores (with --adapter: merged)"),
         "compare": (evaluate, lambda cfg: print(run_domain_eval(domain, cfg, compare=True)),
                     "base vs merged fine-tuned adapter on the same examples (report, pairs.jsonl)"),
+        "compete": (compete, lambda cfg: print(run_domain_compete(domain, cfg)),
+                    "base vs fine-tuned on the same examples: blind pairs.jsonl, win rate with CI, ratings"),
         "predict": (predict, partial(run_domain_predict, domain), "answer one question about one image"),
         "data inspect": (inspect, partial(run_domain_inspect, domain), "usable and skipped records per split"),
         "data synthesize": (synthesize, partial(run_domain_synthesize, domain), "write the generated set"),

@@ -1,8 +1,9 @@
 """`nmm-memes`: meme understanding declared as a domain; core's kit makes the command line.
 
-Its own verbs: `convert` (TinyLLaVA_Factory checkpoints), `compete`, GILL's `generate` and
-`retrieve`; the kit's `train` and `predict` also take GILL's `--gill-*` settings, `predict` with
-a GILL preset gives the image's caption, and `eval`/`compare`/`compete` refuse GILL.
+Its own verbs: `convert` (TinyLLaVA_Factory checkpoints), GILL's `generate` and `retrieve`; the
+kit's `compete` judges by ROUGE-L (the task's primary metric); the kit's `train` and `predict` also
+take GILL's `--gill-*` settings, `predict` with a GILL preset gives the image's caption, and
+`eval`/`compare`/`compete` refuse GILL.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from nmm_core.domain import Domain, SyntheticSet, domain_main, run_domain_eval, run_domain_predict, standard_verbs
-from nmm_memes.compete import compete_config, run_compete
+from nmm_core.domain import Domain, SyntheticSet, domain_main, run_domain_compete, run_domain_eval, run_domain_predict
 from nmm_memes.convert import ConvertConfig, run_convert
 from nmm_memes.data import MemeDataSettings, MemeSource, SyntheticSettings, synthesize
 from nmm_memes.gill import is_gill, refuse_gill
@@ -54,8 +54,7 @@ MEMES = replace(_DECLARED, verbs={
              "captions + ROUGE-1/2/L and BLEU against all references"),
     "compare": (None, lambda cfg: print(run_domain_eval(MEMES, refuse_gill(cfg, "compare"), compare=True)),
                 "base vs merged fine-tuned adapter on the same memes (report, pairs.jsonl)"),
-    # compete's settings are eval's and how pairs are judged
-    "compete": (compete_config(standard_verbs(_DECLARED)["eval"][0]), lambda cfg: print(run_compete(MEMES, cfg)),
+    "compete": (None, lambda cfg: print(run_domain_compete(MEMES, refuse_gill(cfg, "compete"))),
                 "base vs fine-tuned on the same memes: blind pairs.jsonl, win rate with CI, ratings"),
     "predict": (None, _predict, "what one meme means, from its image and title"),
     "generate": (GenerateConfig, lambda cfg: run_generate(cfg, cfg.caption),
