@@ -17,9 +17,11 @@ GEN = ["--generation-max-new-tokens", "4"]
 
 
 def test_charts_pairs_are_judged_by_relaxed_accuracy_not_rouge(tmp_path, capsys):
-    # by hand: 12.4 is within ChartQA's 5% of 12 (ROUGE-L would score both 0: a tie); "no" loses to
-    # "yes"; both "7": a tie. So fine-tuned 1 win, 1 tie, 1 loss: win rate 0.5, equal ratings.
-    pairs = [Pair("c:1", "1", None, "q", ["12"], Side("base", "20"), Side("fine-tuned", "12.4"), "chartqa"),
+    # by hand: 11.5 is within ChartQA's 5% of 12, "the answer is 12" is not a number (ROUGE-L would
+    # pick it: 0.4 vs 0); "no" loses to "yes"; both "7": a tie. So fine-tuned 1 win, 1 tie, 1 loss:
+    # win rate 0.5, equal ratings.
+    pairs = [Pair("c:1", "1", None, "q", ["12"], Side("base", "the answer is 12"), Side("fine-tuned", "11.5"),
+                  "chartqa"),
              Pair("c:2", "2", None, "q", ["yes"], Side("fine-tuned", "no"), Side("base", "yes"), "chartqa"),
              Pair("c:3", "3", None, "q", ["7"], Side("base", "7"), Side("fine-tuned", "7"), "chartqa")]
     write_pairs(pairs, tmp_path / "pairs.jsonl")
