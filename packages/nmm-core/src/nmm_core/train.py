@@ -18,6 +18,7 @@ from nmm_core.chat import VlmCollator
 from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
+from nmm_core.feature_cache import EXAMPLE_IDS, WithIds, cache_for_training, release_speedups
 from nmm_core.metric import Metric
 from nmm_core.records import Example
 from nmm_core.runs import (
@@ -111,21 +112,6 @@ class _ExampleDataset:
 
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
-
-
-class _WithIds:
-    """Adds the examples' ids to each batch (the vision-feature cache keys features by them)."""
-
-    def __init__(self, collate) -> None:
-        self.collate = collate
-
-    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
-        batch = self.collate(examples)
-        batch[EXAMPLE_IDS] = [ex.id for ex in examples]
-        return batch
-
-
-EXAMPLE_IDS = "example_ids"
 
 
 _IN_RUNNING_FOLDER = re.compile(re.escape(INCOMPLETE_SUFFIX) + r"(?=[/\\]|$)")
@@ -547,9 +533,9 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
     pixels = getattr(collator, "device_pixels", None)
     cache = None
     if settings.cache_vision_features != "off":
-        cache = _feature_cache(model, dataset, explicit=settings.cache_vision_features == "on")
+        cache = cache_for_training(model, dataset, explicit=settings.cache_vision_features == "on")
         if cache is not None:
-            collator = _WithIds(collator)
+            collator = WithIds(collator)
     if settings.early_stopping_patience:
         callbacks = [*callbacks, EarlyStoppingCallback(settings.early_stopping_patience)]  # after the metric's
     trainer = _trainer_class()(
@@ -588,38 +574,3 @@ def approximate_lengths(examples: Sequence[Example]) -> list[int]:
         answer = ex.answers[0] if ex.answers else ""
         out.append((len(ex.prompt) + len(answer)) // 4 + width * height // 784)
     return out
-
-
-def _feature_cache(model, dataset, *, explicit: bool):
-    """The cache, or None where it cannot apply (an error only when asked for explicitly)."""
-    from collections import Counter
-
-    from nmm_core.feature_cache import VisionFeatureCache
-
-    ids = Counter(ex.id for ex in getattr(dataset, "examples", ()))
-    repeated = [i for i, n in ids.items() if n > 1]
-    try:
-        if repeated:
-            raise ConfigError(f"the vision-feature cache keys images by example id, and ids repeat: {repeated[:5]}")
-        return VisionFeatureCache(model, explicit=explicit)
-    except ConfigError as exc:
-        if explicit:
-            raise
-        log.debug("vision-feature cache off: %s", exc)  # auto: nothing the user set, nothing to change
-        return None
-
-
-def release_speedups(trainer) -> dict[str, int] | None:
-    """After training: drop cached features, restore peft's adapters as they were for evaluation;
-    the feature cache's hits and misses (None without one)."""
-    from nmm_core.lora import cast_adapter_weights, set_input_casting
-
-    stats = None
-    cache = getattr(trainer, "feature_cache", None)
-    if cache is not None:
-        stats = {"hits": cache.hits, "misses": cache.misses}
-        log.info("vision-feature cache: %d hits, %d misses", cache.hits, cache.misses)
-        cache.close()
-    set_input_casting(trainer.model, enabled=True)
-    cast_adapter_weights(trainer.model, enabled=False)
-    return stats
