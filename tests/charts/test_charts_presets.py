@@ -70,3 +70,20 @@ def test_a_study_preset_keeps_lora_r16_alpha32_and_a_twin_takes_the_common_defau
     assert (lora.r, lora.alpha) == (16, 32)
     twin = parse_config(ChartTrainConfig, argv=["--lora-r", "64"]).lora  # tiny-qwen2-vl, with its recipe
     assert (twin.r, twin.alpha) == (64, 128)
+
+
+def test_a_study_preset_missing_offline_is_refused_before_any_data_is_prepared(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    from nmm_charts.cli import main
+    from nmm_core.domain import Domain
+
+    def prepare(*args, **kwargs):
+        raise AssertionError("the chart data was prepared before the model was checked")
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    monkeypatch.setattr(Domain, "source_of", prepare)
+    assert main(["train", "--model", "qwen2-vl-2b", "--output-dir", str(tmp_path / "runs")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: 'Qwen/Qwen2-VL-2B-Instruct' at revision ") and "not in the local" in last
+    assert not (tmp_path / "runs").exists()

@@ -152,6 +152,55 @@ def test_without_a_validation_split_train_holds_out_a_seeded_share_and_records_i
     assert saved["data"]["val_fraction"] == 0.25 and saved["train"]["seed"] == 3  # what draws the holdout
 
 
+@pytest.mark.parametrize("preset_cap", [None, 5])
+def test_validation_generates_answers_as_long_as_eval_would(tmp_path, monkeypatch, preset_cap):
+    """The generated validation metric caps answers as `eval` does for the model: its preset's
+    max_new_tokens where the preset sets one (5 here), else evaluate's default of 16; the run
+    records the cap with its validation settings."""
+    from dataclasses import replace
+
+    from transformers.generation.utils import GenerationMixin
+
+    from nmm_core import presets
+    from nmm_core.cli import main
+    from nmm_core.evaluate import answer_length
+    from nmm_core.testing.shapes import make_shapes_dataset
+
+    if preset_cap is not None:
+        twin = presets.all_presets()["tiny-qwen2-vl"]
+        monkeypatch.setitem(presets._registry.presets, "tiny-qwen2-vl", replace(twin, max_new_tokens=preset_cap))
+    caps = []
+    real = GenerationMixin.generate
+
+    def spy(self, *args, **kwargs):
+        caps.append(kwargs.get("max_new_tokens"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", spy)
+    data = tmp_path / "data"
+    write_jsonl_dataset(make_shapes_dataset(20, seed=4), data, split="train")
+    assert main(["train", "--data", str(data), "--data-prompt-column", "prompt", "--data-answers-column", "answers",
+                 "--model", "tiny-qwen2-vl", "--lora-r", "4", "--train-batch-size", "4", "--train-max-steps", "2",
+                 "--train-eval-steps", "2", "--train-eval-generate-limit", "3", "--data-val-fraction", "0.25",
+                 "--output-dir", str(tmp_path / "runs")]) == 0
+    expected = 16 if preset_cap is None else preset_cap
+    assert caps and set(caps) == {expected}, caps  # every validation batch, and nothing else generated
+    assert answer_length(None, presets.all_presets()["tiny-qwen2-vl"]) == expected  # what eval would use
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "status.json").read_text())["summary"]
+    assert summary["validation"]["max_new_tokens"] == expected
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "eval_exact_match" in r] == [2]
+
+
+def test_the_answer_cap_is_the_given_one_else_the_preset_s_else_16():
+    from nmm_core.evaluate import answer_length
+    from nmm_core.presets import ModelPreset
+
+    preset = ModelPreset("x", "qwen2_vl", tiny=True, max_new_tokens=48)
+    assert answer_length(7, preset) == 7 and answer_length(None, preset) == 48
+    assert answer_length(None, None) == 16 and answer_length(3, None) == 3
+
+
 def _overfit_args(data: Path, out: Path, *extra: str) -> list[str]:
     """8 training questions, a high constant learning rate, 60 epochs, validation every 2 steps."""
     return ["--data", str(data), "--data-prompt-column", "prompt", "--data-answers-column", "answers",
@@ -230,7 +279,7 @@ def test_keep_best_holds_an_earlier_step_and_early_stopping_ends_the_run(tmp_pat
     val = {r["step"]: r["eval_loss"] for r in rows if "eval_loss" in r}
     kept, last = summary["weights"]["step"], summary["global_step"]
     assert last < epochs  # one step per epoch: early stopping ended it
-    assert summary["validation"] == {"split": "val", "examples": 16, "stopped_early": True}
+    assert summary["validation"] == {"split": "val", "examples": 16, "stopped_early": True, "max_new_tokens": 16}
     assert kept < last and val[kept] < val[last]
     assert val[kept] == min(val.values())
     assert summary["weights"]["reason"] == f"best eval_loss {val[kept]:.4g}"

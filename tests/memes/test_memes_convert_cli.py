@@ -12,6 +12,7 @@ from torch import nn
 from transformers import PhiConfig, PhiForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
 from nmm_core.chat import VlmCollator
+from nmm_core.cli import main as core_main
 from nmm_core.evaluate import GenerationSettings, generate
 from nmm_core.models import load_model
 from nmm_core.records import Example
@@ -77,3 +78,12 @@ def test_convert_without_tokenizer_files_says_what_to_pass(tmp_path, capsys):
     assert main(["convert", str(src), str(tmp_path / "out"), "--tokenizer", str(tok_dir)]) == 0
     with pytest.raises(SystemExit):
         main(["convert", str(src)])  # OUT is required
+
+
+def test_nmm_convert_is_the_same_converter(tmp_path, capsys):
+    src = _checkpoint(tmp_path / "tinyllava", tokenizer=True)
+    out = tmp_path / "converted"
+    assert core_main(["convert", str(src), str(out)]) == 0
+    assert f"use it as: nmm train --model {out}" in capsys.readouterr().out
+    assert json.loads((out / "nmm.json").read_text())["family"] == "tinyllava"
+    assert (out / "model.safetensors").exists() and (out / "processor_config.json").exists()

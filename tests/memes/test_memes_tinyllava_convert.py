@@ -16,7 +16,7 @@ from torch import nn
 from transformers import PhiConfig, PhiForCausalLM, SiglipVisionConfig, SiglipVisionModel
 
 from nmm_core.errors import DataError
-from nmm_memes.tinyllava_convert import convert_checkpoint, map_key
+from nmm_core.families.tinyllava_convert import convert_checkpoint, map_key
 
 IMAGE_TOKEN = 90  # our placeholder id inside the tiny vocabulary
 TEXT = dict(model_type="phi", vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

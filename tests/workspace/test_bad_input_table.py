@@ -229,6 +229,9 @@ CASES: dict[str, Bad] = {
     "connectome train: unknown flag": Bad("nmm-connectome", "train --bogus", ("nmm-connectome train: error:",)),
     "pathology detect convert: no source folder": Bad(
         "nmm-pathology", "detect convert --source {tmp}/nothing --output {tmp}/yolo", ("--source", "nothing")),
+    "memes convert: no SRC folder": Bad(
+        "nmm-memes", "convert {tmp}/nothing {tmp}/converted", ("SRC", "nothing", "no such folder")),
+    "nmm convert: no SRC folder": Bad("nmm", "convert {tmp}/nothing {tmp}/converted", ("SRC", "no such folder")),
     # -- issue 21, section 3: export
     "nmm export: missing adapter": Bad(
         "nmm", "export --adapter {tmp}/no-adapter --out {tmp}/exported", ("--adapter", "no-adapter", "no such folder")),

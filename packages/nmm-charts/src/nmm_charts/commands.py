@@ -12,7 +12,6 @@ from nmm_charts.data import (
     ChartSource,
     SyntheticSettings,
     inventory,
-    sample_grid,
     synthetic_folder,
 )
 from nmm_core.errors import ConfigError
@@ -43,9 +42,11 @@ def run_inspect(cfg: InspectConfig) -> Path:
         # only the records kept count, as the percentages are of what trains and evaluates
         meta = {name: [values[ex.id] for ex in report.kept if ex.id in values]
                 for name, values in _meta_columns(data, split).items()}
-        for line in inventory(report, split, meta).lines():
+        for line in inventory(report, split, meta):
             print(line)
         first = first or report.kept
+    from nmm_core.report import sample_grid
+
     grid = sample_grid((first or [])[: cfg.grid_size], cfg.grid, title=f"{Path(data.source).name}")
     print(f"sample grid: {grid}")
     return grid
@@ -54,19 +55,11 @@ def run_inspect(cfg: InspectConfig) -> Path:
 def _meta_columns(data: DataSettings, split: str) -> dict[str, dict[str, str]]:
     """Question kind and chart type by record id, where the source has those columns; `(none)` where a
     record leaves it empty."""
-    from nmm_core.data import ColumnMap, load_examples
-    from nmm_core.errors import DataError
+    from nmm_core.data import load_optional_columns
 
-    out: dict[str, dict[str, str]] = {}
-    ids = data.columns().id
     if not Path(data.source).exists():  # hub datasets have no such columns
-        return out
-    for name in ("kind", "chart_type"):
-        try:
-            rows = load_examples(data.source, split=split, revision=data.revision, limit=data.limit,
-                                 columns=ColumnMap(id=ids, image=None, prompt=data.prompt_column,
-                                                   answers=None, meta=(name,)))
-        except DataError:  # a local folder without the column: nothing to count
-            continue
-        out[name] = {r.id: "(none)" if r.meta.get(name) in (None, "") else str(r.meta[name]) for r in rows}
-    return out
+        return {}
+    found = load_optional_columns(data.source, split=split, names=("kind", "chart_type"), columns=data.columns(),
+                                  limit=data.limit)
+    return {name: {i: "(none)" if v in (None, "") else str(v) for i, v in values.items()}
+            for name, values in found.items()}

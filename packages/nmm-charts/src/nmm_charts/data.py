@@ -7,7 +7,6 @@ Every source goes through nmm-core's `load_examples` and `validate`. The shape i
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -15,10 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from nmm_charts.synthetic import make_charts
-from nmm_core.data import ColumnMap, load_examples, save_example_image
-from nmm_core.errors import DataError
-from nmm_core.records import Example, ValidationReport, validate
-from nmm_core.runs import atomic_write_json, atomic_write_text
+from nmm_core.data import ColumnMap, load_examples, write_jsonl_dataset
+from nmm_core.records import ValidationReport, validate
+from nmm_core.runs import atomic_write_json
 from nmm_core.seeds import part_seed
 from nmm_core.sources import ColumnSource, is_synthetic
 
@@ -74,25 +72,16 @@ class SyntheticSettings:
     def sizes(self) -> dict[str, int]:
         return {"train": self.train_size, "val": self.val_size, "test": self.test_size}
 
+    def manifest(self) -> dict:
+        """What `synthetic.json` records: every value the generated files depend on."""
+        return {"version": SYNTHETIC_VERSION, "seed": part_seed(self.seed), "sizes": self.sizes(),
+                "kinds": list(self.kinds), "chart_types": list(self.chart_types), "image_size": self.image_size}
+
     def key(self) -> str:
         """A short name that changes whenever the generated files would."""
-        seed = part_seed(self.seed)
-        text = json.dumps([SYNTHETIC_VERSION, seed, self.sizes(), list(self.kinds),
-                           list(self.chart_types), self.image_size])
-        return f"synthetic-v{SYNTHETIC_VERSION}-seed{seed}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
-
-
-def write_chart_split(examples: list[Example], folder: str | Path, *, split: str) -> Path:
-    """`<folder>/<split>.jsonl` in PJN_CHARTS shape (image path, query, label list) + PNGs."""
-    folder = Path(folder)
-    lines = []
-    for ex in examples:
-        image = save_example_image(ex, folder, split=split)
-        row = {"id": ex.id, "image": image, "query": ex.prompt, "label": list(ex.answers), **ex.meta}
-        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
-    target = folder / f"{split}.jsonl"
-    atomic_write_text(target, "".join(lines))
-    return target
+        manifest = self.manifest()
+        text = json.dumps(list(manifest.values()))
+        return f"synthetic-v{SYNTHETIC_VERSION}-seed{manifest['seed']}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
 def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: bool = True) -> Path:
@@ -105,11 +94,9 @@ def synthesize(settings: SyntheticSettings, folder: str | Path, *, progress: boo
     for split in tqdm(SPLITS, desc="synthesizing splits", disable=not progress):
         examples = make_charts(sizes[split], seed=part_seed(settings.seed), split=split, kinds=settings.kinds,
                                chart_types=settings.chart_types, image_size=settings.image_size)
-        write_chart_split(examples, folder, split=split)
-    manifest = {"version": SYNTHETIC_VERSION, "seed": part_seed(settings.seed), "sizes": sizes,
-                "kinds": list(settings.kinds), "chart_types": list(settings.chart_types),
-                "image_size": settings.image_size}
-    atomic_write_json(folder / "synthetic.json", manifest)  # last: its presence means complete
+        # PJN_CHARTS shape: image path, query, label list, and kind / chart type / answer type columns
+        write_jsonl_dataset(examples, folder, split=split, columns=CHART_COLUMNS)
+    atomic_write_json(folder / "synthetic.json", settings.manifest())  # last: its presence means complete
     return folder
 
 
@@ -136,34 +123,7 @@ class ChartSource(ColumnSource):
 
     def load(self, split: str) -> ValidationReport:
         """One split (a hub split name fixed), validated."""
-        data = self.settings
-        return load_charts(data.source, split=split, revision=data.revision, columns=data.columns(),
-                           image_root=data.image_root, limit=data.limit, policy=data.on_bad_record)
-
-
-@dataclass
-class Inventory:
-    """What a chart split holds: counts by answer type, question kind and chart type."""
-
-    split: str
-    total: int
-    kept: int
-    problems: Counter
-    answer_types: Counter
-    kinds: Counter
-    chart_types: Counter
-
-    def lines(self) -> list[str]:
-        out = [f"[{self.split}] {self.kept} of {self.total} records usable"]
-        if self.problems:
-            out.append("  skipped: " + ", ".join(f"{k} {v}" for k, v in self.problems.most_common()))
-        for title, counter in (("answer types", self.answer_types), ("question kinds", self.kinds),
-                               ("chart types", self.chart_types)):
-            if counter:
-                total = sum(counter.values())
-                parts = ", ".join(f"{k} {v} ({v / total:.0%})" for k, v in counter.most_common())
-                out.append(f"  {title}: {parts}")
-        return out
+        return super().load(hub_split(self.settings.source, split))
 
 
 def answer_type(answer: str) -> str:
@@ -176,43 +136,21 @@ def answer_type(answer: str) -> str:
     return "numeric"
 
 
-def inventory(report: ValidationReport, split: str, meta: dict[str, list[str]] | None = None) -> Inventory:
-    """Counts for `inspect`; `meta` holds per-record kind / chart type where the source has them."""
+def inventory(report: ValidationReport, split: str, meta: dict[str, list[str]] | None = None) -> list[str]:
+    """What a chart split holds, as `inspect` prints it: records usable and skipped, then counts by
+    answer type, question kind and chart type; `meta` holds per-record kind / chart type where the
+    source has them."""
     meta = meta or {}
-    return Inventory(
-        split=split, total=report.total, kept=len(report.kept),
-        problems=Counter(p.kind or p.field for p in report.problems),
-        answer_types=Counter(answer_type(ex.answers[0]) for ex in report.kept),
-        kinds=Counter(meta.get("kind", [])), chart_types=Counter(meta.get("chart_type", [])),
-    )
+    out = [f"[{split}] {len(report.kept)} of {report.total} records usable"]
+    problems = Counter(p.kind or p.field for p in report.problems)
+    if problems:
+        out.append("  skipped: " + ", ".join(f"{k} {v}" for k, v in problems.most_common()))
+    for title, counter in (("answer types", Counter(answer_type(ex.answers[0]) for ex in report.kept)),
+                           ("question kinds", Counter(meta.get("kind", []))),
+                           ("chart types", Counter(meta.get("chart_type", [])))):
+        if counter:
+            total = sum(counter.values())
+            parts = ", ".join(f"{k} {v} ({v / total:.0%})" for k, v in counter.most_common())
+            out.append(f"  {title}: {parts}")
+    return out
 
-
-def sample_grid(examples: list[Example], path: str | Path, *, columns: int = 4,
-                title: str = "") -> Path:
-    """A PNG grid of the first examples with their question and answer below each chart."""
-    import textwrap
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from nmm_core.records import load_image
-    from nmm_core.runs import atomic_write_bytes
-
-    if not examples:
-        raise DataError("no usable records to draw a sample grid from")
-    rows = -(-len(examples) // columns)
-    fig = Figure(figsize=(3.2 * columns, 3.4 * rows), dpi=90)
-    FigureCanvasAgg(fig)
-    for i, ex in enumerate(examples):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        ax.imshow(load_image(ex))
-        ax.set_axis_off()
-        caption = textwrap.fill(f"Q: {ex.prompt}", 42) + "\n" + textwrap.fill(f"A: {ex.answers[0]}", 42)
-        ax.set_title(caption, fontsize=7, loc="left")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)

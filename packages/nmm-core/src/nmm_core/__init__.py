@@ -62,7 +62,7 @@ _EXPORTS: dict[str, str] = {
     "qwen2_vl_twin_tokenizer": "families.qwen2_vl", "ModelSource": "models", "reference_config": "fullsize",
     "IMAGE_CACHE_MIB": "chat", "device_pixels_for": "device_pixels", "answer_only_loss": "answer_loss",
     "VisionFeatureCache": "feature_cache", "needs_autocast": "lora", "make_trainer": "train",
-    "release_speedups": "train", "apply_liger": "kernels", "liger_available": "kernels",
+    "release_speedups": "feature_cache", "apply_liger": "kernels", "liger_available": "kernels",
     "compile_layers": "kernels", "lazy_exports": "exports",
     # errors
     "NmmError": "errors", "ConfigError": "errors", "DataError": "errors",

@@ -169,6 +169,17 @@ def export_from_parsed(ns: argparse.Namespace):
     return run_export(config_from_parsed(ExportConfig, ns))
 
 
+def add_convert_command(sub) -> None:
+    """`nmm convert SRC OUT`: the tinyllava family's converter from TinyLLaVA_Factory checkpoints."""
+    from nmm_core.config import add_command
+    from nmm_core.families.tinyllava_convert import CONVERT_HELP, ConvertConfig
+    from nmm_core.positionals import add_positional
+
+    convert = add_command(sub, "convert", ConvertConfig, help=CONVERT_HELP)
+    for name, (metavar, text, nargs) in ConvertConfig.positional.items():
+        add_positional(convert, name, metavar, text, nargs=nargs)
+
+
 def print_info(dist: str, ns: argparse.Namespace) -> None:
     """`info`: the installation; with `--image WxH`, what an image of that size costs the model."""
     size = None
@@ -198,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     add_command(sub, "compare", EvalConfig, help="base vs fine-tuned on the same examples")
     add_export_command(sub)
     add_runs_command(sub)
+    add_convert_command(sub)
     ns = parser.parse_args(argv)
 
     def dispatch() -> None:
@@ -216,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
             print(run_train(cfg, short_answer_task()))
         elif ns.command == "export":
             print(export_from_parsed(ns))
+        elif ns.command == "convert":
+            from nmm_core.families.tinyllava_convert import ConvertConfig, run_convert
+            from nmm_core.positionals import take_positionals
+
+            take_positionals(ns, {"src": ("SRC", "--src"), "out": ("OUT", "--out")})
+            run_convert(config_from_parsed(ConvertConfig, ns), cli="nmm")
         else:
             cfg = config_from_parsed(EvalConfig, ns)
             check_model_source(cfg.model)  # the adapter is checked against the loaded base

@@ -371,21 +371,28 @@ def holdout(examples: Sequence[Example], fraction: float, *, seed: int) -> tuple
 
 
 def write_jsonl_dataset(
-    examples: Iterable[Example], folder: str | Path, *, split: str, image_dir: str = "images"
+    examples: Iterable[Example], folder: str | Path, *, split: str, image_dir: str = "images",
+    columns: ColumnMap | None = None,
 ) -> Path:
     """Write `<folder>/<split>.jsonl` plus PNG images under `<folder>/<image_dir>/`, atomically.
 
     One line per record, images as paths relative to `folder` (null for text-only records):
     `{"id": ..., "image": "images/x.png", "prompt": ..., "answers": [...], "meta": {...}}`.
     `load_examples(folder, split=split, columns=ColumnMap.NMM_JSONL)` reads it back; meta must
-    be JSON (tuples come back as lists).
+    be JSON (tuples come back as lists). With `columns` (a dataset's own names, every field
+    named), the fields go under those names and each meta key is a column of its own, so
+    `load_examples(folder, split=split, columns=columns)` reads it back.
     """
     folder = Path(folder)
     lines = []
     for example in examples:
         image = save_example_image(example, folder, split=split, image_dir=image_dir)
-        row = {"id": example.id, "image": image, "prompt": example.prompt,
-               "answers": list(example.answers), "meta": dict(example.meta)}
+        if columns is None:
+            row = {"id": example.id, "image": image, "prompt": example.prompt,
+                   "answers": list(example.answers), "meta": dict(example.meta)}
+        else:
+            row = {columns.id: example.id, columns.image: image, columns.prompt: example.prompt,
+                   columns.answers: list(example.answers), **example.meta}
         try:
             lines.append(json.dumps(row, ensure_ascii=False) + "\n")
         except (TypeError, ValueError) as exc:
@@ -426,3 +433,21 @@ def _png_bytes(example: Example) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def load_optional_columns(
+    source: str | Path,
+    *,
+    split: str,
+    names: Sequence[str],
+    columns: ColumnMap = ColumnMap(),  # noqa: B008 (frozen, so one shared default is safe)
+    limit: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Those of the columns `names` that a local file or folder's split has, each as {record id: value},
+    read in one pass (`columns` says where ids come from); a column it lacks is simply absent."""
+    from dataclasses import replace
+
+    src = _open_local(Path(os.path.expanduser(os.fspath(source))), split, limit)
+    present = tuple(name for name in names if name in src.names)
+    rows = _to_examples(src, replace(columns, image=None, answers=None, meta=present))
+    return {name: {row.id: row.meta.get(name) for row in rows} for name in present}

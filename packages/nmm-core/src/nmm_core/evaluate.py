@@ -20,6 +20,15 @@ from nmm_core.task import Task
 
 log = logging.getLogger(__name__)
 OnBatch = Callable[[list[int], list[str], float], None]
+DEFAULT_MAX_NEW_TOKENS = 16  # an answer's cap where neither the user nor the model's preset gives one
+
+
+def answer_length(max_new_tokens: int | None, preset: Any) -> int:
+    """The answer cap generation uses: `max_new_tokens` where given, else `preset`'s (a ModelPreset;
+    None for a folder or hub id), else 16; eval, predict and validation during training all ask here."""
+    if max_new_tokens is not None:
+        return max_new_tokens
+    return preset.max_new_tokens if preset is not None else DEFAULT_MAX_NEW_TOKENS
 
 
 @dataclass
@@ -117,7 +126,7 @@ def _generate_batch(model, collate: VlmCollator, examples: Sequence[Example], se
     with torch.inference_mode():
         out = model.generate(
             **batch,
-            max_new_tokens=settings.max_new_tokens or 16,
+            max_new_tokens=settings.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             min_new_tokens=settings.min_new_tokens or None,
             do_sample=False,
             pad_token_id=collate.tokenizer.pad_token_id,

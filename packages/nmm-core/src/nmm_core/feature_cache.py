@@ -5,14 +5,25 @@ features never change, yet a plain step recomputes them every epoch (31% of a Qw
 The cache wraps the model's own `get_image_features`: a batch whose images are all cached skips
 the tower; any miss runs the real method and stores each example's features by example id. An
 example may bring several images or tiles (SmolVLM's crops): its features are all its tiles'.
+
+Also the training side of it: the cache for a training set, batches that carry example ids, and
+`release_speedups`, which undoes the speed switches once training ends.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nmm_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nmm_core.records import Example
+
+# training's own logger, where the cache has always reported (log filters and tests watch it)
+log = logging.getLogger("nmm_core.train")
+EXAMPLE_IDS = "example_ids"
 
 
 def _feature_owner(model):
@@ -133,3 +144,49 @@ def _tiles_per_example(pixel_values, n: int) -> list[int] | None:
     if getattr(pixel_values, "dim", lambda: 0)() != 5 or pixel_values.shape[0] != n:
         return None
     return (pixel_values != 0).flatten(2).any(-1).sum(1).tolist() or None
+
+
+class WithIds:
+    """Adds the examples' ids to each batch (the vision-feature cache keys features by them)."""
+
+    def __init__(self, collate) -> None:
+        self.collate = collate
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+        batch = self.collate(examples)
+        batch[EXAMPLE_IDS] = [ex.id for ex in examples]
+        return batch
+
+
+def cache_for_training(model, dataset, *, explicit: bool) -> VisionFeatureCache | None:
+    """The cache for training `model` on `dataset`, or None where it cannot apply (an error only
+    when asked for explicitly)."""
+    from collections import Counter
+
+    ids = Counter(ex.id for ex in getattr(dataset, "examples", ()))
+    repeated = [i for i, n in ids.items() if n > 1]
+    try:
+        if repeated:
+            raise ConfigError(f"the vision-feature cache keys images by example id, and ids repeat: {repeated[:5]}")
+        return VisionFeatureCache(model, explicit=explicit)
+    except ConfigError as exc:
+        if explicit:
+            raise
+        log.debug("vision-feature cache off: %s", exc)  # auto: nothing the user set, nothing to change
+        return None
+
+
+def release_speedups(trainer) -> dict[str, int] | None:
+    """After training: drop cached features, restore peft's adapters as they were for evaluation;
+    the feature cache's hits and misses (None without one)."""
+    from nmm_core.lora import cast_adapter_weights, set_input_casting
+
+    stats = None
+    cache = getattr(trainer, "feature_cache", None)
+    if cache is not None:
+        stats = {"hits": cache.hits, "misses": cache.misses}
+        log.info("vision-feature cache: %d hits, %d misses", cache.hits, cache.misses)
+        cache.close()
+    set_input_casting(trainer.model, enabled=True)
+    cast_adapter_weights(trainer.model, enabled=False)
+    return stats

@@ -9,7 +9,7 @@ from typing import Any
 
 from nmm_core.evaluate import EvalResult
 from nmm_core.metric import Metric
-from nmm_core.records import ValidationReport
+from nmm_core.records import Example, ValidationReport, load_image
 from nmm_core.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
 
 
@@ -260,3 +260,34 @@ def save_png(fig, path: Path, *, dpi: int = 120) -> Path:
     atomic_write_bytes(path, _png(fig, dpi))
     _pyplot().close(fig)
     return path
+
+
+
+def sample_grid(examples: list[Example], path: str | Path, *, columns: int = 4,
+                title: str = "") -> Path:
+    """A PNG grid of `examples`' images, each with its question and first answer below it (`data inspect`)."""
+    import textwrap
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from nmm_core.errors import DataError
+
+    if not examples:
+        raise DataError("no usable records to draw a sample grid from")
+    rows = -(-len(examples) // columns)
+    fig = Figure(figsize=(3.2 * columns, 3.4 * rows), dpi=90)
+    FigureCanvasAgg(fig)
+    for i, ex in enumerate(examples):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        ax.imshow(load_image(ex))
+        ax.set_axis_off()
+        caption = textwrap.fill(f"Q: {ex.prompt}", 42) + "\n" + textwrap.fill(f"A: {ex.answers[0]}", 42)
+        ax.set_title(caption, fontsize=7, loc="left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)

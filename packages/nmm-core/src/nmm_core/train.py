@@ -19,6 +19,7 @@ from nmm_core.chat import VlmCollator
 from nmm_core.config import Switch, check_switch
 from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
+from nmm_core.feature_cache import EXAMPLE_IDS, WithIds, cache_for_training, release_speedups
 from nmm_core.metric import Metric
 from nmm_core.records import Example
 from nmm_core.runs import (
@@ -80,8 +81,9 @@ class TrainSettings:
         "help": "validation loss on the data's validation split every N optimiser steps, or each epoch "
                 "(none: no validation)", "metavar": "N|epoch"})
     eval_generate_limit: int = field(default=0, metadata={
-        "help": "at each validation, also generate answers for the first K validation examples and log "
-                "eval_<the task's primary metric> (0: the loss only)"})
+        "help": "at each validation, also generate answers for the first K validation examples (as long as "
+                "eval's: the preset's max_new_tokens, else 16) and log eval_<the task's primary metric> "
+                "(0: the loss only)"})
     keep_best: Literal["loss", "metric"] | None = field(default=None, metadata={
         "help": "the adapter holds the step with the lowest validation loss or the best primary metric "
                 "(none: the last step)"})
@@ -112,21 +114,6 @@ class _ExampleDataset:
 
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
-
-
-class _WithIds:
-    """Adds the examples' ids to each batch (the vision-feature cache keys features by them)."""
-
-    def __init__(self, collate) -> None:
-        self.collate = collate
-
-    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
-        batch = self.collate(examples)
-        batch[EXAMPLE_IDS] = [ex.id for ex in examples]
-        return batch
-
-
-EXAMPLE_IDS = "example_ids"
 
 
 _IN_RUNNING_FOLDER = re.compile(re.escape(INCOMPLETE_SUFFIX) + r"(?=[/\\]|$)")
@@ -320,12 +307,13 @@ class TrainOutcome:
 def train(model, processor, family, examples: Sequence[Example], *, task: Task,
           settings: TrainSettings, run_dir: Path, resume: bool = False,
           bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = (),
-          collator=None, eval_examples: Sequence[Example] = ()) -> TrainOutcome:
+          collator=None, eval_examples: Sequence[Example] = (), max_new_tokens: int | None = None) -> TrainOutcome:
     """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir.
 
     `collator` replaces the chat collator for a model that takes its own batch and returns its
     own `loss` (train it with `answer_only_logits=False`). `eval_examples`: the validation set
-    `settings.eval_steps` scores (its loss; the first `eval_generate_limit` also generated).
+    `settings.eval_steps` scores (its loss; the first `eval_generate_limit` also generated, answers
+    capped at `max_new_tokens`: `evaluate.answer_length` for the model, as `eval` caps them).
     """
     if not examples:
         raise ConfigError("nothing to train on: the training set is empty")
@@ -336,7 +324,8 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
         collator = VlmCollator(processor, family, prompt_fn=task.prompt, train=True, device_pixels=pixels)
     if settings.eval_generate_limit:
         shown = list(eval_examples[: settings.eval_generate_limit])
-        callbacks = [generation_metric(processor, family, shown, task=task, batch_size=settings.batch_size),
+        callbacks = [generation_metric(processor, family, shown, task=task, batch_size=settings.batch_size,
+                                       max_new_tokens=max_new_tokens),
                      *callbacks]
     return fit(model, _ExampleDataset(examples), collator, settings=settings, run_dir=run_dir, resume=resume,
                bf16=bf16, use_cpu=use_cpu, callbacks=callbacks,
@@ -549,9 +538,9 @@ def make_trainer(model, dataset, collator, *, settings: TrainSettings, run_dir: 
     pixels = getattr(collator, "device_pixels", None)
     cache = None
     if settings.cache_vision_features != "off":
-        cache = _feature_cache(model, dataset, explicit=settings.cache_vision_features == "on")
+        cache = cache_for_training(model, dataset, explicit=settings.cache_vision_features == "on")
         if cache is not None:
-            collator = _WithIds(collator)
+            collator = WithIds(collator)
     if settings.early_stopping_patience:
         callbacks = [*callbacks, EarlyStoppingCallback(settings.early_stopping_patience)]  # after the metric's
     trainer = _trainer_class()(
@@ -590,38 +579,3 @@ def approximate_lengths(examples: Sequence[Example]) -> list[int]:
         answer = ex.answers[0] if ex.answers else ""
         out.append((len(ex.prompt) + len(answer)) // 4 + width * height // 784)
     return out
-
-
-def _feature_cache(model, dataset, *, explicit: bool):
-    """The cache, or None where it cannot apply (an error only when asked for explicitly)."""
-    from collections import Counter
-
-    from nmm_core.feature_cache import VisionFeatureCache
-
-    ids = Counter(ex.id for ex in getattr(dataset, "examples", ()))
-    repeated = [i for i, n in ids.items() if n > 1]
-    try:
-        if repeated:
-            raise ConfigError(f"the vision-feature cache keys images by example id, and ids repeat: {repeated[:5]}")
-        return VisionFeatureCache(model, explicit=explicit)
-    except ConfigError as exc:
-        if explicit:
-            raise
-        log.debug("vision-feature cache off: %s", exc)  # auto: nothing the user set, nothing to change
-        return None
-
-
-def release_speedups(trainer) -> dict[str, int] | None:
-    """After training: drop cached features, restore peft's adapters as they were for evaluation;
-    the feature cache's hits and misses (None without one)."""
-    from nmm_core.lora import cast_adapter_weights, set_input_casting
-
-    stats = None
-    cache = getattr(trainer, "feature_cache", None)
-    if cache is not None:
-        stats = {"hits": cache.hits, "misses": cache.misses}
-        log.info("vision-feature cache: %d hits, %d misses", cache.hits, cache.misses)
-        cache.close()
-    set_input_casting(trainer.model, enabled=True)
-    cast_adapter_weights(trainer.model, enabled=False)
-    return stats

@@ -59,15 +59,17 @@ def evaluation_arguments(settings: TrainSettings, metric: Metric | str | None) -
     return out
 
 
-def generation_metric(processor, family, examples: Sequence[Example], *, task: Task, batch_size: int):
+def generation_metric(processor, family, examples: Sequence[Example], *, task: Task, batch_size: int,
+                      max_new_tokens: int | None = None):
     """A callback that, after each validation loss, generates answers for `examples` with nmm's
-    `evaluate` (the Trainer's eval loop does not generate) and logs `eval_<task.primary>`; added to
-    the Trainer's metrics, keep-best and early stopping see it too."""
+    `evaluate` (the Trainer's eval loop does not generate), at most `max_new_tokens` each (None:
+    evaluate's default), and logs `eval_<task.primary>`; added to the Trainer's metrics, keep-best
+    and early stopping see it too."""
     from transformers import TrainerCallback
 
     from nmm_core.evaluate import GenerationSettings, evaluate
 
-    settings = GenerationSettings(batch_size=batch_size)
+    settings = GenerationSettings(batch_size=batch_size, max_new_tokens=max_new_tokens)
     key = f"eval_{task.primary}"
 
     class GenerationMetric(TrainerCallback):

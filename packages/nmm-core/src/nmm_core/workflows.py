@@ -20,6 +20,7 @@ from nmm_core.errors import ConfigError, DataError, PresetError
 from nmm_core.evaluate import (
     EvalResult,
     GenerationSettings,
+    answer_length,
     evaluate,
     generate,
     previous_answers,
@@ -28,7 +29,7 @@ from nmm_core.evaluate import (
 )
 from nmm_core.image_budget import BUDGET_HELP, check_budget, check_budget_fits, resolve_budget
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, mark_adapter, save_adapter
-from nmm_core.models import LoadedModel, load_model
+from nmm_core.models import LoadedModel, load_model, resolve_source
 from nmm_core.pairs import make_pairs, write_pairs
 from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
 from nmm_core.report import breakdown_by, delta_lines, plot_loss, print_table, record_counts, write_comparison
@@ -300,10 +301,14 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         # the Trainer seeds (which it does again, with the same seed)
         seed_run(cfg.train.seed, deterministic=cfg.train.deterministic)
         built = (trainee or family_trainee(cfg.model))(cfg)
+        answer_cap = None
+        if (built.settings or cfg.train).eval_generate_limit:  # validation's answers as long as `eval`'s
+            source_model = resolve_source(cfg.model.model, family=cfg.model.family, revision=cfg.model.revision)
+            answer_cap = answer_length(None, source_model.preset)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
                         bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator,
-                        eval_examples=val_set)
+                        eval_examples=val_set, max_new_tokens=answer_cap)
         state.wait_for_everyone()
         if not main:
             return run.final_path
@@ -312,6 +317,8 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         plot_loss(run.file("metrics.jsonl"), run.file("loss.png"))
         if validation is not None:
             validation.update(stopped_early=outcome.stopped_early)
+            if answer_cap is not None:
+                validation.update(max_new_tokens=answer_cap)
         return run.complete(global_step=outcome.global_step, train_loss=outcome.train_loss,
                             examples=len(train_set), weights=outcome.weights, validation=validation,
                             resumed_from=outcome.resumed_from and str(run.final(outcome.resumed_from)),
@@ -370,9 +377,8 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
         t0 = time.perf_counter()
         model = load_adapter(loaded, adapter, merge=cfg.merge and not loaded.quantization)
         log.info("adapter attached in %.2f s", time.perf_counter() - t0)
-    settings = cfg.generation
-    if settings.max_new_tokens is None and loaded.source.preset is not None:
-        settings = replace(settings, max_new_tokens=loaded.source.preset.max_new_tokens)
+    settings = replace(cfg.generation, max_new_tokens=answer_length(cfg.generation.max_new_tokens,
+                                                                   loaded.source.preset))
     return evaluate(model, loaded.processor, loaded.family, examples, task=task,
                     settings=settings, name=name, out_file=out_file, resume=resume, progress=cfg.progress)
 
@@ -509,9 +515,7 @@ def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: s
         raise DataError(f"image {image}: {refused}")
     loaded = model.load(padding_side="left")
     net = load_adapter(loaded, adapter, merge=not loaded.quantization) if adapter else loaded.model
-    if max_new_tokens is None and loaded.source.preset is not None:
-        max_new_tokens = loaded.source.preset.max_new_tokens
-    settings = GenerationSettings(batch_size=1, max_new_tokens=max_new_tokens)
+    settings = GenerationSettings(batch_size=1, max_new_tokens=answer_length(max_new_tokens, loaded.source.preset))
     [raw], seconds = generate(net, loaded.processor, loaded.family, [example], task=task,
                               settings=settings, progress=False)
     return raw, seconds

@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 
 from nmm_core.domain import Domain, SyntheticSet, domain_main, run_domain_compete, run_domain_eval, run_domain_predict
-from nmm_memes.convert import ConvertConfig, run_convert
+from nmm_core.families.tinyllava_convert import CONVERT_HELP, ConvertConfig, run_convert
 from nmm_memes.data import MemeDataSettings, MemeSource, SyntheticSettings, synthesize
 from nmm_memes.gill import is_gill, refuse_gill
 from nmm_memes.gill.generate import GenerateConfig, RetrieveConfig, run_caption, run_generate, run_retrieve
@@ -47,8 +47,7 @@ def _predict(cfg) -> str:
 MEMES = replace(_DECLARED, verbs={
     "data inspect": (None, None, "counts per split and every skipped record (missing image, filtered caption, "
                                  "bad field)"),
-    "convert": (ConvertConfig, lambda cfg: run_convert(cfg, cfg.src, cfg.out),
-                "TinyLLaVA_Factory checkpoint -> Llava folder usable as --model OUT"),
+    "convert": (ConvertConfig, lambda cfg: run_convert(cfg, cli="nmm-memes"), CONVERT_HELP),  # core's converter
     "train": (None, None, "LoRA fine-tuning: image + title -> meaning (TinyLLaVA); --model gill|tiny-gill: GILL"),
     "eval": (None, lambda cfg: print(run_domain_eval(MEMES, refuse_gill(cfg, "eval"))),
              "captions + ROUGE-1/2/L and BLEU against all references"),

@@ -96,6 +96,13 @@ class Family:
 
 
 _LLAMA_PROJ = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# transformers' Llava module layout (our TinyLLaVA and Moondream classes follow it too)
+_LLAVA_LAYOUT: dict[str, Any] = {"language_prefix": "model.language_model",
+                                 "vision_prefixes": ("model.vision_tower", "model.multi_modal_projector"),
+                                 "projector": "model.multi_modal_projector"}
+# a Phi language model: its chat turn ends at <|endoftext|>, its projections are named Phi's way
+_PHI_TEXT: dict[str, Any] = {"answer_prefix": " ", "end_of_turn": "<|endoftext|>",
+                             "lora_projections": ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2")}
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -140,10 +147,8 @@ FAMILIES: dict[str, Family] = {
             module="llava",
             answer_prefix=" ",
             end_of_turn="</s>",
-            language_prefix="model.language_model",
             lora_projections=_LLAMA_PROJ,
-            vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
-            projector="model.multi_modal_projector",
+            **_LLAVA_LAYOUT,
             reference_config="llava-1.5-7b-hf.json",
             pixel_layout="channels",
         ),
@@ -152,12 +157,8 @@ FAMILIES: dict[str, Family] = {
             model_types=(),  # saved as model_type "llava"; chosen by preset, never by guess
             model_class="nmm_core.families.tinyllava_model:TinyLlavaForConditionalGeneration",
             module="tinyllava",
-            answer_prefix=" ",
-            end_of_turn="<|endoftext|>",
-            language_prefix="model.language_model",
-            lora_projections=("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
-            vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
-            projector="model.multi_modal_projector",
+            **_PHI_TEXT,
+            **_LLAVA_LAYOUT,
             reference_config="tinyllava-phi-2-siglip-3.1b.json",
             pixel_layout="channels",
         ),
@@ -166,12 +167,8 @@ FAMILIES: dict[str, Family] = {
             model_types=("nmm_moondream",),  # our own config class (published: "moondream1")
             model_class="nmm_core.families.moondream_model:MoondreamForConditionalGeneration",
             module="moondream",
-            answer_prefix=" ",
-            end_of_turn="<|endoftext|>",
-            language_prefix="model.language_model",
-            lora_projections=("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
-            vision_prefixes=("model.vision_tower", "model.multi_modal_projector"),
-            projector="model.multi_modal_projector",
+            **_PHI_TEXT,
+            **_LLAVA_LAYOUT,
             # ours, from the release's hard-coded dimensions (its config.json holds none); the
             # token ids are Phi-1.5's tokenizer's, with `<image>` added after its 50,295 tokens
             reference_config="moondream2-2024.json",

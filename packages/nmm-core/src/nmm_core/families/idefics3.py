@@ -35,7 +35,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, tile: int = 32) -> None:
         Idefics3Processor,
     )
 
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer, save_twin
+    from nmm_core.testing.tokenizer import TINY_TEXT, build_bpe_tokenizer, save_twin
 
     tok = build_bpe_tokenizer(
         special_tokens=SPECIAL_TOKENS,
@@ -65,17 +65,13 @@ def build_twin(out_dir: Path, *, seed: int = 0, tile: int = 32) -> None:
     )
     config = Idefics3Config(
         text_config=dict(
+            **TINY_TEXT,
             model_type="llama",
             vocab_size=len(tok),
-            hidden_size=64,
             intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=4,
             num_key_value_heads=4,
             head_dim=16,
-            max_position_embeddings=1024,
             rms_norm_eps=1e-5,
-            initializer_range=0.1,  # see qwen2_vl.py: a tiny LoRA must be able to move the head
             bos_token_id=ids["<|im_start|>"],
             eos_token_id=ids["<end_of_utterance>"],
             pad_token_id=ids["<|im_end|>"],

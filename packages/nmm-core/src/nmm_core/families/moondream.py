@@ -87,7 +87,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, crop_size: int = 42) -> None:
     biased head, the prompt format, `<|endoftext|>` as BOS, EOS and padding.
     """
     from nmm_core.families.moondream_model import MoondreamConfig, MoondreamForConditionalGeneration
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer, save_twin
+    from nmm_core.testing.tokenizer import TINY_TEXT, build_bpe_tokenizer, save_twin
 
     tok = build_bpe_tokenizer(
         special_tokens=SPECIAL_TOKENS,
@@ -102,10 +102,8 @@ def build_twin(out_dir: Path, *, seed: int = 0, crop_size: int = 42) -> None:
     )
     config = MoondreamConfig(
         text_config=dict(
-            vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-            num_attention_heads=4, hidden_act="gelu_new", max_position_embeddings=1024,
+            **TINY_TEXT, vocab_size=len(tok), intermediate_size=256, hidden_act="gelu_new",
             layer_norm_eps=1e-5, partial_rotary_factor=0.5,
-            initializer_range=0.1,  # see qwen2_vl.py: a tiny LoRA must be able to move the head
             bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
         ),
         vision_config=dict(

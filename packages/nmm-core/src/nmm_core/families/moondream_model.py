@@ -145,12 +145,11 @@ class MoondreamModel(MoondreamPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_crops: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
         inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPast:
+        """The language model's output over the text embeddings with the image features in place of the
+        image tokens; the rest (position ids, cache, use_cache) goes to the language model as given."""
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         if pixel_values is not None:
@@ -167,14 +166,7 @@ class MoondreamModel(MoondreamPreTrainedModel):
                     f"{images.shape[0]} images of {images.shape[1]} features"
                 )
             inputs_embeds = inputs_embeds.masked_scatter(mask[..., None], images.reshape(-1, images.shape[-1]))
-        return self.language_model(
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
-        )
+        return self.language_model(attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
 
 
 class MoondreamForConditionalGeneration(MoondreamPreTrainedModel, GenerationMixin):

@@ -33,7 +33,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
         vocab_size=len(tok), hidden_size=64, ffn_dim=256, num_hidden_layers=2,
         num_attention_heads=4, word_embed_proj_dim=64, max_position_embeddings=512,
         do_layer_norm_before=True,
-        init_std=0.1,  # see qwen2_vl.py: a tiny LoRA must be able to move the head
+        init_std=0.1,  # as TINY_TEXT (nmm_core.testing.tokenizer): a tiny LoRA must be able to move the head
         bos_token_id=ids["</s>"], eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"],
     )
     torch.manual_seed(seed)

@@ -51,7 +51,7 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 112) -> None:
     )
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    from nmm_core.testing.tokenizer import save_twin
+    from nmm_core.testing.tokenizer import TINY_TEXT, save_twin
 
     tok = qwen2_vl_twin_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
@@ -64,17 +64,11 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 112) -> None:
     )
     config = Qwen2VLConfig(
         text_config=dict(
+            **TINY_TEXT,  # the tied head too needs its wider initializer_range
             vocab_size=len(tok),
-            hidden_size=64,
             intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=4,
             num_key_value_heads=2,
-            max_position_embeddings=1024,
             rms_norm_eps=1e-6,
-            # Wider than the real 0.02: with random weights at that scale the tied head cannot
-            # produce a confident answer, and a tiny LoRA cannot lower the loss.
-            initializer_range=0.1,
             # head_dim 16: the three M-RoPE sections must sum to head_dim / 2
             rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
             bos_token_id=ids["<|endoftext|>"],

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import DataError
+from nmm_core.families import llava
 
 SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant "
@@ -38,10 +40,10 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
     rotary embedding; the two-layer GELU connector; feature layer -2; Phi-2's biased
     `lm_head` (`TinyLlavaForConditionalGeneration`).
     """
-    from transformers import LlavaConfig, LlavaProcessor, SiglipImageProcessor
+    from transformers import SiglipImageProcessor
 
     from nmm_core.families.tinyllava_model import TinyLlavaForConditionalGeneration
-    from nmm_core.testing.tokenizer import build_bpe_tokenizer, save_twin
+    from nmm_core.testing.tokenizer import TINY_TEXT, build_bpe_tokenizer
 
     tok = build_bpe_tokenizer(
         special_tokens=SPECIAL_TOKENS,
@@ -51,37 +53,14 @@ def build_twin(out_dir: Path, *, seed: int = 0, image_size: int = 56) -> None:
         extra_attributes={"image_token": "<image>"},
     )
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    processor = LlavaProcessor(
-        image_processor=SiglipImageProcessor(size={"height": image_size, "width": image_size}),
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=0,
-        chat_template=CHAT_TEMPLATE,
-    )
-    config = LlavaConfig(
-        vision_config=dict(
-            model_type="siglip_vision_model", hidden_size=32, intermediate_size=112,
-            num_hidden_layers=3, num_attention_heads=2, image_size=image_size, patch_size=14,
-            hidden_act="gelu_pytorch_tanh",
-        ),
-        text_config=dict(
-            model_type="phi", vocab_size=len(tok), hidden_size=64, intermediate_size=256,
-            num_hidden_layers=2, num_attention_heads=4, partial_rotary_factor=0.4,
-            max_position_embeddings=1024, hidden_act="gelu_new",
-            initializer_range=0.1,  # see qwen2_vl.py: a tiny LoRA must be able to move the head
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|endoftext|>"],
-            pad_token_id=ids["<pad>"],
-        ),
-        image_token_index=ids["<image>"],
-        image_seq_length=(image_size // 14) ** 2 - 1,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        projector_hidden_act="gelu",
-        tie_word_embeddings=False,
-    )
-    save_twin(TinyLlavaForConditionalGeneration, config, processor, out_dir, seed=seed,
-              pad_token_id=ids["<pad>"], eos_token_id=ids["<|endoftext|>"])
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=112, num_hidden_layers=3,
+                  num_attention_heads=2, image_size=image_size, patch_size=14, hidden_act="gelu_pytorch_tanh")
+    text = dict(**TINY_TEXT, model_type="phi", vocab_size=len(tok), intermediate_size=256, partial_rotary_factor=0.4,
+                hidden_act="gelu_new", bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|endoftext|>"],
+                pad_token_id=ids["<pad>"])
+    llava.save_llava_layout(TinyLlavaForConditionalGeneration, out_dir, tok,
+                            SiglipImageProcessor(size={"height": image_size, "width": image_size}),
+                            vision=vision, text=text, class_tokens=0, seed=seed)
 
 
 def llava_config(tinyllava: Mapping[str, Any], *, image_token_id: int):
@@ -112,15 +91,6 @@ def llava_config(tinyllava: Mapping[str, Any], *, image_token_id: int):
 
 
 
-def image_token_range(processor) -> tuple[int, int]:
-    """Every image is resized to one square: one count for all."""
-    from nmm_core.image_budget import fixed_token_range
-
-    return fixed_token_range(processor, "tinyllava")
-
-
-def set_image_budget(processor, min_tokens: int | None, max_tokens: int | None) -> None:
-    """The count is fixed: only a budget that contains it is accepted."""
-    from nmm_core.image_budget import check_fixed
-
-    check_fixed("tinyllava", image_token_range(processor)[0], min_tokens, max_tokens)
+# Every image is resized to one square, as LLaVA's: one fixed count (in TinyLLaVA's format)
+image_token_range = partial(llava.image_token_range, family="tinyllava")
+set_image_budget = partial(llava.set_image_budget, family="tinyllava")
