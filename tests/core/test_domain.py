@@ -204,3 +204,14 @@ def test_a_domain_names_its_data_settings_generation_defaults_extra_groups_and_p
     with pytest.raises(SystemExit):  # IMAGE is required by argparse (nargs None)
         domain_main(domain, ["predict"])
     assert "required: IMAGE" in capsys.readouterr().err
+
+
+def test_compete_refuses_a_task_whose_primary_metric_has_no_per_example_score(tmp_path, capsys):
+    from nmm_core.metric import Metric
+
+    corpus_only = replace(short_answer_task(), metrics=(Metric("c", corpus=lambda p, r: 0.0),))
+    domain = replace(toy(), task=corpus_only)
+    assert domain_main(domain, ["compete", "--adapter", str(tmp_path), "--output-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "primary metric 'c' has no per-example score" in err and "\n" not in err
+    assert not (tmp_path / "r").exists()  # refused before any run folder
