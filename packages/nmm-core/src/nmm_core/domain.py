@@ -134,7 +134,8 @@ def run_domain_train(domain: Domain, cfg: TrainConfig) -> Path:
 
     check_model_source(cfg.model, None)
     source = domain.source_of(cfg)
-    return run_train(replace(cfg, data=source.settings), domain.task, source=source)
+    return run_train(replace(cfg, data=source.settings), domain.task, source=source,
+                     max_new_tokens=domain.generation.get("max_new_tokens"))  # validation answers as eval's
 
 
 def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False, kind: str = "compare",

@@ -49,3 +49,16 @@ def twin_path(preset: ModelPreset) -> Path:
     key = f"{preset.name}-core{__version__}-tf{transformers.__version__}-{digest}"
     return cached_folder("twins", key, lambda tmp: build_twin(preset.family, tmp, **preset.twin_kwargs),
                          marker=MARKER)
+
+
+def tiny_sd_path(*, cross_attention_dim: int = 32) -> Path:
+    """A tiny Stable Diffusion twin in diffusers layout, built once into the twin cache (its key:
+    diffusers' version and the builder's source, so a changed builder makes a new twin)."""
+    import diffusers
+
+    from nmm_core import diffusion
+
+    digest = hashlib.sha1(Path(diffusion.__file__).read_bytes()).hexdigest()[:10]
+    key = f"tiny-sd-{cross_attention_dim}-diffusers{diffusers.__version__}-{digest}"
+    return cached_folder("twins", key, lambda tmp: diffusion.build_tiny_sd(cross_attention_dim=cross_attention_dim)
+                         .save(tmp), marker="model_index.json")

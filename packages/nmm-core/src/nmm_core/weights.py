@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +28,12 @@ def read_weights(folder: str | Path) -> dict[str, Any]:
     for shard in bins:
         state.update(torch.load(shard, map_location="cpu", weights_only=True))
     return state
+
+
+def rename(key: str, prefixes: Sequence[tuple[str, str]], expected: str) -> str:
+    """Our name for a published weight name, by the first (published, ours) pair whose name it is or,
+    for a pair ending in ".", starts with; an unknown name is an error naming it and what was `expected`."""
+    for old, new in prefixes:
+        if key == old or (old.endswith(".") and key.startswith(old)):
+            return new + key[len(old):]
+    raise DataError(f"weight '{key}': not {expected}")

@@ -274,13 +274,14 @@ def family_trainee(model: ModelSettings) -> Callable[[TrainConfig], Trainee]:
 
 def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = None,
               finish: Finish | None = None, trainee: Callable[[TrainConfig], Trainee] | None = None,
-              source: DataSource | None = None, kind: str = "train") -> Path:
+              source: DataSource | None = None, kind: str = "train", max_new_tokens: int | None = None) -> Path:
     """Fine-tune and save the adapter; returns the completed run folder (`<stamp>-<kind>-<model>`).
 
     `trainee` builds what is trained (default: the model's family's own, such as GILL's with its
     collator and save, else core's LoRA trainee); `source` (resolved, its settings those of
     `cfg.data`) reads a domain's own data (its skips listed in the run folder); the run folder,
-    resume, multi-process and reporting stay here.
+    resume, multi-process and reporting stay here. `max_new_tokens`: the answer length of the
+    domain's `eval`, for validation's generated metric (none: the preset's, as `eval` decides).
     """
     state = _process_state(cfg.model)
     main = state.is_main_process
@@ -304,7 +305,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         answer_cap = None
         if (built.settings or cfg.train).eval_generate_limit:  # validation's answers as long as `eval`'s
             source_model = resolve_source(cfg.model.model, family=cfg.model.family, revision=cfg.model.revision)
-            answer_cap = answer_length(None, source_model.preset)
+            answer_cap = answer_length(max_new_tokens, source_model.preset)
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
                         bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.weights import read_weights
+from nmm_core.weights import read_weights, rename
 
 IMAGE_TOKEN = "<image>"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
@@ -38,10 +38,7 @@ _PREFIXES = (
 
 def map_key(key: str) -> str:
     """Our name for one published weight name; an unknown name is an error naming it."""
-    for old, new in _PREFIXES:
-        if key.startswith(old):
-            return new + key[len(old):]
-    raise DataError(f"weight '{key}': not a TinyLLaVA_Factory (SigLIP + MLP + Phi) weight name")
+    return rename(key, _PREFIXES, "a TinyLLaVA_Factory (SigLIP + MLP + Phi) weight name")
 
 
 def convert_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:

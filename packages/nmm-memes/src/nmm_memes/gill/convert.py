@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import DataError
+from nmm_core.weights import rename
 
 CHECKPOINT_FILE = "pretrained_ckpt.pth.tar"
 _PREFIXES = (
@@ -49,10 +50,7 @@ def map_key(key: str) -> str | None:
     key = key.removeprefix("module.")
     if _FROZEN.search(key):
         return None
-    for old, new in _PREFIXES:
-        if key == old or (old.endswith(".") and key.startswith(old)):
-            return new + key[len(old):]
-    raise DataError(f"weight '{key}': not a GILL (gill_opt) parameter name")
+    return rename(key, _PREFIXES, "a GILL (gill_opt) parameter name")
 
 
 def convert_state_dict(state: Mapping[str, Any], *, img_tokens: int) -> dict[str, Any]:

@@ -8,7 +8,6 @@ every twin), with `settings.tiny_sizes`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import DataError, PresetError
@@ -18,7 +17,6 @@ from nmm_memes.gill import is_gill
 from nmm_memes.gill.settings import SD15, GillSettings, tiny_sizes
 
 IMAGE_TOKEN = "<|image|>"  # GILL adds it as the tokenizer's cls token before the [IMG] tokens
-SD_MARKER = "model_index.json"
 
 
 @dataclass
@@ -41,25 +39,10 @@ class GillParts:
         return next(self.loaded.model.parameters()).device
 
 
-def tiny_sd_folder() -> Path:
-    """The tiny SD twin (conditioning 77 x 32) in diffusers layout, built once into the twin cache."""
-    import hashlib
-
-    import diffusers
-
-    from nmm_core import diffusion
-    from nmm_core.files import cached_folder
-
-    digest = hashlib.sha1(Path(diffusion.__file__).read_bytes()).hexdigest()[:10]
-    key = f"tiny-sd-gill-diffusers{diffusers.__version__}-{digest}"
-    return cached_folder("twins", key, lambda tmp: diffusion.build_tiny_sd(cross_attention_dim=32).save(tmp),
-                         marker=SD_MARKER)
-
-
 def resolve_settings(model: str, settings: GillSettings) -> GillSettings:
     """A tiny GILL preset (`tiny-gill`): the twins' folders and tiny sizes; `gill`: the settings as given."""
     from nmm_core.presets import get_preset
-    from nmm_core.twins import twin_path
+    from nmm_core.twins import tiny_sd_path, twin_path
 
     if not is_gill(model):
         raise PresetError(f"'{model}' is not a GILL model (a preset of its family: gill | tiny-gill)")
@@ -68,7 +51,7 @@ def resolve_settings(model: str, settings: GillSettings) -> GillSettings:
 
     twin = twin_path(get_preset("tiny-opt-clip"))
     return replace(tiny_sizes(settings), lm=str(twin), vision=str(twin / "vision"), vision_revision=None,
-                   sd=str(tiny_sd_folder()))
+                   sd=str(tiny_sd_path(cross_attention_dim=32)))
 
 
 def add_img_tokens(tokenizer, count: int) -> int:
