@@ -87,3 +87,42 @@ def test_listing_only_does_not_remove_and_an_empty_root_says_so(tmp_path: Path, 
 def test_human_size() -> None:
     assert [human_size(n) for n in (0, 1023, 1536, 3 * 1024**2, 5 * 1024**3)] == [
         "0 B", "1023 B", "1.5 KB", "3.0 MB", "5.0 GB"]
+
+
+def test_a_domain_s_runs_lists_its_own_runs_and_all_lists_every_program_s(tmp_path: Path, capsys) -> None:
+    """Runs made through a CLI record its name; `nmm-charts runs` shows charts' runs and those that
+    name no program (made before programs were recorded), and says how many it left out."""
+    from nmm_charts.cli import main as charts
+    from nmm_connectome.cli import main as connectome
+    from nmm_core.runs import PROGRAM
+
+    root = tmp_path / "runs"
+    made = {}
+    for program, name in (("nmm-charts", "a"), ("nmm-connectome", "b"), (None, "old")):
+        token = PROGRAM.set(program)
+        try:
+            made[name] = RunDir.create(root, "train", name)
+        finally:
+            PROGRAM.reset(token)
+        made[name].complete()
+    assert [e.program for e in list_runs(root)] == ["nmm-charts", "nmm-connectome", None]
+
+    assert charts(["runs", "--runs-dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "-train-a" in out and "-train-old" in out and "-train-b" not in out
+    assert "1 run(s) of other programs not shown: --all lists them" in out
+    assert connectome(["runs", "--runs-dir", str(root), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"-train-{n}" in out for n in ("a", "b", "old")) and "not shown" not in out
+    assert main(["runs", "--runs-dir", str(root)]) == 0  # core's `nmm runs`: every run
+    out = capsys.readouterr().out
+    assert all(f"-train-{n}" in out for n in ("a", "b", "old"))
+
+
+def test_a_run_made_through_a_cli_records_the_program(tmp_path: Path) -> None:
+    from nmm_core.cli import run_cli
+
+    made = []
+    assert run_cli(lambda: made.append(RunDir.create(tmp_path, "train", "x")), "nmm-toy") == 0
+    assert json.loads(made[0].file("status.json").read_text())["program"] == "nmm-toy"
+    assert "program" not in json.loads(RunDir.create(tmp_path, "train", "y").file("status.json").read_text())

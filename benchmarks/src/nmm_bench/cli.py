@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(result.table())
                 print(f"  -> {path}\n")
 
-    return run_cli(run_all)
+    return run_cli(run_all, "nmm-bench")
 
 
 if __name__ == "__main__":

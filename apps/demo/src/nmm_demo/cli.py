@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser(DemoConfig, prog="nmm-demo", description=__doc__)
     ns = parser.parse_args(argv)
-    return run_cli(lambda: run_demo(config_from_parsed(DemoConfig, ns)))
+    return run_cli(lambda: run_demo(config_from_parsed(DemoConfig, ns)), "nmm-demo")
 
 
 if __name__ == "__main__":

@@ -78,8 +78,19 @@ _USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
                  errno.EISDIR, errno.EEXIST}
 
 
-def run_cli(fn: Callable[[], object]) -> int:
-    """Run a command: a user error is one line on stderr and a non-zero exit, not a traceback."""
+def run_cli(fn: Callable[[], object], program: str | None = None) -> int:
+    """Run a command: a user error is one line on stderr and a non-zero exit, not a traceback.
+    `program` (`nmm-charts`) is recorded in the status of the run folders it makes."""
+    from nmm_core.runs import PROGRAM
+
+    token = PROGRAM.set(program)
+    try:
+        return _run_cli(fn)
+    finally:
+        PROGRAM.reset(token)
+
+
+def _run_cli(fn: Callable[[], object]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     silence_third_party_noise()
     try:
@@ -239,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             check_model_source(cfg.model)  # the adapter is checked against the loaded base
             print((run_eval if ns.command == "eval" else run_compare)(cfg, short_answer_task()))
 
-    return run_cli(dispatch)
+    return run_cli(dispatch, "nmm")
 
 
 if __name__ == "__main__":

@@ -278,7 +278,7 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
         "data inspect": (inspect, partial(run_domain_inspect, domain), "usable and skipped records per split"),
         "data synthesize": (synthesize, partial(run_domain_synthesize, domain), "write the generated set"),
         "export": (ExportConfig, lambda cfg: print(run_export(cfg)), EXPORT_HELP),
-        "runs": (RunsConfig, run_runs, RUNS_HELP),
+        **_runs_verb(domain),
     }
     if domain.synthetic is None:
         del verbs["data synthesize"]
@@ -286,15 +286,18 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
 
 
 _UNGROUPED = {"runs"}  # about the run folders, not the group's task: `nmm-pathology runs`
-# what every domain gets, a task or not (connectome's run folders are listed the same way)
-_ANY_DOMAIN: dict[str, Verb] = {"runs": (RunsConfig, run_runs, RUNS_HELP)}
+
+
+def _runs_verb(domain: Domain) -> dict[str, Verb]:
+    """What every domain gets, a task or not: `runs`, listing the runs its own CLI made."""
+    return {"runs": (RunsConfig, partial(run_runs, program=domain.name), RUNS_HELP)}
 
 
 def domain_verbs(domain: Domain) -> dict[str, Verb]:
     """The standard verbs (under the domain's group, if it has one; only `runs` without a task) and the domain's own."""
     prefix = f"{domain.group} " if domain.group else ""
     standard = {(verb if verb in _UNGROUPED else prefix + verb): spec
-                for verb, spec in (standard_verbs(domain) if domain.task is not None else _ANY_DOMAIN).items()}
+                for verb, spec in (standard_verbs(domain) if domain.task is not None else _runs_verb(domain)).items()}
     own = {verb: (cls or standard[verb][0], fn or standard[verb][1], text) for verb, (cls, fn, text) in
            domain.verbs.items()}
     return {**standard, **own}
@@ -361,7 +364,7 @@ def domain_main(domain: Domain, argv: list[str] | None = None) -> int:
         cls, fn, _ = verbs[ns.nmm_verb]
         fn(verb_config(cls, ns))
 
-    return run_cli(dispatch)
+    return run_cli(dispatch, domain.name)
 
 
 def _register_presets(domain: Domain) -> None:

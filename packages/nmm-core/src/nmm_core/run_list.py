@@ -27,6 +27,7 @@ class RunEntry:
     command: str
     size: int
     started: str
+    program: str | None = None  # the CLI that made it (None: recorded before nmm kept it)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -96,8 +97,9 @@ def list_runs(root: str | Path) -> list[RunEntry]:
             continue
         status = _status(folder)
         command = status.get("command") if isinstance(status.get("command"), str) else "?"
+        program = status.get("program") if isinstance(status.get("program"), str) else None
         entries.append(RunEntry(folder, run_state(folder, status), command, _size(folder),
-                                _started(folder, status)))
+                                _started(folder, status), program))
     return sorted(entries, key=lambda e: (e.started, e.path.name))
 
 
@@ -127,10 +129,15 @@ def removable(entries: list[RunEntry]) -> list[RunEntry]:
     return [e for e in entries if e.state == "failed" and e.path.name.endswith(INCOMPLETE_SUFFIX)]
 
 
-def runs_command(runs_dir: str | Path, clean_failed: bool = False, echo: Callable[[str], object] = print) -> None:
-    """`runs`: echo the table; with `clean_failed`, say which folder goes, then remove it."""
-    entries = list_runs(runs_dir)
+def runs_command(runs_dir: str | Path, clean_failed: bool = False, echo: Callable[[str], object] = print,
+                 program: str | None = None) -> None:
+    """`runs`: echo the table (only `program`'s runs, and those that name no program, when given);
+    with `clean_failed`, say which folder goes, then remove it."""
+    every = list_runs(runs_dir)
+    entries = [e for e in every if program is None or e.program in (None, program)]
     echo(runs_table(entries) if entries else f"no run folders in {runs_dir}")
+    if len(entries) < len(every):
+        echo(f"({len(every) - len(entries)} run(s) of other programs not shown: --all lists them)")
     if not clean_failed:
         return
     doomed = removable(entries)
@@ -156,14 +163,16 @@ class RunsConfig:
     """`runs`: list run folders (finished, failed, interrupted, running)."""
 
     runs_dir: str = field(default="runs", metadata={"help": "folder holding the runs"})
+    all: bool = field(default=False, metadata={
+        "help": "every program's runs (a domain's `runs` lists its own and those made before programs were recorded)"})
     clean_failed: bool = field(default=False, metadata={
         "help": "remove failed .incomplete folders (never finished, running or interrupted ones: "
                 "--resume continues those)"})
 
 
-def run_runs(cfg: RunsConfig) -> None:
-    """`runs` with its parsed settings."""
-    runs_command(cfg.runs_dir, cfg.clean_failed)
+def run_runs(cfg: RunsConfig, program: str | None = None) -> None:
+    """`runs` with its parsed settings; `program`: a domain CLI's own runs unless `--all`."""
+    runs_command(cfg.runs_dir, cfg.clean_failed, program=None if cfg.all else program)
 
 
 def add_runs_command(subparsers: object) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -83,6 +84,11 @@ def sanitize_name(text: str) -> str:
     return cleaned[:80] or "run"
 
 
+# The command-line program running now (`nmm-charts`), recorded in each run's status so that a
+# domain's `runs` lists its own runs; set by `cli.run_cli`, None when called as a library.
+PROGRAM: ContextVar[str | None] = ContextVar("nmm_program", default=None)
+
+
 class RunDir:
     """One run's output folder; named `X.incomplete` until `complete()` renames it to `X`."""
 
@@ -114,6 +120,8 @@ class RunDir:
         run = cls(path)
         status = {"state": "running", "command": command, "name": name,
                   "started": _now_iso(), "pid": os.getpid(), "host": socket.gethostname()}
+        if PROGRAM.get() is not None:
+            status["program"] = PROGRAM.get()
         atomic_write_json(run.file(STATUS_FILE), status)
         return run
 
