@@ -31,3 +31,19 @@ def _torch_threads():
         return
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture
+def generate_caps(monkeypatch) -> list:
+    """The `max_new_tokens` of every `generate` call a test makes (the real generate still runs)."""
+    from transformers.generation.utils import GenerationMixin
+
+    caps: list = []
+    real = GenerationMixin.generate
+
+    def spy(self, *args, **kwargs):
+        caps.append(kwargs.get("max_new_tokens"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", spy)
+    return caps

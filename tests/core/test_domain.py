@@ -217,23 +217,13 @@ def test_compete_refuses_a_task_whose_primary_metric_has_no_per_example_score(tm
     assert not (tmp_path / "r").exists()  # refused before any run folder
 
 
-def test_validation_answers_are_as_long_as_the_domain_s_eval_answers(tmp_path, monkeypatch):
+def test_validation_answers_are_as_long_as_the_domain_s_eval_answers(tmp_path, generate_caps):
     """A domain's generation default (memes: 48) caps the validation metric's answers too, not the
     preset's 16: training checks the model as the domain's `eval` will score it."""
-    from transformers.generation.utils import GenerationMixin
-
-    caps = []
-    real = GenerationMixin.generate
-
-    def spy(self, *args, **kwargs):
-        caps.append(kwargs.get("max_new_tokens"))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(GenerationMixin, "generate", spy)
     domain = toy(generation={"max_new_tokens": 7}, model="tiny-qwen2-vl")
     assert domain_main(domain, ["train", "--synthetic-train-size", "8", "--lora-r", "4", "--train-batch-size", "4",
                                 "--train-max-steps", "2", "--train-eval-steps", "2", "--train-eval-generate-limit",
                                 "2", "--data-val-fraction", "0.25", "--output-dir", str(tmp_path / "runs")]) == 0
-    assert caps and set(caps) == {7}, caps
+    assert generate_caps and set(generate_caps) == {7}, generate_caps
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "status.json").read_text())["summary"]["validation"]["max_new_tokens"] == 7

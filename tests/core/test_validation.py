@@ -153,13 +153,11 @@ def test_without_a_validation_split_train_holds_out_a_seeded_share_and_records_i
 
 
 @pytest.mark.parametrize("preset_cap", [None, 5])
-def test_validation_generates_answers_as_long_as_eval_would(tmp_path, monkeypatch, preset_cap):
+def test_validation_generates_answers_as_long_as_eval_would(tmp_path, monkeypatch, preset_cap, generate_caps):
     """The generated validation metric caps answers as `eval` does for the model: its preset's
     max_new_tokens where the preset sets one (5 here), else evaluate's default of 16; the run
     records the cap with its validation settings."""
     from dataclasses import replace
-
-    from transformers.generation.utils import GenerationMixin
 
     from nmm_core import presets
     from nmm_core.cli import main
@@ -169,14 +167,6 @@ def test_validation_generates_answers_as_long_as_eval_would(tmp_path, monkeypatc
     if preset_cap is not None:
         twin = presets.all_presets()["tiny-qwen2-vl"]
         monkeypatch.setitem(presets._registry.presets, "tiny-qwen2-vl", replace(twin, max_new_tokens=preset_cap))
-    caps = []
-    real = GenerationMixin.generate
-
-    def spy(self, *args, **kwargs):
-        caps.append(kwargs.get("max_new_tokens"))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(GenerationMixin, "generate", spy)
     data = tmp_path / "data"
     write_jsonl_dataset(make_shapes_dataset(20, seed=4), data, split="train")
     assert main(["train", "--data", str(data), "--data-prompt-column", "prompt", "--data-answers-column", "answers",
@@ -184,7 +174,8 @@ def test_validation_generates_answers_as_long_as_eval_would(tmp_path, monkeypatc
                  "--train-eval-steps", "2", "--train-eval-generate-limit", "3", "--data-val-fraction", "0.25",
                  "--output-dir", str(tmp_path / "runs")]) == 0
     expected = 16 if preset_cap is None else preset_cap
-    assert caps and set(caps) == {expected}, caps  # every validation batch, and nothing else generated
+    # every validation batch, and nothing else generated
+    assert generate_caps and set(generate_caps) == {expected}, generate_caps
     assert answer_length(None, presets.all_presets()["tiny-qwen2-vl"]) == expected  # what eval would use
     (run,) = (tmp_path / "runs").iterdir()
     summary = json.loads((run / "status.json").read_text())["summary"]
