@@ -259,3 +259,11 @@ def test_summary_line_counts_the_skipped_by_kind_in_the_unit_given(tmp_path):
     assert summary_line(2, 2, []) == "kept 2 of 2 records"
     rows = write_problems(problems, tmp_path / "p" / "problems.jsonl").read_text().splitlines()
     assert [json.loads(r) for r in rows][2] == {"id": "c", "field": "prompt", "why": "z", "kind": ""}
+
+
+def test_a_file_that_is_no_image_is_named_without_python_internals(tmp_path):
+    bad = tmp_path / "scan.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(DataError) as exc:
+        load_image(Example("r7", str(bad), "q?", ("a",)))
+    assert str(exc.value) == f"record 'r7' field 'image': cannot read {bad} (not an image format Pillow can read)"

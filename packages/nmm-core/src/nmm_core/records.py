@@ -100,6 +100,8 @@ def _decode(record_id: str, described: str, read: Callable[[], bytes]) -> PIL.Im
         image.load()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, Image.UnidentifiedImageError):  # its text names our in-memory buffer, not the file
+            reason = "not an image format Pillow can read"
         raise DataError(
             f"record {record_id!r} field 'image': cannot read {described} ({reason})"
         ) from exc

@@ -49,7 +49,8 @@ PATHOLOGY = Domain(
     name="nmm-pathology",
     description="PathVQA with LLaVA-1.5 QLoRA, and a YOLOv8 brain-tumour detection baseline.",
     group="vqa",
-    group_help="PathVQA: train, eval, compare, predict (scores strict and normalised, review CSVs)",
+    group_help="PathVQA: train, eval, compare, compete, predict, export, data (strict and normalised scores, "
+               "review CSVs)",
     groups={"detect": "YOLOv8 detector: convert, synth, train, val, predict"},
     task=pathvqa_task(),
     after_eval=review_run,
