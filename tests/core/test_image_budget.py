@@ -160,3 +160,20 @@ def test_a_budget_a_fixed_count_family_cannot_keep_is_refused_before_a_run_folde
                      "--output-dir", str(runs)]) == 2
     assert f"fixed {count} image tokens" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not runs.exists()  # no failed run left behind
+
+
+def test_info_of_a_hub_model_missing_offline_is_refused_before_its_processor_loads(tmp_path, capsys, monkeypatch):
+    """Offline, `nmm info --model HUB_ID --image WxH` says the model is not cached at once, instead
+    of waiting on the hub library's retries and wrapping its message."""
+    from huggingface_hub import constants
+
+    from nmm_core import models
+
+    def load(*args, **kwargs):
+        raise AssertionError("the processor was loaded before the cache was checked")
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    monkeypatch.setattr(models, "load_processor", load)
+    assert cli.main(["info", "--model", "qwen2-vl-2b", "--image", "1024x768"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: 'Qwen/Qwen2-VL-2B-Instruct' at revision ") and "not in the local" in last

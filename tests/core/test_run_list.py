@@ -81,7 +81,10 @@ def test_listing_only_does_not_remove_and_an_empty_root_says_so(tmp_path: Path, 
     assert main(["runs", "--runs-dir", str(tmp_path / "runs")]) == 0
     assert all(p.exists() for p in runs.values())
     assert main(["runs", "--runs-dir", str(tmp_path / "none")]) == 0
-    assert "no run folders in" in capsys.readouterr().out
+    assert f"no run folders in {tmp_path / 'none'} (no such folder)" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert main(["runs", "--runs-dir", str(tmp_path / "empty")]) == 0
+    assert capsys.readouterr().out.strip() == f"no run folders in {tmp_path / 'empty'}"
 
 
 def test_human_size() -> None:

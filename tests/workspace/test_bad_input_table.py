@@ -232,6 +232,8 @@ CASES: dict[str, Bad] = {
     "memes convert: no SRC folder": Bad(
         "nmm-memes", "convert {tmp}/nothing {tmp}/converted", ("SRC", "nothing", "no such folder")),
     "nmm convert: no SRC folder": Bad("nmm", "convert {tmp}/nothing {tmp}/converted", ("SRC", "no such folder")),
+    "nmm train: --train-epochs 0 names its flag": Bad(
+        "nmm", f"train {CHARTS} --train-epochs 0 --output-dir {{tmp}}/runs", ("--train-epochs", "got 0")),
     # -- issue 21, section 3: export
     "nmm export: missing adapter": Bad(
         "nmm", "export --adapter {tmp}/no-adapter --out {tmp}/exported", ("--adapter", "no-adapter", "no such folder")),
@@ -428,3 +430,4 @@ def test_no_flag_is_shown_by_a_doubled_name(cli, monkeypatch):
                if (words := strings[0][2:].split("-")) and len(words) % 2 == 0
                and words[:len(words) // 2] == words[len(words) // 2:]]
     assert doubled == []
+

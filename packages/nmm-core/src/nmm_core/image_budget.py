@@ -148,9 +148,10 @@ def image_info(model: str, size: tuple[int, int], *, family: str | None = None, 
                question: str = PROBE_QUESTION) -> str:
     """What `nmm info --image WxH` prints: the image tokens one image of `size` becomes under the
     budget, and the sequence it makes with a question (through the model's own processor)."""
-    from nmm_core.models import load_processor, resolve_source
+    from nmm_core.models import check_cached_offline, load_processor, resolve_source
 
     check_budget(min_tokens, max_tokens)
+    check_cached_offline(model, family=family, revision=revision)  # offline: not minutes of the hub's retries
     source = resolve_source(model, family=family, revision=revision)
     processor = load_processor(source)
     if (min_tokens, max_tokens) != (None, None):

@@ -135,7 +135,8 @@ def runs_command(runs_dir: str | Path, clean_failed: bool = False, echo: Callabl
     with `clean_failed`, say which folder goes, then remove it."""
     every = list_runs(runs_dir)
     entries = [e for e in every if program is None or e.program in (None, program)]
-    echo(runs_table(entries) if entries else f"no run folders in {runs_dir}")
+    missing = "" if Path(runs_dir).is_dir() else " (no such folder)"
+    echo(runs_table(entries) if entries else f"no run folders in {runs_dir}{missing}")
     if len(entries) < len(every):
         echo(f"({len(every) - len(entries)} run(s) of other programs not shown: --all lists them)")
     if not clean_failed:

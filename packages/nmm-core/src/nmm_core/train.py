@@ -98,7 +98,8 @@ class TrainSettings:
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.epochs <= 0 and self.max_steps <= 0:
-            raise ConfigError("give epochs > 0 or max_steps > 0")
+            raise ConfigError(f"epochs (--train-epochs) must be > 0, got {self.epochs}, unless max_steps "
+                              f"(--train-max-steps) is")
         for name in ("cache_vision_features", "liger", "pixels_on_device"):
             check_switch(name, getattr(self, name))
 
