@@ -31,6 +31,13 @@ def _browser_or_skip() -> None:
         pytest.skip(f"browser test skipped: {reason}")
 
 
+# an <img>'s natural width once it has loaded (0 if it failed), however far it had got when asked
+_LOADED_WIDTH = """img => img.complete ? img.naturalWidth : new Promise(done => {
+    img.addEventListener("load", () => done(img.naturalWidth), {once: true});
+    img.addEventListener("error", () => done(0), {once: true});
+})"""
+
+
 def test_click_through_votes_then_admin_view_leaderboard_and_export(tmp_path, pairs_writer, server, admin):
     _browser_or_skip()
     from playwright.sync_api import expect, sync_playwright
@@ -54,7 +61,8 @@ def test_click_through_votes_then_admin_view_leaderboard_and_export(tmp_path, pa
                 expect(page.locator(".progress")).to_contain_text(f"judged {n} of 5")
                 image = page.locator("img.image")
                 expect(image).to_be_visible()
-                assert image.evaluate("img => img.complete && img.naturalWidth") == 32
+                # the image may still be loading when it becomes visible: wait for its load (or error)
+                assert image.evaluate(_LOADED_WIDTH) == 32
                 answers = page.locator(".answer .text").all_inner_texts()
                 seen_evil |= EVIL in answers  # shown as text, exactly as the model wrote it
                 if n == 0:
