@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
-from nmm_core.records import Example, load_image
+from nmm_core.records import Example, load_image, png_bytes
 from nmm_core.runs import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -430,9 +430,7 @@ def _png_bytes(example: Example) -> bytes:
     image = load_image(example, mode=None)
     if image.mode not in _PNG_MODES:
         image = image.convert("RGBA" if "A" in image.mode else "RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(image)
 
 
 def load_optional_columns(

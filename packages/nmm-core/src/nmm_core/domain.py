@@ -59,8 +59,11 @@ class SyntheticSet:
         from nmm_core.config import config_to_dict
         from nmm_core.files import cached_folder
 
-        values = json.dumps(config_to_dict(settings), sort_keys=True).encode()
-        key = settings.key() if hasattr(settings, "key") else f"synthetic-{hashlib.sha1(values).hexdigest()[:12]}"
+        if hasattr(settings, "key"):
+            key = settings.key()
+        else:
+            values = json.dumps(config_to_dict(settings), sort_keys=True).encode()
+            key = f"synthetic-{hashlib.sha1(values).hexdigest()[:12]}"
         return cached_folder(domain.removeprefix("nmm-"), key,
                              lambda tmp: self.write(settings, tmp, progress=progress), marker=self.marker)
 

@@ -19,7 +19,8 @@ def _png(fig, dpi: int = 120) -> bytes:
     return buf.getvalue()
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: figures for files, never a display."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never needs a display
@@ -30,7 +31,7 @@ def _pyplot():
 
 def plot_metrics(results: Sequence[EvalResult], path: Path, *, title: str) -> Path:
     """Grouped bars: one group per metric, one bar per model (every metric is in [0, 1])."""
-    plt = _pyplot()
+    plt = pyplot()
     keys = list(results[0].metrics)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(keys)), 3.6))
     width = 0.8 / len(results)
@@ -58,7 +59,7 @@ def plot_loss(metrics_jsonl: Path, path: Path) -> Path | None:
         return None
     val = [r for r in rows if "eval_loss" in r]
     extra = sorted({k for r in rows for k in r if k.startswith("eval_") and k not in _EVAL_TIMINGS})
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], marker=".", label="training")
     if val:
@@ -250,17 +251,11 @@ def breakdown_by(result: EvalResult, kinds: Sequence[str], metric: str) -> dict[
     return {k: sum(v) / len(v) for k, v in sorted(groups.items())}
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend: figures for files, never a display."""
-    return _pyplot()
-
-
 def save_png(fig, path: Path, *, dpi: int = 120) -> Path:
     """Write `fig` to `path` as a PNG, atomically, and close it."""
     atomic_write_bytes(path, _png(fig, dpi))
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
-
 
 
 def sample_grid(examples: list[Example], path: str | Path, *, columns: int = 4,
