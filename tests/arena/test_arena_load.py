@@ -32,6 +32,7 @@ def test_concurrent_voters_lose_no_vote(tmp_path, pairs_writer, server, admin):
 
 
 @pytest.mark.slow  # ~20 s: three starts, three SIGKILLs
+@pytest.mark.timeout(300)  # a server left running would otherwise hold CI for the global 900 s
 def test_kill_9_loses_no_acknowledged_vote(tmp_path, pairs_writer, admin):
     pairs = pairs_writer(tmp_path / "run", 300, image=False)
     result = kill_cycles(pairs, tmp_path / "arena.sqlite", tmp_path / "server.log", cycles=3, clients=8,

@@ -239,27 +239,42 @@ async def board_load(url: str, clients: int, requests_per_client: int, headers: 
 
 async def _vote_until_killed(url: str, pid: int, jars: list[dict[str, str]], seconds: float,
                              acknowledged: list[tuple[str, str]]) -> None:
+    """Vote from every jar until the server is killed `seconds` from now; RuntimeError naming why if
+    every voter stopped before the kill (then nothing was in flight when it came)."""
+    killed = asyncio.Event()
+    early: list[str] = []
+
     async def voter(jar: dict[str, str]) -> None:
         client = H11Client(url)
         client.cookies = jar  # the same session across restarts: its secret is in the database
         location = "/"
         try:
             while True:
-                _, _, page = await client.request("GET", location)
-                match = PAIR_FIELD.search(page.decode())
+                status, _, page = await client.request("GET", location)
+                match = PAIR_FIELD.search(page.decode(errors="replace"))
                 if match is None:
+                    early.append(f"GET {location} -> {status} without a pair: {page[:200]!r}")
                     return
                 status, headers, _ = await client.request("POST", "/vote", {"pair": match.group(1), "choice": "left"})
                 if status == 303:
                     acknowledged.append((client.cookies[SESSION_COOKIE], match.group(1)))
                     location = headers["location"]
-        except (OSError, h11.ProtocolError):
-            return  # the server is gone: a vote in flight was never acknowledged
+        except (OSError, h11.ProtocolError) as e:
+            if not killed.is_set():
+                early.append(f"{type(e).__name__}: {e}")
+            # else the server is gone: a vote in flight was never acknowledged
         finally:
             await client.close()
 
-    asyncio.get_running_loop().call_later(seconds, os.kill, pid, signal.SIGKILL)
+    def kill() -> None:
+        killed.set()
+        os.kill(pid, signal.SIGKILL)
+
+    asyncio.get_running_loop().call_later(seconds, kill)
     await asyncio.gather(*(voter(jar) for jar in jars))
+    if not killed.is_set():  # the timer dies with this loop: never leave the server running
+        kill()
+        raise RuntimeError(f"every voter stopped before the kill at {seconds} s: {early}")
 
 
 def kill_cycles(pairs: Path, db: Path, log: Path, *, cycles: int, clients: int, seconds: float,
@@ -275,9 +290,15 @@ def kill_cycles(pairs: Path, db: Path, log: Path, *, cycles: int, clients: int, 
         port = free_port()
         proc = start_server(pairs, db, port, log, admin_token=admin_token)
         url = f"http://{HOST}:{port}"
-        wait_ready(url, proc, log)
-        asyncio.run(_vote_until_killed(url, proc.pid, jars, seconds, acknowledged))
-        proc.wait()
+        try:
+            wait_ready(url, proc, log)
+            asyncio.run(_vote_until_killed(url, proc.pid, jars, seconds, acknowledged))
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}\nserver log:\n{log.read_text()[-4000:]}") from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=60)
     database = Database(db)
     keys = ServerKeys(database.secret())
     stored = {(str(v["voter"]), str(v["pair_key"])) for v in database.iter_votes()}
