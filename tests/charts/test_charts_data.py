@@ -94,6 +94,30 @@ def test_inspect_counts_kinds_of_kept_records_only_and_names_a_missing_kind(tmp_
     assert main(["data", "inspect", "--data-source", str(tmp_path), "--splits", "train",
                  "--grid", str(tmp_path / "grid.png")]) == 0
     out = capsys.readouterr().out
-    assert "3 of 4 records usable" in out
+    assert "[train] kept 3 of 4 records; skipped 1: 1 image unreadable" in out
     # r1 (a count question) is skipped: of the 3 kept, one each
     assert "question kinds: count 1 (33%), value 1 (33%), (none) 1 (33%)" in out
+    assert f"sample grid: {tmp_path / 'grid.png'}" in out and (tmp_path / "grid.png").is_file()
+
+
+def test_inspect_lists_the_skipped_records_and_writes_each_as_a_json_line(tmp_path, capsys):
+    from nmm_charts.cli import main
+
+    (tmp_path / "images").mkdir()
+    rows = []
+    for i in range(4):
+        (tmp_path / "images" / f"c{i}.png").write_bytes(_png("RGB"))
+        rows.append({"id": f"r{i}", "image": f"images/c{i}.png", "query": "How many bars?", "label": str(i)})
+    rows[1]["label"], rows[3]["query"] = "", " "  # two bad records
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = tmp_path / "problems.jsonl"
+    assert main(["data", "inspect", "--data-source", str(tmp_path), "--splits", "train", "test", "--listed", "1",
+                 "--problems", str(problems), "--grid", str(tmp_path / "grid.png")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("[train] kept 2 of 4 records; skipped 2: 1 answer empty, 1 prompt empty")
+    assert out[at + 1: at + 3] == ["  skipped record 'r1' field 'answers': answer 0 is empty",
+                                   "  ... and 1 more (--problems FILE lists all)"]
+    written = [json.loads(line) for line in problems.read_text().splitlines()]
+    assert [(r["split"], r["id"], r["field"]) for r in written] == [
+        ("train", "r1", "answers"), ("train", "r3", "prompt"), ("test", "r1", "answers"), ("test", "r3", "prompt")]

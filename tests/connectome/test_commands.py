@@ -190,3 +190,25 @@ def test_eval_report_counts_the_skipped_subjects_and_lists_them(tmp_path, capsys
     assert records == {"used": 11, "total": 12, "skipped": 1, "listed_in": "problems-data.jsonl"}
     [listed] = [json.loads(line) for line in (run / "problems-data.jsonl").read_text().splitlines()]
     assert listed["id"] == "s03" and listed["field"] == "task"
+
+
+def test_inspect_lists_skipped_subjects_like_the_kit_and_writes_them_all(tmp_path, capsys):
+    src = tmp_path / "fc"
+    rng = np.random.default_rng(0)
+    for subject in ("a", "b", "c", "d", "e", "f"):
+        for cond in ("rest", "task"):
+            (src / cond).mkdir(parents=True, exist_ok=True)
+            m = np.corrcoef(rng.standard_normal((6, 100)))
+            if subject in ("d", "e") and cond == "task":
+                m[0, 3] = 0.9  # no longer symmetric
+            np.save(src / cond / f"{subject}.npy", m)
+    problems = tmp_path / "out" / "problems.jsonl"
+    assert main(["data", "inspect", "--data", str(src), "--listed", "1", "--problems", str(problems)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.endswith("kept 4 of 6 subjects; skipped 2: 2 not symmetric") for line in out)
+    skipped = [line for line in out if line.startswith("  skipped") or line.startswith("  ...")]
+    assert skipped[0].startswith("  skipped record 'd' field 'task': ") and "not symmetric" in skipped[0]
+    assert skipped[1:] == ["  ... and 1 more (--problems FILE lists all)"]
+    rows = [json.loads(line) for line in problems.read_text().splitlines()]
+    assert [(r["id"], r["field"], r["kind"]) for r in rows] == [("d", "task", "not symmetric"),
+                                                               ("e", "task", "not symmetric")]

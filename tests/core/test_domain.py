@@ -174,6 +174,39 @@ def test_inspect_names_the_first_skipped_records_and_writes_all_of_them(tmp_path
     assert "  references per record: 1: 2" in out and "  e.g. train0: 'What colour is it?' -> 'black'" in out
     written = [json.loads(line) for line in problems.read_text().splitlines()]
     assert [(r["split"], r["id"]) for r in written] == [("train", "train1"), ("train", "train3")]
+    assert written[0] == {"split": "train", "id": "train1", "field": "answers", "why": "no answers",
+                          "kind": "answer missing"}  # core's one writer: the kind too
+
+
+def test_inspect_lists_the_bad_records_of_a_file_two_splits_share_once(tmp_path, capsys):
+    from nmm_core.records import Problem, ValidationReport
+
+    bad = [Problem("x", "image", "missing", "image missing")]
+    ex = Example("k", None, "q?", ("a",))
+
+    @dataclass(frozen=True)
+    class Shared:
+        """Two splits cut from one file (MemeCap's trainval): both carry the file's bad record."""
+
+        settings: object
+        synthetic: object = None
+
+        def resolve(self):
+            return self
+
+        def load(self, split):
+            held_out = {"validation": 1} if split == "train" else {"train": 3}
+            return ValidationReport([ex] * (3 if split == "train" else 1), bad, 5, held_out=held_out)
+
+    problems = tmp_path / "problems.jsonl"
+    assert domain_main(toy(source=Shared), ["data", "inspect", "--splits", "train", "validation",
+                                            "--problems", str(problems)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "[train] kept 3 of 5 records (1 went to validation); skipped 1: 1 image missing"
+    assert out[1] == "  skipped record 'x' field 'image': missing"
+    at = out.index("[validation] kept 1 of 5 records (3 went to train); skipped 1: 1 image missing")
+    assert out[at + 1] == "  skipped the same 1 as [train] (listed there)"
+    assert [json.loads(line)["split"] for line in problems.read_text().splitlines()] == ["train"]
 
 
 def test_a_domain_names_its_data_settings_generation_defaults_extra_groups_and_predict_inputs(capsys):

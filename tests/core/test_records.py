@@ -261,6 +261,20 @@ def test_summary_line_counts_the_skipped_by_kind_in_the_unit_given(tmp_path):
     assert [json.loads(r) for r in rows][2] == {"id": "c", "field": "prompt", "why": "z", "kind": ""}
 
 
+def test_a_split_cut_from_a_shared_file_says_where_the_rest_went_and_problems_are_written_by_split(tmp_path):
+    from nmm_core.records import Problem, listed_lines, summary_line, write_problems
+
+    bad = [Problem("a", "image", "x", "image missing")]
+    assert (summary_line(396, 441, bad, held_out={"validation": 44}) ==
+            "kept 396 of 441 records (44 went to validation); skipped 1: 1 image missing")
+    assert listed_lines(bad * 3, 2) == ["  skipped record 'a' field 'image': x"] * 2 + [
+        "  ... and 1 more (--problems FILE lists all)"]
+    assert listed_lines(bad, 0) == ["  ... and 1 more (--problems FILE lists all)"]
+    rows = write_problems({"train": bad, "test": bad[:0]}, tmp_path / "p.jsonl").read_text().splitlines()
+    assert [json.loads(r) for r in rows] == [
+        {"split": "train", "id": "a", "field": "image", "why": "x", "kind": "image missing"}]
+
+
 def test_a_file_that_is_no_image_is_named_without_python_internals(tmp_path):
     bad = tmp_path / "scan.png"
     bad.write_bytes(b"not an image at all")

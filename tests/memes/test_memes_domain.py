@@ -55,6 +55,17 @@ def test_a_synthesized_folder_is_inspected_without_naming_its_images(tmp_path, c
     # what `data synthesize --out` wrote, read back with its images/ found beside the JSON
     assert main(["data", "inspect", "--data-source", str(out)]) == 0
     assert "[test] kept 4 of 4" in capsys.readouterr().out
+    # a bad trainval record: listed once (under train), and each split says where the rest of trainval went
+    first = json.loads((out / "memes-trainval.json").read_text())[0]
+    (out / "images" / first["img_fname"]).unlink()
+    problems = out / "problems.jsonl"
+    assert main(["data", "inspect", "--data-source", str(out), "--problems", str(problems)]) == 0
+    text = capsys.readouterr().out
+    assert "[train] kept 10 of 12 records (1 went to validation); skipped 1: 1 image missing" in text
+    assert "[validation] kept 1 of 12 records (10 went to train); skipped 1: 1 image missing" in text
+    assert text.count(first["img_fname"]) == 1 and "skipped the same 1 as [train] (listed there)" in text
+    rows = [json.loads(line) for line in problems.read_text().splitlines()]
+    assert [(r["split"], r["id"], r["field"]) for r in rows] == [("train", first["post_id"], "image")]
 
 
 def test_compete_refuses_a_missing_adapter_before_any_run_or_answer(tmp_path, capsys):

@@ -141,3 +141,23 @@ def test_pathology_vqa_train_keeps_the_study_epochs_and_the_twin_its_recipe():
                   for model in (["--model", "llava-1.5-7b"], []))
     assert (real.train.epochs, twin.train.epochs) == (3.0, 2.0)
     assert twin.data.source == "synthetic" and twin.synthetic.train_size == 1200  # the twin's recipe
+
+
+def test_inspect_describes_the_generated_set_that_train_uses_by_default(capsys):
+    from dataclasses import replace
+
+    from nmm_core.config import parse_config
+    from nmm_core.domain import domain_verbs
+    from nmm_core.seeds import part_seed
+    from nmm_pathology.cli import PATHOLOGY
+
+    verbs = domain_verbs(PATHOLOGY)
+    inspect, train = (parse_config(verbs[verb][0]) for verb in ("vqa data inspect", "vqa train"))
+    # the same generated set (no run seed: seed None reads as train's 0), the twin's recipe, not 400 / 60
+    assert replace(inspect.synthetic, seed=part_seed(inspect.synthetic.seed)) == train.synthetic
+    assert (inspect.synthetic.train_size, inspect.synthetic.test_size) == (1200, 200)
+    given = parse_config(verbs["vqa data inspect"][0], argv=["--synthetic-train-size", "50"])
+    assert (given.synthetic.train_size, given.synthetic.test_size) == (50, 200)  # a flag still wins
+    with pytest.raises(SystemExit):
+        main(["vqa", "data", "inspect", "--help"])
+    assert "(default: 400; tiny twin tiny-llava-1.5: 1200)" in " ".join(capsys.readouterr().out.split())

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from nmm_charts.commands import InspectConfig, run_inspect
-from nmm_charts.data import CHART_DATA, ChartSource, SyntheticSettings, synthesize, synthetic_folder
+from nmm_charts.data import CHART_DATA, SPLITS, ChartSource, SyntheticSettings, inventory, synthesize, synthetic_folder
 from nmm_charts.presets import PRESETS, TWIN_RECIPES
 from nmm_charts.task import chart_task
 from nmm_core.domain import Domain, SyntheticSet, domain_main
@@ -20,8 +19,10 @@ CHARTS = Domain(
     data=CHART_DATA,
     synthetic=SyntheticSet(SyntheticSettings, write=synthesize, cached=synthetic_folder),
     source=ChartSource,
-    verbs={"data inspect": (InspectConfig, run_inspect,
-                            "counts, answer-type mix and a sample grid of a chart source")},
+    splits=SPLITS,
+    inspect_grid="charts-sample.png",
+    inspect_lines=inventory,  # answer types, question kinds, chart types
+    verbs={"data inspect": (None, None, "counts, answer-type mix and a sample grid of a chart source")},
 )
 
 

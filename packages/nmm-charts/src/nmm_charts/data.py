@@ -19,6 +19,7 @@ from nmm_core.records import ValidationReport, validate
 from nmm_core.runs import atomic_write_json
 from nmm_core.seeds import part_seed
 from nmm_core.sources import ColumnSource, is_synthetic
+from nmm_core.workflows import DataSettings
 
 PJN_CHARTS = "krowiemlekommm/PJN_CHARTS"
 CHARTQA = "HuggingFaceM4/ChartQA"
@@ -136,15 +137,13 @@ def answer_type(answer: str) -> str:
     return "numeric"
 
 
-def inventory(report: ValidationReport, split: str, meta: dict[str, list[str]] | None = None) -> list[str]:
-    """What a chart split holds, as `inspect` prints it: records usable and skipped, then counts by
-    answer type, question kind and chart type; `meta` holds per-record kind / chart type where the
-    source has them."""
-    meta = meta or {}
-    out = [f"[{split}] {len(report.kept)} of {report.total} records usable"]
-    problems = Counter(p.kind or p.field for p in report.problems)
-    if problems:
-        out.append("  skipped: " + ", ".join(f"{k} {v}" for k, v in problems.most_common()))
+def inventory(source: ChartSource, split: str, report: ValidationReport) -> list[str]:
+    """What the kit's `data inspect` lacks for a chart split: counts of its kept records by answer type,
+    question kind and chart type (the last two where the source has those columns)."""
+    # only the records kept count, as the percentages are of what trains and evaluates
+    meta = {name: [values[ex.id] for ex in report.kept if ex.id in values]
+            for name, values in _meta_columns(source.settings, split).items()}
+    out = []
     for title, counter in (("answer types", Counter(answer_type(ex.answers[0]) for ex in report.kept)),
                            ("question kinds", Counter(meta.get("kind", []))),
                            ("chart types", Counter(meta.get("chart_type", [])))):
@@ -154,3 +153,15 @@ def inventory(report: ValidationReport, split: str, meta: dict[str, list[str]] |
             out.append(f"  {title}: {parts}")
     return out
 
+
+def _meta_columns(data: DataSettings, split: str) -> dict[str, dict[str, str]]:
+    """Question kind and chart type by record id, where the source has those columns; `(none)` where a
+    record leaves it empty."""
+    from nmm_core.data import load_optional_columns
+
+    if not Path(data.source).exists():  # hub datasets have no such columns
+        return {}
+    found = load_optional_columns(data.source, split=split, names=("kind", "chart_type"), columns=data.columns(),
+                                  limit=data.limit)
+    return {name: {i: "(none)" if v in (None, "") else str(v) for i, v in values.items()}
+            for name, values in found.items()}

@@ -22,7 +22,7 @@ from nmm_connectome.synthetic import SyntheticSpec, synthesize
 from nmm_core.config import dump_yaml, load_yaml_config
 from nmm_core.errors import ConfigError, DataError
 from nmm_core.files import atomic_write_json, atomic_write_npz
-from nmm_core.records import write_problems
+from nmm_core.records import listed_lines, write_problems
 from nmm_core.runs import RunDir
 from nmm_core.seeds import part_seed, resolve_seeds, seed_run
 
@@ -44,6 +44,8 @@ class InspectConfig:
 
     data: str = field(metadata={"help": "cohort folder or folder of FC matrices"})
     on_bad: Literal["skip", "stop"] = field(default="skip", metadata={"help": "skip bad subjects or stop"})
+    problems: str | None = field(default=None, metadata={"help": "write every skipped subject to this JSONL"})
+    listed: int = field(default=20, metadata={"help": "skipped subjects printed"})
 
 
 @dataclass
@@ -202,8 +204,10 @@ def run_inspect(cfg: InspectConfig) -> dict:
     }
     for key, value in info.items():
         print(f"{key:<36} {value}")
-    for p in problems[:20]:
-        print(f"  skipped: {p}")
+    for line in listed_lines(problems, cfg.listed):
+        print(line)
+    if cfg.problems:
+        write_problems(problems, cfg.problems)
     return info
 
 

@@ -265,6 +265,7 @@ def add_dataclass_arguments(
     defaults = _leaf_defaults(cls)
     hook = getattr(cls, "recommended_settings", None)
     recipe = hook(defaults) if hook is not None else {}  # the default model's, when it is a tiny twin
+    twin = defaults.get("model.model", getattr(cls, "twin_model", None))  # whose recipe that is
     for key, f, tp in _leaves(cls):
         dest = _dest_prefix(prefix) + key
         kwargs = _flag_kwargs(tp)
@@ -277,7 +278,7 @@ def add_dataclass_arguments(
             # SUPPRESS: a flag absent from argv leaves no attribute, so YAML values survive.
             group.add_argument(
                 *_shown_first(_flag(dest), aliases), dest=dest, default=argparse.SUPPRESS,
-                help=_help(f, defaults[key], (defaults.get("model.model"), recipe[key]) if key in recipe else None),
+                help=_help(f, defaults[key], (twin, recipe[key]) if key in recipe else None),
                 **kwargs
             )
     return parser

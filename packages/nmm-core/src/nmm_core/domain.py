@@ -18,11 +18,19 @@ from nmm_core.competition import JudgeSettings
 from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
 from nmm_core.export import EXPORT_HELP, ExportConfig, run_export
+from nmm_core.records import ValidationReport
 from nmm_core.run_list import RUNS_HELP, RunsConfig, run_runs
 from nmm_core.sources import SYNTHETIC, ColumnSource, DataSource
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings
-from nmm_core.workflows import DataSettings, EvalConfig, Finish, ModelSettings, TrainConfig
+from nmm_core.workflows import (
+    DataSettings,
+    EvalConfig,
+    Finish,
+    ModelSettings,
+    RecommendsTwinRecipe,
+    TrainConfig,
+)
 
 # (config class, function of the parsed config, help); a config class with a `positional` mapping
 # ({setting: (METAVAR, help)}) takes those settings as positional arguments, their flags kept as
@@ -94,6 +102,10 @@ class Domain:
     group: str | None = None  # mount the standard verbs under this word (`nmm-pathology vqa train`)
     group_help: str = ""
     groups: Mapping[str, str] = field(default_factory=dict)  # help of its own verbs' groups (`detect`)
+    # `data inspect`: the sample grid PNG it writes unless `--grid` names another (None: none), and
+    # (resolved source, split, its report) -> the domain's own lines for that split (charts' answer types)
+    inspect_grid: str | None = None
+    inspect_lines: Callable[[DataSource, str, ValidationReport], list[str]] | None = None
     # (resolved source, run folder): extra files in an eval/compare run before it is complete
     after_eval: Callable[[DataSource, Path], dict[str, Any] | None] | None = None
 
@@ -205,38 +217,60 @@ def run_domain_synthesize(domain: Domain, cfg: Any) -> Path:
 
 
 def run_domain_inspect(domain: Domain, cfg: Any) -> None:
-    """Per split: kept of total, the first `--listed` skipped records named, references per record and
-    a sample; with `--problems FILE` every skipped record as JSON lines."""
-    import json
+    """Per split: kept of total, the first `--listed` skipped records named, references per record, a
+    sample and the domain's own counts; with `--problems FILE` every skipped record as JSON lines, and
+    with `--grid FILE` a PNG of the first kept records."""
     from collections import Counter
 
-    from nmm_core.files import atomic_write_text
+    from nmm_core.records import listed_lines, write_problems
 
+    if cfg.grid and cfg.grid_size < 1:
+        raise ConfigError(f"grid_size must be at least 1, got {cfg.grid_size}")
     source = domain.source_of(cfg)
-    problems: list[str] = []
+    problems: dict[str, list] = {}
+    first: list = []
     for split in cfg.splits:
         report = source.load(split)
         print(f"[{split}] {report.summary()}")
-        for problem in report.problems[: cfg.listed]:
-            print(f"  skipped {problem}")
-        if report.skipped > cfg.listed:
-            print(f"  ... and {report.skipped - cfg.listed} more (--problems FILE lists all)")
+        shared = next((other for other in report.held_out if other in problems), None)
+        if shared is not None and report.skipped:  # the same file's bad records, listed once
+            print(f"  skipped the same {report.skipped} as [{shared}] (listed there)")
+        else:
+            problems[split] = report.problems
+            for line in listed_lines(report.problems, cfg.listed):
+                print(line)
         refs = Counter(len(ex.answers) for ex in report.kept)
         if refs:
             print("  references per record: " + ", ".join(f"{k}: {v}" for k, v in sorted(refs.items())))
         if report.kept:
             ex = report.kept[0]
             print(f"  e.g. {ex.id}: {ex.prompt!r} -> {ex.answers[0]!r}")
-        problems += [json.dumps({"split": split, "id": p.id, "field": p.field, "why": p.why},
-                                ensure_ascii=False) + "\n" for p in report.problems]
+        for line in domain.inspect_lines(source, split, report) if domain.inspect_lines else ():
+            print(line)
+        first = first or report.kept
     if cfg.problems:
-        atomic_write_text(cfg.problems, "".join(problems))
+        write_problems(problems, cfg.problems)
+    if cfg.grid:
+        from nmm_core.report import sample_grid
+
+        title = Path(str(getattr(source.settings, "source", ""))).name
+        print(f"sample grid: {sample_grid(first[: cfg.grid_size], cfg.grid, title=title)}")
 
 
 # the kit's own settings beside the domain's data, model and synthetic set: (name, type, field)
 _INSPECT = (("problems", str | None, field(default=None, metadata={
                 "help": "write every skipped record to this JSONL"})),
             ("listed", int, field(default=10, metadata={"help": "skipped records printed per split"})))
+
+
+def _inspect(domain: Domain) -> tuple:
+    """`data inspect`'s own settings: the splits, the skipped records' listing and the sample grid."""
+    return (("splits", tuple[str, ...], field(default=domain.splits, metadata={"help": "splits to count"})),
+            *_INSPECT,
+            ("grid", str | None, field(default=domain.inspect_grid, metadata={"help": "sample grid PNG to write"})),
+            ("grid_size", int, field(default=8, metadata={"help": "records in the grid"})))
+
+
 _SYNTHESIZE = (("out", str, field(default="", metadata={"help": "folder to write (empty: the shared cache)"})),
                ("progress", bool, field(default=True)))
 
@@ -264,9 +298,10 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
     predict = _config(domain, "Predict", (), "`predict`: one answer for one image and question.", data=False,
                       synthetic=False, extra=_predict(domain), namespace={"positional": domain.predict_inputs},
                       key="predict")
-    splits = field(default=domain.splits, metadata={"help": "splits to count"})
-    inspect = _config(domain, "Inspect", (), "`data inspect`: usable and skipped records per split.",
-                      model=False, extra=(("splits", tuple[str, ...], splits), *_INSPECT), key="data inspect")
+    # no model of its own: the default model's recipe sizes the generated set, as for `train`
+    inspect = _config(domain, "Inspect", (RecommendsTwinRecipe,), "`data inspect`: usable and skipped records "
+                      "per split.", model=False, extra=_inspect(domain), namespace={"twin_model": domain.model},
+                      key="data inspect")
     synthesize = _config(domain, "Synthesize", (), "`data synthesize`: write the generated set.",
                          data=False, model=False, extra=_SYNTHESIZE)
     verbs: dict[str, Verb] = {

@@ -6,7 +6,7 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -172,6 +172,9 @@ class ValidationReport:
     kept: list[Example]
     problems: list[Problem]
     total: int
+    # a split cut from a file it shares with other splits (MemeCap's trainval): how many of that file's
+    # good records went to each other split; they share this split's problems
+    held_out: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def skipped(self) -> int:
@@ -180,7 +183,7 @@ class ValidationReport:
 
     def summary(self) -> str:
         """One line: kept N of M records; skipped K: counts by kind."""
-        return summary_line(len(self.kept), self.total, self.problems)
+        return summary_line(len(self.kept), self.total, self.problems, held_out=self.held_out)
 
     def write_problems(self, path: str | Path) -> Path:
         """Write the problems as JSONL (id, field, why, kind), atomically."""
@@ -293,22 +296,35 @@ def png_bytes(image: PIL.Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def summary_line(kept: int, total: int, problems: Iterable[Problem], unit: str = "records") -> str:
-    """One line: kept N of M (`total`) `unit`; skipped K: counts by kind."""
+def summary_line(kept: int, total: int, problems: Iterable[Problem], unit: str = "records",
+                 held_out: Mapping[str, int] | None = None) -> str:
+    """One line: kept N of M (`total`) `unit` (K went to each split `held_out` names); skipped K: counts by kind."""
     problems = list(problems)
     line = f"kept {kept} of {total} {unit}"
+    if held_out:
+        line += " (" + ", ".join(f"{n} went to {split}" for split, n in held_out.items()) + ")"
     if not problems:
         return line
     counts = Counter(p.kind or p.field for p in problems)
     return f"{line}; skipped {len(problems)}: " + ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
 
 
-def write_problems(problems: Iterable[Problem], path: str | Path) -> Path:
-    """Write the problems as JSONL (id, field, why, kind), atomically."""
+def listed_lines(problems: Sequence[Problem], listed: int) -> list[str]:
+    """The first `listed` problems, one line each, then how many more `--problems FILE` lists."""
+    lines = [f"  skipped {p}" for p in problems[:max(listed, 0)]]
+    if len(problems) > max(listed, 0):
+        lines.append(f"  ... and {len(problems) - max(listed, 0)} more (--problems FILE lists all)")
+    return lines
+
+
+def write_problems(problems: Iterable[Problem] | Mapping[str, Iterable[Problem]], path: str | Path) -> Path:
+    """Write the problems as JSONL (id, field, why, kind; by split: the split first), atomically."""
     from nmm_core.runs import atomic_write_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = ({"id": p.id, "field": p.field, "why": p.why, "kind": p.kind} for p in problems)
+    by_split = problems if isinstance(problems, Mapping) else {None: problems}
+    rows = ({**({"split": split} if split is not None else {}), "id": p.id, "field": p.field, "why": p.why,
+             "kind": p.kind} for split, listed in by_split.items() for p in listed)
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return path

@@ -119,13 +119,15 @@ class RecommendsTwinRecipe:
 
     # a domain's recipes for the twins, over the presets' own: {preset: {dotted setting: value}}
     twin_recipes: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # whose recipe a command without a model of its own takes (`data inspect`: the domain's default)
+    twin_model: ClassVar[str] = ""
 
     @classmethod
     def recommended_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
         """The recipe for `settings["model.model"]` (called by `config_from_parsed`)."""
         from nmm_core.presets import recommended_settings
 
-        return recommended_settings(str(settings.get("model.model", "")), cls.twin_recipes)
+        return recommended_settings(str(settings.get("model.model", cls.twin_model)), cls.twin_recipes)
 
 
 @dataclass

@@ -155,7 +155,7 @@ def load_memes(data: MemeDataSettings, split: str) -> ValidationReport:
     if data.on_bad_record == "stop" and report.problems:
         listed = "; ".join(str(p) for p in report.problems[:5])
         raise DataError(f"{data.source} ({split}): {report.skipped} of {report.total} records are invalid: {listed}")
-    return ValidationReport(kept=kept, problems=report.problems, total=report.total)
+    return replace(report, kept=kept)
 
 
 # ---------------------------------------------------------------- MemeCap
@@ -231,12 +231,13 @@ def load_memecap(source: str | Path, *, split: str, images: str | Path | None, s
         (problems if isinstance(item, Problem) else examples).append(item)
     checked = validate(examples, policy="skip")
     problems += checked.problems
-    kept = checked.kept
+    parts = {split: checked.kept}
     if split_it:
-        parts = split_examples(kept, sizes={"train": 1 - val_fraction, "validation": val_fraction}, seed=seed)
-        kept = parts[split]
-    kept = [replace(ex, meta={**ex.meta, "split": split, "split_seed": seed if split_it else None}) for ex in kept]
-    return ValidationReport(kept=kept, problems=problems, total=len(records))
+        parts = split_examples(checked.kept, sizes={"train": 1 - val_fraction, "validation": val_fraction}, seed=seed)
+    meta = {"split": split, "split_seed": seed if split_it else None}
+    kept = [replace(ex, meta={**ex.meta, **meta}) for ex in parts[split]]
+    return ValidationReport(kept=kept, problems=problems, total=len(records),
+                            held_out={name: len(part) for name, part in parts.items() if name != split})
 
 
 # ---------------------------------------------------------------- MemeCraft
