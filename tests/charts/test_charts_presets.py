@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -87,3 +88,49 @@ def test_a_study_preset_missing_offline_is_refused_before_any_data_is_prepared(t
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: 'Qwen/Qwen2-VL-2B-Instruct' at revision ") and "not in the local" in last
     assert not (tmp_path / "runs").exists()
+
+
+# what `--model` takes in nmm-charts: its own presets and core's twins of their families
+CHART_MODELS = {"qwen2-vl-2b", "smolvlm", "smolvlm-instruct", "moondream2", "tiny-qwen2-vl", "tiny-smolvlm",
+                "tiny-moondream"}
+
+
+def test_charts_refuses_another_domains_preset_in_one_line_before_any_run_folder(tmp_path, capsys):
+    from nmm_charts.cli import main
+
+    runs = tmp_path / "runs"
+    nowhere = ["--data-source", str(tmp_path / "no-data"), "--output-dir", str(runs)]  # taken: fails on the data
+    for verb, name, owner in (("train", "tiny-gill", "nmm-memes"), ("eval", "llava-1.5-7b", "nmm-pathology"),
+                              ("train", "tiny-llava-1.5", "nmm-pathology")):
+        assert main([verb, "--model", name, *nowhere]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: --model {name} is a preset of {owner}, not of nmm-charts"), err
+        assert "\n" not in err and set(err.split("(its presets: ")[1].rstrip(")").split(", ")) == CHART_MODELS
+    own = ["--data-source", str(tmp_path / "no-data"), "--output-dir", str(tmp_path / "own")]
+    assert main(["train", "--model", "tiny-smolvlm", *own]) == 2  # its own: refused for the data alone
+    assert "no-data" in capsys.readouterr().err
+    llava = tmp_path / "llava-folder"  # a model folder of a family charts does not take
+    llava.mkdir()
+    (llava / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    assert main(["eval", "--model", str(llava), *nowhere]) == 2
+    assert f"--model {llava} is a 'llava' model folder; nmm-charts takes family" in capsys.readouterr().err
+    assert main(["eval", "--model", "org/model", "--model-family", "llava", *nowhere]) == 2
+    assert "--model-family llava: nmm-charts takes family qwen2_vl, idefics3, moondream" in capsys.readouterr().err
+    assert not runs.exists()
+
+
+def test_charts_unknown_preset_help_and_info_list_only_its_presets(capsys):
+    from nmm_charts.cli import main
+
+    assert main(["eval", "--model", "no-such-model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert set(err.split("known presets: ")[1].split(", ")) == CHART_MODELS
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"--model takes a preset ({', '.join(sorted(CHART_MODELS))})" in shown and "gill" not in shown
+    assert main(["info"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    [at] = [i for i, line in enumerate(lines) if line.startswith("presets nmm-charts takes (7 of the")]
+    assert {line.split()[0] for line in lines[at + 1: at + 8]} == CHART_MODELS
+    assert lines[at + 8].startswith("CUDA:")

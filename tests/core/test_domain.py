@@ -260,3 +260,25 @@ def test_validation_answers_are_as_long_as_the_domain_s_eval_answers(tmp_path, g
     assert generate_caps and set(generate_caps) == {7}, generate_caps
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "status.json").read_text())["summary"]["validation"]["max_new_tokens"] == 7
+
+
+def test_a_domain_names_its_families_and_its_model_takes_their_presets_only(tmp_path, capsys, monkeypatch):
+    from nmm_core import presets
+    from nmm_core.domain_models import check_domain_model
+    from nmm_core.presets import ModelPreset
+
+    presets.all_presets()  # the installed ones loaded; the toy's own is registered into a copy, dropped after
+    registry = presets._registry
+    monkeypatch.setattr(presets, "_registry", replace(registry, presets=dict(registry.presets),
+                                                      owners=dict(registry.owners)))
+    own = ModelPreset("toy-qwen", "qwen2_vl", hub_id="org/toy-qwen", revision="a" * 40)
+    domain = toy(families=("qwen2_vl",), presets=(own,))
+    assert domain_main(domain, ["train", "--model", "tiny-llava-1.5", "--output-dir", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --model tiny-llava-1.5 is a preset of nmm-pathology, not of "
+                                               "nmm-toy (its presets: qwen2-vl-2b, tiny-qwen2-vl, toy-qwen)")
+    with pytest.raises(SystemExit):
+        domain_main(domain, ["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "a preset (qwen2-vl-2b, tiny-qwen2-vl, toy-qwen), or a model folder" in shown
+    check_domain_model("nmm-toy", (), "tiny-gill", None)  # no families named: every preset, as `nmm` takes
+    assert not (tmp_path / "r").exists()

@@ -75,3 +75,19 @@ def test_compete_refuses_a_missing_adapter_before_any_run_or_answer(tmp_path, ca
     assert main(["compete", "--adapter", str(tmp_path / "no-such-adapter"), "--output-dir", str(runs)]) == 2
     assert "not a LoRA adapter folder" in capsys.readouterr().err
     assert not runs.exists() or not any(runs.iterdir())  # no failed run folder, no base answers generated
+
+
+def test_memes_model_takes_its_own_presets_gill_included_and_lists_only_those(tmp_path, capsys):
+    from nmm_memes.cli import main
+
+    nowhere = ["--data-source", str(tmp_path / "no-data"), "--output-dir", str(tmp_path / "runs")]
+    assert main(["train", "--model", "tiny-gill", *nowhere]) == 2  # taken: it fails on the data alone
+    err = capsys.readouterr().err
+    assert "no-data" in err and "--model" not in err
+    assert main(["train", "--model", "tiny-qwen2-vl", "--output-dir", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --model tiny-qwen2-vl is a preset of nmm-charts, not of nmm-memes "
+                   "(its presets: gill, tiny-gill, tiny-tinyllava)")
+    assert main(["eval", "--model", "no-such-model"]) == 2
+    assert capsys.readouterr().err.strip().endswith("known presets: gill, tiny-gill, tiny-tinyllava")
+    assert not (tmp_path / "other").exists()

@@ -96,6 +96,21 @@ def test_pathology_vqa_predict_missing_image_is_one_line(tmp_path, capsys):
     assert code == 2 and "none.png" in err and "Traceback" not in err
 
 
+def test_pathology_takes_llava_presets_only_and_info_probes_its_own_model(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["vqa", "train", "--model", "tiny-qwen2-vl", "--output-dir", str(runs)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --model tiny-qwen2-vl is a preset of nmm-charts, not of nmm-pathology "
+        "(its presets: llava-1.5-13b, llava-1.5-7b, tiny-llava-1.5)")
+    assert main(["vqa", "predict", "a.png", "is it?", "--model", "tiny-gill"]) == 2
+    assert "--model tiny-gill is a preset of nmm-memes" in capsys.readouterr().err
+    assert main(["info", "--image", "64x64", "--model", "smolvlm"]) == 2
+    assert "--model smolvlm is a preset of nmm-charts" in capsys.readouterr().err
+    assert main(["info", "--image", "64x64"]) == 0  # the domain's default model, not core's tiny-qwen2-vl
+    assert "tiny-llava-1.5 (llava), a 64x64 image:" in capsys.readouterr().out
+    assert not runs.exists()
+
+
 @pytest.mark.parametrize("argv, settings", [
     (["vqa", "predict", "a.png", "is it?"], {"image": "a.png", "question": "is it?"}),
     (["vqa", "predict", "--image", "a.png", "--question", "is it?"], {"image": "a.png", "question": "is it?"}),

@@ -62,6 +62,13 @@ def test_example_trains_and_compares_from_its_own_venv(tmp_path):
 
     cli = str(venv / "bin" / "nmm-sides")
     small = ["--synthetic-train-size", "64", "--synthetic-test-size", "20", "--output-dir", str(tmp_path / "runs")]
+    # its declared family only: core's LLaVA twin is refused in one line, before any run folder
+    refused = subprocess.run([cli, "train", "--model", "tiny-llava-1.5", *small], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "error: --model tiny-llava-1.5 is a preset of family llava, not taken by nmm-sides "
+        "(its presets: tiny-qwen2-vl)"), refused.stderr
+    assert not (tmp_path / "runs").exists()
     train = Path(_run([cli, "train", *small, "--train-epochs", "6"], env, 900).strip().splitlines()[-1])
     assert (train / "adapter" / "adapter_config.json").is_file()
     compared = Path(_run([cli, "compare", *small, "--adapter", str(train / "adapter")], env, 600)

@@ -60,6 +60,7 @@ SIDES = Domain(
     description="What colour the painted half of a picture is: a toy narrow domain on nmm-core.",
     task=TASK,
     model="tiny-qwen2-vl",
+    families=("qwen2_vl",),  # its --model takes Qwen2-VL presets, folders and hub ids only
     data={"prompt_column": "prompt", "answers_column": "answers"},  # write_jsonl_dataset's columns
     synthetic=SyntheticSet(SidesSettings, write=write),
     twin_recipes={"tiny-qwen2-vl": {"train.epochs": 2.0}},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from nmm_charts.data import CHART_DATA, SPLITS, ChartSource, SyntheticSettings, inventory, synthesize, synthetic_folder
-from nmm_charts.presets import PRESETS, TWIN_RECIPES
+from nmm_charts.presets import TWIN_RECIPES
 from nmm_charts.task import chart_task
 from nmm_core.domain import Domain, SyntheticSet, domain_main
 
@@ -14,7 +14,7 @@ CHARTS = Domain(
     description="Chart question answering (ChartQA, PJN_CHARTS) with Qwen2-VL-2B, SmolVLM and Moondream2.",
     task=chart_task(),
     model="tiny-qwen2-vl",
-    presets=PRESETS,
+    families=("qwen2_vl", "idefics3", "moondream"),  # Qwen2-VL-2B, SmolVLM, Moondream2, their twins
     twin_recipes=TWIN_RECIPES,
     data=CHART_DATA,
     synthetic=SyntheticSet(SyntheticSettings, write=synthesize, cached=synthetic_folder),

@@ -11,9 +11,9 @@ import errno
 import logging
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from nmm_core.errors import Interrupted, NmmError
 from nmm_core.noise import silence_third_party_noise
@@ -30,8 +30,9 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def info_text(dist: str) -> str:
-    """Version of `dist`, what it requires and what of that is installed, presets it owns."""
+def info_text(dist: str, taken: Mapping[str, Any] | None = None) -> str:
+    """Version of `dist`, what it requires and what of that is installed, presets it owns (a domain's:
+    `taken`, the presets its `--model` takes)."""
     from nmm_core.presets import all_presets, preset_owner
 
     lines = [f"{dist} {_version(dist)}  (python {sys.version.split()[0]})"]
@@ -42,8 +43,9 @@ def info_text(dist: str) -> str:
     for name in names:
         lines.append(f"  {name:<16} {_version(name) or 'MISSING'}")
     presets = all_presets()
-    owned = [p for n, p in presets.items() if preset_owner(n) == dist]
-    lines.append(f"presets of {dist} ({len(owned)} of the {len(presets)} installed; `nmm presets` lists all):")
+    owned = [p for n, p in presets.items() if preset_owner(n) == dist] if taken is None else list(taken.values())
+    whose = f"of {dist}" if taken is None else f"{dist} takes"
+    lines.append(f"presets {whose} ({len(owned)} of the {len(presets)} installed; `nmm presets` lists all):")
     for p in owned:
         where = "tiny twin, built locally" if p.tiny else f"{p.hub_id}@{(p.revision or '')[:10]}"
         where = where if p.tiny or p.hub_id else "parts named by its settings"  # a family's own (GILL)
@@ -145,15 +147,20 @@ class SubcommandParser(argparse.ArgumentParser):
                      f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
-def base_parser(prog: str, description: str, dist: str) -> tuple[argparse.ArgumentParser, object]:
-    """A parser with `--version` and an `info` subcommand; returns (parser, subparsers)."""
+def base_parser(prog: str, description: str, dist: str, *,
+                model: str | None = "tiny-qwen2-vl") -> tuple[argparse.ArgumentParser, object]:
+    """A parser with `--version` and an `info` subcommand; returns (parser, subparsers). `info --image`
+    probes `model` unless told another; None: a program without image models, whose `info` has no --image."""
     parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{dist} {_version(dist)}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=SubcommandParser)
+    if model is None:
+        sub.add_parser("info", help="version, installed libraries, presets, CUDA")
+        return parser, sub
     info = sub.add_parser("info", help="version, installed libraries, presets, CUDA; with --image, a model's "
                                        "image tokens for that image size")
-    info.add_argument("--model", "--model-model", dest="model", default="tiny-qwen2-vl",
-                      help="preset name or model folder, for --image (default: tiny-qwen2-vl)")
+    info.add_argument("--model", "--model-model", dest="model", default=model,
+                      help=f"preset name or model folder, for --image (default: {model})")
     info.add_argument("--model-family", default=None, help="family of a bare hub id")
     info.add_argument("--model-revision", default=None, help="commit of a bare hub id")
     info.add_argument("--model-max-image-tokens", type=int, default=None, help="the image-token budget's max")
@@ -191,14 +198,15 @@ def add_convert_command(sub) -> None:
         add_positional(convert, name, metavar, text, nargs=nargs)
 
 
-def print_info(dist: str, ns: argparse.Namespace) -> None:
-    """`info`: the installation; with `--image WxH`, what an image of that size costs the model."""
+def print_info(dist: str, ns: argparse.Namespace, *, presets: Mapping[str, Any] | None = None) -> None:
+    """`info`: the installation (a domain's `presets`: those its `--model` takes); with `--image WxH`,
+    what an image of that size costs the model."""
     size = None
     if getattr(ns, "image", None):
         from nmm_core.image_budget import parse_size
 
         size = parse_size(ns.image)  # a bad size fails before anything is printed
-    print(info_text(dist))
+    print(info_text(dist, presets))
     if size is not None:
         from nmm_core.image_budget import PROBE_QUESTION, image_info
 

@@ -38,7 +38,7 @@ from nmm_core.workflows import (
 # A domain's verb with None for its class replaces a standard verb's function, not its flags;
 # None for its function too keeps the standard verb and gives it the domain's help.
 Verb = tuple[type | None, Callable[..., object] | None, str]
-# `predict`'s inputs as a `positional` mapping; each flag's help is its positional's without ", quoted"
+# `predict`'s inputs as a `positional` mapping; each input's flag stays as the positional's alias
 PREDICT_INPUTS = {"image": ("IMAGE", "image file"), "question": ("QUESTION", "the question, quoted")}
 
 
@@ -85,6 +85,8 @@ class Domain:
     task: Task | None = None  # None: not a VLM domain, so no standard verbs (only its own)
     model: str = "tiny-qwen2-vl"  # the default model: a preset name (offline default: a tiny twin)
     presets: tuple[Any, ...] = ()  # its ModelPresets (also announced via the `nmm.presets` entry point)
+    # the model families its `--model` takes: their presets, folders and hub ids (empty: every family)
+    families: tuple[str, ...] = ()
     twin_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)  # data settings' defaults (its column names)
     data_settings: type = DataSettings  # its data settings' class, if not core's columns (`--data-*`)
@@ -135,12 +137,27 @@ def _config(domain: Domain, verb: str, base: tuple[type, ...], doc: str, *, data
         settings = domain.data_settings
         fields.append(("data", settings, field(default_factory=partial(settings, **defaults))))
     if model:
-        fields.append(("model", ModelSettings, field(default_factory=partial(ModelSettings, model=domain.model))))
+        model_settings = _model_settings(domain)
+        fields.append(("model", model_settings, field(default_factory=partial(model_settings, model=domain.model))))
     if synthetic and domain.synthetic is not None:
         fields.append(("synthetic", domain.synthetic.settings, field(default_factory=domain.synthetic.settings)))
     own = tuple((name, cls, field(default_factory=cls)) for name, cls in domain.extra_settings.get(key, {}).items())
     return make_dataclass(f"{_title(domain)}{verb}Config", [*fields, *extra, *own], bases=base,
                           namespace={"__doc__": doc, "twin_recipes": domain.twin_recipes, **(namespace or {})})
+
+
+def _model_settings(domain: Domain) -> type:
+    """ModelSettings whose `--model` help names the presets the domain takes (core's where it names no families)."""
+    if not domain.families:
+        return ModelSettings
+    from dataclasses import fields
+
+    from nmm_core.domain_models import models_help
+
+    _register_presets(domain)  # a downstream domain's own presets are among those named
+    [model] = [f for f in fields(ModelSettings) if f.name == "model"]
+    help = field(default=domain.model, metadata={**model.metadata, "help": models_help(domain.families)})
+    return make_dataclass(f"{_title(domain)}ModelSettings", [("model", str, help)], bases=(ModelSettings,))
 
 
 def run_domain_train(domain: Domain, cfg: TrainConfig) -> Path:
@@ -277,8 +294,7 @@ _SYNTHESIZE = (("out", str, field(default="", metadata={"help": "folder to write
 
 def _predict(domain: Domain) -> tuple:
     """`predict`'s own settings: the domain's inputs, the adapter, the answer's length."""
-    inputs = tuple((name, str, field(default="", metadata={"help": help.replace(", quoted", "")}))
-                   for name, (_, help, *_) in domain.predict_inputs.items())
+    inputs = tuple((name, str, field(default="")) for name in domain.predict_inputs)  # help: add_positional's
     return (*inputs, ("adapter", str | None, field(default=None, metadata={"help": "LoRA adapter folder (merged)"})),
             ("max_new_tokens", int | None, field(default=domain.generation.get("max_new_tokens"), metadata={
                 "help": "longest answer in tokens (none: the preset's)", "aliases": ("--generation-max-new-tokens",)})))
@@ -350,7 +366,13 @@ def domain_parser(domain: Domain, verbs: Mapping[str, Verb]):
     from nmm_core.config import add_command
     from nmm_core.positionals import add_positional
 
-    parser, sub = base_parser(domain.name, domain.description, domain.name)
+    # `info --image` probes the domain's default model; a domain without a task has no image model
+    parser, sub = base_parser(domain.name, domain.description, domain.name,
+                              model=domain.model if domain.task is not None else None)
+    if domain.families:
+        from nmm_core.domain_models import models_help
+
+        parser.epilog = f"--model takes {models_help(domain.families)}"
     groups: dict[str, Any] = {}
     for verb, (cls, _, text) in verbs.items():
         *path, leaf = verb.split()
@@ -395,14 +417,34 @@ def domain_main(domain: Domain, argv: list[str] | None = None) -> int:
     ns = domain_parser(domain, verbs).parse_args(argv)
 
     def dispatch() -> None:
+        from nmm_core.domain_models import check_domain_model, presets_for
+
         _register_presets(domain)
         if ns.command == "info":
-            print_info(domain.name, ns)
+            if getattr(ns, "image", None):
+                check_domain_model(domain.name, domain.families, ns.model, ns.model_family)
+            print_info(domain.name, ns, presets=presets_for(domain.families) if domain.families else None)
             return
         cls, fn, _ = verbs[ns.nmm_verb]
-        fn(verb_config(cls, ns))
+        fn(_checked_config(domain, cls, ns))
 
     return run_cli(dispatch, domain.name)
+
+
+def _checked_config(domain: Domain, cls: type, ns: Any) -> Any:
+    """A verb's settings, its model refused first unless the domain takes it (`Domain.families`)."""
+    from nmm_core.domain_models import check_domain_model
+
+    check = partial(check_domain_model, domain.name, domain.families)
+    model = getattr(cls, "__dataclass_fields__", {}).get("model")
+    takes_model = model is not None and callable(model.default_factory) and isinstance(
+        model.default_factory(), ModelSettings)
+    if takes_model and "model.model" in vars(ns):  # the flag's: before its recipe is logged as recommended
+        check(vars(ns)["model.model"], vars(ns).get("model.family"))
+    cfg = verb_config(cls, ns)
+    if takes_model:  # the YAML's or the default
+        check(cfg.model.model, cfg.model.family)
+    return cfg
 
 
 def _register_presets(domain: Domain) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,14 +67,17 @@ def resolve_source(name: str, *, family: str | None = None, revision: str | None
     raise PresetError(unknown_model(name, family))
 
 
-def unknown_model(name: str, family: str | None) -> str:
-    """Why `name` names no model: a hub id needs --model-family; otherwise the known presets."""
+def unknown_model(name: str, family: str | None, *, presets: Collection[str] | None = None,
+                  families: Collection[str] | None = None) -> str:
+    """Why `name` names no model: a hub id needs --model-family; otherwise the known presets (those
+    of a domain where it names `presets` and `families`; by default every installed one)."""
     from nmm_core.families import FAMILIES
 
+    known = ", ".join(all_presets() if presets is None else presets)
     if family is None and name.count("/") == 1 and not name.startswith((".", "/", "~")):
-        return (f"'{name}' looks like a hub id: add --model-family ({', '.join(FAMILIES)}) and pin it with "
-                f"--model-revision <commit>; or use a preset: {', '.join(all_presets())}")
-    return f"unknown preset '{name}' (nor a model folder); known presets: {', '.join(all_presets())}"
+        return (f"'{name}' looks like a hub id: add --model-family ({', '.join(families or FAMILIES)}) and pin "
+                f"it with --model-revision <commit>; or use a preset: {known}")
+    return f"unknown preset '{name}' (nor a model folder); known presets: {known}"
 
 
 def _folder_family(path: Path, config: dict[str, Any], family: str | None) -> Family:

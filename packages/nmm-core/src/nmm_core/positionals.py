@@ -15,6 +15,11 @@ def add_positional(parser: argparse.ArgumentParser, dest: str, metavar: str, hel
     """A positional `metavar` that fills setting `dest`; optional by default (its `--flag` still works),
     or as argparse's `nargs` says (None: exactly one, "+": one or more, both required by argparse)."""
     parser.add_argument(dest + _SUFFIX, metavar=metavar, nargs=nargs, default=argparse.SUPPRESS, help=help)
+    # The setting's own flag stays an alias: help says so, not "(default: )"; where argparse requires
+    # the positional, the flag alone does not do, so help leaves it out.
+    flag = parser._option_string_actions.get("--" + dest.replace("_", "-"))
+    if flag is not None:
+        flag.help = argparse.SUPPRESS if nargs in (None, "+") else f"the same as {metavar}"
 
 
 def take_positionals(ns: argparse.Namespace, required: dict[str, tuple[str, str]],

@@ -17,7 +17,7 @@ from nmm_memes.data import MemeDataSettings, MemeSource, SyntheticSettings, synt
 from nmm_memes.gill import is_gill, refuse_gill
 from nmm_memes.gill.generate import GenerateConfig, RetrieveConfig, run_caption, run_generate, run_retrieve
 from nmm_memes.gill.settings import GillSettings
-from nmm_memes.presets import PRESETS, TWIN_RECIPES
+from nmm_memes.presets import TWIN_RECIPES
 from nmm_memes.task import meme_task
 
 _DECLARED = Domain(
@@ -26,7 +26,7 @@ _DECLARED = Domain(
                 "competition.",
     task=meme_task(),
     model="tiny-tinyllava",
-    presets=PRESETS,
+    families=("tinyllava", "gill"),  # TinyLLaVA (converted folders, its twin), GILL and its twin
     twin_recipes=TWIN_RECIPES,
     data_settings=MemeDataSettings,
     generation={"max_new_tokens": 48},  # a meme caption is one sentence

@@ -24,7 +24,7 @@ from nmm_pathology.detector import (
     detect_val,
 )
 from nmm_pathology.mri import SyntheticMriConfig, write_synthetic_mri
-from nmm_pathology.presets import PRESETS, TWIN_RECIPES
+from nmm_pathology.presets import TWIN_RECIPES
 from nmm_pathology.review import review_run
 from nmm_pathology.task import pathvqa_task
 
@@ -59,7 +59,7 @@ PATHOLOGY = Domain(
     synthetic=SyntheticSet(SyntheticSettings, write=write_synthetic, cached=synthetic_folder, marker="test.jsonl"),
     model="tiny-llava-1.5",
     train={"epochs": 3.0},  # the study's 3 epochs (the twin's recipe has its own)
-    presets=PRESETS,
+    families=("llava",),  # LLaVA-1.5 (7B, 13B) and its tiny twin
     twin_recipes=TWIN_RECIPES,
     verbs={
         "vqa predict": (None, vqa_predict, "answer one question about one image (JSON: question, raw, answer)"),
