@@ -64,3 +64,15 @@ def test_compete_refuses_a_missing_adapter_before_any_run_or_answer(tmp_path, ca
     assert main(["compete", "--adapter", str(tmp_path / "no-such-adapter"), "--output-dir", str(runs)]) == 2
     assert "not a LoRA adapter folder" in capsys.readouterr().err
     assert not runs.exists() or not any(runs.iterdir())  # no failed run folder, no base answers generated
+
+
+@pytest.mark.parametrize("verb", ["train", "eval"])
+@pytest.mark.parametrize("name", ["no-such-folder", "gone/memes.json"])
+def test_a_missing_data_source_stops_before_any_run_folder(tmp_path, capsys, verb, name):
+    from nmm_memes.cli import main
+
+    runs, missing = tmp_path / "runs", str(tmp_path / name)
+    runs.mkdir()
+    assert main([verb, "--data-source", missing, "--output-dir", str(runs)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: --data-source {missing}: no such file or folder"
+    assert list(runs.iterdir()) == []  # no failed run left behind

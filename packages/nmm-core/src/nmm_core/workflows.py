@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from nmm_core.config import dump_yaml
-from nmm_core.data import ColumnMap, check_limit, check_val_fraction, holdout, load_examples
+from nmm_core.data import ColumnMap, check_limit, check_val_fraction, holdout
 from nmm_core.errors import ConfigError, DataError, PresetError
 from nmm_core.evaluate import (
     EvalResult,
@@ -31,11 +31,12 @@ from nmm_core.image_budget import BUDGET_HELP, check_budget, check_budget_fits, 
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, mark_adapter, save_adapter
 from nmm_core.models import LoadedModel, load_model, resolve_source
 from nmm_core.pairs import make_pairs, write_pairs
-from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
+from nmm_core.records import Example, ImageLimits, within_limits
 from nmm_core.report import breakdown_by, delta_lines, plot_loss, print_table, record_counts, write_comparison
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
 from nmm_core.seeds import resolve_seeds, seed_run
+from nmm_core.sources import ColumnSource, check_source, load_columns
 from nmm_core.task import Task
 from nmm_core.train import TrainSettings, train
 
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 Finish = Callable[[Path], dict[str, Any] | None]
 
 if TYPE_CHECKING:
-    from nmm_core.sources import DataSource  # sources reads columns through this module
+    from nmm_core.sources import DataSource
 
 
 @dataclass
@@ -157,15 +158,6 @@ class EvalConfig(RecommendsTwinRecipe):
     progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
 
 
-def load_columns(data: DataSettings, split: str) -> ValidationReport:
-    """One split of a column-mapped source, validated (skip-and-count or stop)."""
-    if not data.source:
-        raise ConfigError("data.source is empty: give --data-source (a hub id or a local path)")
-    examples = load_examples(data.source, split=split, columns=data.columns(),
-                             revision=data.revision, image_root=data.image_root, limit=data.limit)
-    return validate(examples, policy=data.on_bad_record)
-
-
 def model_image_limits(model: ModelSettings) -> ImageLimits | None:
     """The image shapes the model's processor accepts, from its family (None: not a model core knows)."""
     from nmm_core.models import resolve_source
@@ -205,6 +197,12 @@ def _eval_split(cfg: EvalConfig, run: RunDir, examples: list[Example] | None, re
     if examples is not None:
         return examples, records
     return checked_split(cfg.data, cfg.data.eval_split, run, limits=model_image_limits(cfg.model), source=source)
+
+
+def _check_data(cfg: Any, examples: list[Example] | None, source: DataSource | None) -> None:
+    """Before any run folder: a data source that is not there is the user's to fix, not a failed run."""
+    if examples is None:
+        check_source(source if source is not None else ColumnSource(cfg.data))
 
 
 def _finished(finish: Finish | None, run: RunDir) -> dict[str, Any]:
@@ -283,6 +281,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     resume, multi-process and reporting stay here. `max_new_tokens`: the answer length of the
     domain's `eval`, for validation's generated metric (none: the preset's, as `eval` decides).
     """
+    _check_data(cfg, examples, source)
     state = _process_state(cfg.model)
     main = state.is_main_process
     seeds = resolve_seeds(cfg)
@@ -416,6 +415,7 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
              source: DataSource | None = None) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder (`records`: the counts behind
     `examples`, for the report)."""
+    _check_data(cfg, examples, source)
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))
     with _eval_run(cfg, "eval") as run:
         test, records = _eval_split(cfg, run, examples, records, source)
@@ -441,6 +441,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
     """
     if not cfg.adapter:
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
+    _check_data(cfg, examples, source)
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))  # base and fine-tuned see the same images
     with _eval_run(cfg, kind, into) as run:
         seed = cfg.seed if seed is None else seed
