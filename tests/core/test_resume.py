@@ -77,7 +77,7 @@ def test_a_train_run_stopped_after_its_last_checkpoint_takes_no_extra_step(tmp_p
 
 
 def test_a_checkpoint_cut_short_by_a_kill_is_passed_over(tmp_path):
-    from nmm_core.train import last_checkpoint
+    from nmm_core.checkpoints import last_checkpoint
 
     assert last_checkpoint(tmp_path / "none") is None
     for step, complete in ((3, True), (6, True), (9, False), (12, False)):

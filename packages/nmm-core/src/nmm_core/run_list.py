@@ -42,7 +42,7 @@ def interrupted_line(folder: Path) -> str:
     """The CLI's last line after Ctrl-C stopped the run in `folder`: what it keeps and how it goes on."""
     import yaml
 
-    from nmm_core.train import last_checkpoint
+    from nmm_core.checkpoints import last_checkpoint
 
     folder, status = Path(folder), _status(Path(folder))
     checkpoint = last_checkpoint(folder / "checkpoints")

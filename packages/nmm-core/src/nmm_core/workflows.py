@@ -16,21 +16,23 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from nmm_core.config import dump_yaml
 from nmm_core.data import ColumnMap, check_limit, check_val_fraction, holdout
-from nmm_core.errors import ConfigError, DataError, PresetError
+from nmm_core.errors import ConfigError, DataError
 from nmm_core.evaluate import (
     EvalResult,
     GenerationSettings,
     answer_length,
     evaluate,
-    generate,
     previous_answers,
     scored,
     write_predictions,
 )
-from nmm_core.image_budget import BUDGET_HELP, check_budget, check_budget_fits, resolve_budget
+from nmm_core.image_budget import BUDGET_HELP, check_budget
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, mark_adapter, save_adapter
+from nmm_core.model_checks import budget_for, model_image_limits
+from nmm_core.model_checks import check_model_source as check_model_source  # its old home, still imported here
 from nmm_core.models import LoadedModel, load_model, resolve_source
 from nmm_core.pairs import make_pairs, write_pairs
+from nmm_core.predict import predict_one as predict_one  # its old home: nmm-pathology imports it here
 from nmm_core.records import Example, ImageLimits, within_limits
 from nmm_core.report import breakdown_by, delta_lines, plot_loss, print_table, record_counts, write_comparison
 from nmm_core.resume import open_resumed
@@ -38,7 +40,8 @@ from nmm_core.runs import RunDir
 from nmm_core.seeds import resolve_seeds, seed_run
 from nmm_core.sources import ColumnSource, check_source, load_columns
 from nmm_core.task import Task
-from nmm_core.train import TrainSettings, train
+from nmm_core.train import train
+from nmm_core.train_settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -156,16 +159,6 @@ class EvalConfig(RecommendsTwinRecipe):
     resume: str | None = field(default=None, metadata={"help": "run folder of an interrupted eval/compare: "
                                                                   "keep its answers, generate the rest"})
     progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
-
-
-def model_image_limits(model: ModelSettings) -> ImageLimits | None:
-    """The image shapes the model's processor accepts, from its family (None: not a model core knows)."""
-    from nmm_core.models import resolve_source
-
-    try:
-        return resolve_source(model.model, family=model.family, revision=model.revision).family.image_limits
-    except PresetError:
-        return None  # an error the model's loading will report
 
 
 def load_split(data: Any, split: str, run: RunDir | None, *, limits: ImageLimits | None = None,
@@ -383,13 +376,6 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
                     settings=settings, name=name, out_file=out_file, resume=resume, progress=cfg.progress)
 
 
-def budget_for(model: ModelSettings, adapter: str | None) -> ModelSettings:
-    """`model` at the image-token budget `adapter` was trained at, unless a budget was given (a warning
-    then names both where they differ)."""
-    low, high = resolve_budget(model.min_image_tokens, model.max_image_tokens, adapter)
-    return replace(model, min_image_tokens=low, max_image_tokens=high)
-
-
 def _eval_run(cfg: EvalConfig, kind: str, into: Path | None = None) -> RunDir:
     """A new run folder, or with `cfg.resume` the interrupted one, if `kind` made it with these settings
     (or `into`, another run's folder); every RNG seeded with the run seed."""
@@ -468,56 +454,3 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
             return run.path
         return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
                             seeds=resolve_seeds(cfg), **_finished(finish, run))
-
-
-def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:
-    """Fail before any work: an unknown preset, a hub model offline and not cached, an image-token
-    budget its family cannot keep, or an adapter folder made for another family."""
-    from nmm_core.lora import read_adapter_marker
-    from nmm_core.models import check_cached_offline, unknown_model
-    from nmm_core.presets import all_presets
-
-    name = model.model
-    if not Path(name).expanduser().is_dir() and not (model.family and name.count("/") == 1):
-        if name not in all_presets():
-            raise PresetError(unknown_model(name, model.family))
-    if model.revision:
-        from nmm_core.models import resolve_source
-
-        resolve_source(name, family=model.family, revision=model.revision)  # a revision is for hub ids only
-    check_cached_offline(name, family=model.family, revision=model.revision)  # before any data is prepared
-    check_budget_fits(name, family=model.family, revision=model.revision,
-                      min_tokens=model.min_image_tokens, max_tokens=model.max_image_tokens)
-    if adapter is None:
-        return
-    folder = Path(adapter)
-    marker = read_adapter_marker(folder)
-    family = model.family or (all_presets()[name].family if name in all_presets() else None)
-    if family and marker.get("family") and marker["family"] != family:
-        raise PresetError(f"adapter {folder} was trained for '{marker.get('base')}' "
-                          f"({marker['family']}), not for '{name}' ({family})")
-
-
-def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: str, *, task: Task,
-                max_new_tokens: int | None = None) -> tuple[str, float]:
-    """One raw answer to one prompt about one image (adapter merged), and the seconds it took."""
-    from nmm_core.records import image_size, load_image
-
-    if not prompt.strip():
-        raise ConfigError("the question is empty")
-    if not Path(image).is_file():
-        raise DataError(f"record 'predict' field 'image': no such file {image}")
-    example = Example("predict", image, prompt.strip(), ())
-    load_image(example)  # an unreadable image fails here, before the model loads
-    check_model_source(model, adapter)
-    model = budget_for(model, adapter)
-    limits = model_image_limits(model)
-    refused = limits.why(image_size(example)) if limits is not None else None
-    if refused:
-        raise DataError(f"image {image}: {refused}")
-    loaded = model.load(padding_side="left")
-    net = load_adapter(loaded, adapter, merge=not loaded.quantization) if adapter else loaded.model
-    settings = GenerationSettings(batch_size=1, max_new_tokens=answer_length(max_new_tokens, loaded.source.preset))
-    [raw], seconds = generate(net, loaded.processor, loaded.family, [example], task=task,
-                              settings=settings, progress=False)
-    return raw, seconds
