@@ -94,3 +94,14 @@ def test_charts_predict_rejects_unreadable_image_and_empty_question(tmp_path, ca
     assert "record 'predict' field 'image': cannot read" in capsys.readouterr().err
     assert main(["predict", str(bad), "  "]) == 2
     assert "question is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["train"], ["eval"], ["data", "inspect"]])
+def test_a_missing_data_source_stops_before_any_run_folder(tmp_path, capsys, argv):
+    runs, missing = tmp_path / "runs", str(tmp_path / "no-such-charts")
+    runs.mkdir()
+    tail = [] if argv[0] == "data" else ["--output-dir", str(runs)]
+    assert main([*argv, "--data-source", missing, *tail]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and missing in last and "\n" not in last
+    assert list(runs.iterdir()) == []  # no failed run left behind

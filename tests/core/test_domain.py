@@ -11,7 +11,8 @@ from PIL import Image
 
 from nmm_core import ColumnSource, Domain, Example, SyntheticSet, domain_main, short_answer_task, write_jsonl_dataset
 from nmm_core.domain import domain_parser, domain_verbs, standard_verbs, verb_config
-from nmm_core.sources import is_synthetic
+from nmm_core.errors import ConfigError
+from nmm_core.sources import check_source, is_synthetic
 from nmm_core.workflows import DataSettings
 
 
@@ -99,6 +100,23 @@ def test_column_source_leaves_a_named_source_alone_and_builds_the_set_once(tmp_p
                                          answers_column="answers"), build).resolve()
     assert resolved.settings.source == str(tmp_path) and built == [1]
     assert [e.answers[0] for e in resolved.load("train").kept] == ["black", "white", "black"]
+
+
+def test_the_preflight_lets_hub_ids_through_only_where_the_source_reads_them(tmp_path):
+    @dataclass(frozen=True)
+    class LocalOnly:  # a domain's own source (as memes'): local files only
+        settings: DataSettings
+
+    (tmp_path / "here.jsonl").write_text("")
+    check_source(ColumnSource(DataSettings(source=str(tmp_path / "here.jsonl"))))
+    check_source(ColumnSource(DataSettings(source="owner/some-set")))  # a hub id, for loading to find
+    with pytest.raises(ConfigError, match="^--data-source owner/some-set: no such file or folder$"):
+        check_source(LocalOnly(DataSettings(source="owner/some-set")))
+    for meant_as_a_path in ("./gone", str(tmp_path / "gone"), "gone.jsonl", "a/b/c"):
+        with pytest.raises(ConfigError, match=f"^--data-source {meant_as_a_path}: no such file or folder$"):
+            check_source(ColumnSource(DataSettings(source=meant_as_a_path)))
+    with pytest.raises(ConfigError, match="give --data-source"):
+        check_source(ColumnSource(DataSettings(source=" ")))
 
 
 def test_synthesize_writes_the_set_and_a_domain_verb_replaces_a_standard_one(tmp_path, capsys):

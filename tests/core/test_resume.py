@@ -77,7 +77,7 @@ def test_a_train_run_stopped_after_its_last_checkpoint_takes_no_extra_step(tmp_p
 
 
 def test_a_checkpoint_cut_short_by_a_kill_is_passed_over(tmp_path):
-    from nmm_core.train import last_checkpoint
+    from nmm_core.checkpoints import last_checkpoint
 
     assert last_checkpoint(tmp_path / "none") is None
     for step, complete in ((3, True), (6, True), (9, False), (12, False)):
@@ -114,7 +114,10 @@ def test_ctrl_c_names_the_folder_to_resume_and_the_resumed_run_its_checkpoint(tm
     assert cli.main(args) == 130
     (run,) = (tmp_path / "runs").iterdir()
     last = capsys.readouterr().err.strip().splitlines()[-1].split("\r")[-1]  # after the progress bar
-    assert "interrupted: " in last and last.endswith(f"continue with --resume {run}")
+    assert last[last.index("interrupted: "):] == (f"interrupted: {run} keeps its last checkpoint, checkpoint-2; "
+                                                  f"continue with --resume {run}")
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["stopped_by"]) == ("interrupted", "KeyboardInterrupt")  # not failed
 
     monkeypatch.setattr(transformers.Trainer, "training_step", real)
     assert cli.main([*args, "--resume", str(run)]) == 0

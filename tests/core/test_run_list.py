@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from nmm_core.cli import main
-from nmm_core.run_list import human_size, list_runs
+from nmm_core.run_list import human_size, interrupted_line, list_runs
 from nmm_core.runs import RunDir
 
 
@@ -63,9 +63,42 @@ def test_clean_failed_says_what_it_removes_and_keeps_finished_and_live_runs(tmp_
 def test_a_ctrl_c_run_is_interrupted_not_failed(tmp_path: Path, capsys) -> None:
     stopped = RunDir.create(tmp_path / "runs", "train", "tiny-e")
     stopped.fail(KeyboardInterrupt())
+    assert stopped.status["state"] == "interrupted" and "error" not in stopped.status
     assert [e.state for e in list_runs(tmp_path / "runs")] == ["interrupted"]
     assert main(["runs", "--runs-dir", str(tmp_path / "runs"), "--clean-failed"]) == 0
     assert stopped.path.is_dir() and "nothing to remove" in capsys.readouterr().out
+    assert RunDir.open(stopped.path).status["state"] == "interrupted"  # what --resume opens
+
+
+def test_a_ctrl_c_run_marked_failed_before_the_interrupted_state_still_lists_as_interrupted(tmp_path: Path) -> None:
+    old = RunDir.create(tmp_path / "runs", "train", "tiny-f")
+    old.set_state("failed", error="KeyboardInterrupt")
+    assert [e.state for e in list_runs(tmp_path / "runs")] == ["interrupted"]
+
+
+def test_the_interrupt_line_says_what_the_verb_keeps(tmp_path: Path) -> None:
+    def stopped(command: str, resume: bool = True) -> Path:
+        run = RunDir.create(tmp_path, command, "tiny")
+        run.file("config.yaml").write_text("resume: null\n" if resume else "out: x\n")
+        run.fail(KeyboardInterrupt())
+        return run.path
+
+    train = stopped("train")
+    assert interrupted_line(train) == (f"interrupted: {train} has no complete checkpoint yet (it trains again "
+                                       f"from step 0); continue with --resume {train}")
+    for step, complete in ((4, True), (6, False)):  # checkpoint-6 was cut short while saving
+        (train / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        if complete:
+            (train / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert interrupted_line(train) == (f"interrupted: {train} keeps its last checkpoint, checkpoint-4; "
+                                       f"continue with --resume {train}")
+    evaluated = stopped("eval")
+    (evaluated / ".predictions.answers.jsonl").write_text("{}\n")
+    assert interrupted_line(evaluated) == (f"interrupted: {evaluated} keeps its answers so far; "
+                                           f"continue with --resume {evaluated}")
+    detected = stopped("detect-predict", resume=False)
+    assert interrupted_line(detected) == (f"interrupted: {detected} keeps what it wrote so far "
+                                          "(this command does not resume: run it again)")
 
 
 def test_a_run_on_another_host_counts_as_running(tmp_path: Path) -> None:

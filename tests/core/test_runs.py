@@ -213,6 +213,14 @@ def test_fail_and_set_state(tmp_path):
         run.set_state("paused")
 
 
+def test_ctrl_c_inside_with_marks_interrupted_not_failed(tmp_path):
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        with RunDir.create(tmp_path, "eval", "tiny") as run:
+            raise KeyboardInterrupt
+    assert (run.status["state"], run.status["stopped_by"]) == ("interrupted", "KeyboardInterrupt")
+    assert "error" not in run.status and stopped.value.run_folder == run.path
+
+
 def test_open_for_resume(tmp_path):
     run = RunDir.create(tmp_path, "train", "tiny")
     run.fail(RuntimeError("killed"))

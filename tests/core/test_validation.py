@@ -115,18 +115,18 @@ def test_the_loss_plot_shows_the_validation_curve(tmp_path):
 
 
 def test_a_resumed_run_finds_its_best_checkpoint_where_the_run_folder_is_now(tmp_path):
-    from nmm_core.train import _best_checkpoint
+    from nmm_core.checkpoints import best_checkpoint
 
     checkpoints = tmp_path / "moved" / "checkpoints"
     for step in (12, 16):
         (checkpoints / f"checkpoint-{step}").mkdir(parents=True)
     state = {"global_step": 16, "best_model_checkpoint": "/gone/run.incomplete/checkpoints/checkpoint-12"}
     (checkpoints / "checkpoint-16" / "trainer_state.json").write_text(json.dumps(state))
-    assert _best_checkpoint(str(checkpoints / "checkpoint-16"), checkpoints) == str(checkpoints / "checkpoint-12")
+    assert best_checkpoint(str(checkpoints / "checkpoint-16"), checkpoints) == str(checkpoints / "checkpoint-12")
     state["best_model_checkpoint"] = "/gone/checkpoints/checkpoint-8"  # rotated away: none
     (checkpoints / "checkpoint-16" / "trainer_state.json").write_text(json.dumps(state))
-    assert _best_checkpoint(str(checkpoints / "checkpoint-16"), checkpoints) is None
-    assert _best_checkpoint(None, checkpoints) is None
+    assert best_checkpoint(str(checkpoints / "checkpoint-16"), checkpoints) is None
+    assert best_checkpoint(None, checkpoints) is None
 
 
 def test_without_a_validation_split_train_holds_out_a_seeded_share_and_records_it(tmp_path):

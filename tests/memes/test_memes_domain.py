@@ -91,3 +91,15 @@ def test_memes_model_takes_its_own_presets_gill_included_and_lists_only_those(tm
     assert main(["eval", "--model", "no-such-model"]) == 2
     assert capsys.readouterr().err.strip().endswith("known presets: gill, tiny-gill, tiny-tinyllava")
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("verb", ["train", "eval"])
+@pytest.mark.parametrize("name", ["no-such-folder", "gone/memes.json"])
+def test_a_missing_data_source_stops_before_any_run_folder(tmp_path, capsys, verb, name):
+    from nmm_memes.cli import main
+
+    runs, missing = tmp_path / "runs", str(tmp_path / name)
+    runs.mkdir()
+    assert main([verb, "--data-source", missing, "--output-dir", str(runs)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: --data-source {missing}: no such file or folder"
+    assert list(runs.iterdir()) == []  # no failed run left behind

@@ -110,13 +110,13 @@ def _run_cli(fn: Callable[[], object]) -> int:
         print(f"error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        folder = getattr(exc, "run_folder", None)  # set where a run folder was marked failed
+        folder = getattr(exc, "run_folder", None)  # set where a run folder was marked interrupted
         if folder is None:
-            print("interrupted: the run folder keeps its checkpoints and answers so far (continue with --resume)",
-                  file=sys.stderr)
+            print("interrupted (no run folder was marked to continue)", file=sys.stderr)
         else:
-            print(f"interrupted: {folder} keeps its checkpoints and answers so far; continue with --resume {folder}",
-                  file=sys.stderr)
+            from nmm_core.run_list import interrupted_line
+
+            print(interrupted_line(folder), file=sys.stderr)
         return 130
     return 0
 

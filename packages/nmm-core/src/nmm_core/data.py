@@ -79,15 +79,20 @@ def load_examples(
     path = Path(os.path.expanduser(source))
     if path.exists():
         src = _open_local(path, split, limit)
-    elif source.startswith((".", "/", "~")) or source.endswith(_EXTENSIONS) or (
-        source.count("/") > 1  # a hub id is `name` or `owner/name`; this was meant as a path
-    ):
+    elif meant_as_path(source):
         raise DataError(f"data source {source!r} does not exist (no such file or folder)")
     else:
         src = _open_hub(source, split, revision, limit)
     if image_root is not None:
         src.root = Path(image_root)
     return _to_examples(src, columns)
+
+
+def meant_as_path(source: str) -> bool:
+    """Whether `source` can only be a local file or folder, not a hub id."""
+    return source.startswith((".", "/", "~")) or source.endswith(_EXTENSIONS) or (
+        source.count("/") > 1  # a hub id is `name` or `owner/name`; this was meant as a path
+    )
 
 
 def _open_local(path: Path, split: str, limit: int | None) -> _Columns:

@@ -22,7 +22,7 @@ from nmm_core.records import ValidationReport
 from nmm_core.run_list import RUNS_HELP, RunsConfig, run_runs
 from nmm_core.sources import SYNTHETIC, ColumnSource, DataSource
 from nmm_core.task import Task
-from nmm_core.train import TrainSettings
+from nmm_core.train_settings import TrainSettings
 from nmm_core.workflows import (
     DataSettings,
     EvalConfig,
@@ -162,7 +162,8 @@ def _model_settings(domain: Domain) -> type:
 
 def run_domain_train(domain: Domain, cfg: TrainConfig) -> Path:
     """Core's `run_train` on the domain's resolved data; the completed run folder."""
-    from nmm_core.workflows import check_model_source, run_train
+    from nmm_core.model_checks import check_model_source
+    from nmm_core.workflows import run_train
 
     check_model_source(cfg.model, None)
     source = domain.source_of(cfg)
@@ -175,7 +176,8 @@ def run_domain_eval(domain: Domain, cfg: EvalConfig, *, compare: bool = False, k
     """Core's `run_eval` (or `run_compare`: base vs merged adapter, a `kind` run) on the domain's resolved
     data; `finish` (default: the domain's `after_eval`) adds files to the run before it is complete,
     then `judge` (a competition) its own."""
-    from nmm_core.workflows import check_model_source, run_compare, run_eval
+    from nmm_core.model_checks import check_model_source
+    from nmm_core.workflows import run_compare, run_eval
 
     if compare and not cfg.adapter:
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
@@ -210,7 +212,7 @@ def run_domain_compete(domain: Domain, cfg: Any) -> Path:
 
 def run_domain_predict(domain: Domain, cfg: Any) -> str:
     """One normalised answer to one question about one image (adapter merged), printed."""
-    from nmm_core.workflows import predict_one
+    from nmm_core.predict import predict_one
 
     raw, seconds = predict_one(cfg.model, cfg.adapter, cfg.image, cfg.question, task=domain.task,
                                max_new_tokens=cfg.max_new_tokens)

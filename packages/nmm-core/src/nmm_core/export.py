@@ -262,7 +262,7 @@ def run_export(cfg: ExportConfig) -> Path:
     """Merge `cfg.adapter` into its base and write `cfg.out` whole (a temporary sibling, then a rename)."""
     from nmm_core.families import get_family
     from nmm_core.files import write_folder
-    from nmm_core.workflows import check_model_source
+    from nmm_core.model_checks import check_model_source
 
     prov = read_provenance(cfg.adapter)
     if cfg.report:

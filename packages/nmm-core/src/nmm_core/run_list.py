@@ -38,6 +38,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def interrupted_line(folder: Path) -> str:
+    """The CLI's last line after Ctrl-C stopped the run in `folder`: what it keeps and how it goes on."""
+    import yaml
+
+    from nmm_core.checkpoints import last_checkpoint
+
+    folder, status = Path(folder), _status(Path(folder))
+    checkpoint = last_checkpoint(folder / "checkpoints")
+    if checkpoint is not None:
+        kept = f"keeps its last checkpoint, {Path(checkpoint).name}"
+    elif "train" in str(status.get("command", "")):
+        kept = "has no complete checkpoint yet (it trains again from step 0)"
+    elif status.get("command") in ("eval", "compare", "compete") or any(folder.glob("*predictions*.jsonl")):
+        kept = "keeps its answers so far"
+    else:
+        kept = "keeps what it wrote so far"
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        config = None
+    if isinstance(config, dict) and "resume" in config:  # the command has --resume
+        return f"interrupted: {folder} {kept}; continue with --resume {folder}"
+    return f"interrupted: {folder} {kept} (this command does not resume: run it again)"
+
+
 def _status(folder: Path) -> dict:
     try:
         data = json.loads((folder / STATUS_FILE).read_text(encoding="utf-8"))
@@ -61,7 +86,7 @@ def run_state(folder: Path, status: dict) -> str:
     if not folder.name.endswith(INCOMPLETE_SUFFIX):
         return "finished" if state == "complete" else "interrupted"
     if state == "failed":
-        # Ctrl-C: the process marked itself failed, but its checkpoints resume with --resume
+        # Ctrl-C, as recorded before runs had the state "interrupted": its checkpoints resume with --resume
         return "interrupted" if str(status.get("error", "")).startswith("KeyboardInterrupt") else "failed"
     if state == "running" and _alive(status):
         return "running"

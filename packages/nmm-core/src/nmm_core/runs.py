@@ -22,7 +22,7 @@ from nmm_core.files import atomic_write_text as atomic_write_text
 
 INCOMPLETE_SUFFIX = ".incomplete"
 STATUS_FILE = "status.json"
-STATES = ("running", "complete", "failed")
+STATES = ("running", "complete", "failed", "interrupted")  # interrupted: Ctrl-C; --resume continues it
 _STAMP_FORMAT = "%Y%m%d-%H%M%S"
 _STAMP_RE = re.compile(r"^\d{8}-\d{6}-")
 
@@ -217,13 +217,16 @@ class RunDir:
         return self.path
 
     def fail(self, error: BaseException | str) -> None:
-        """Mark the run failed with the error's message; the folder keeps its `.incomplete` name."""
+        """Mark the run failed with the error's message (interrupted, for Ctrl-C); the folder keeps its
+        `.incomplete` name."""
+        if isinstance(error, KeyboardInterrupt):
+            error.run_folder = getattr(error, "run_folder", self.path)  # the CLI names it: the folder to resume
+            self.set_state("interrupted", stopped_by="KeyboardInterrupt", finished=_now_iso())
+            return
         if isinstance(error, BaseException):
             message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         else:
             message = str(error)
-        if isinstance(error, KeyboardInterrupt) and not hasattr(error, "run_folder"):
-            error.run_folder = self.path  # the CLI names it: the folder to pass to --resume
         self.set_state("failed", error=message, finished=_now_iso())
 
     def __enter__(self) -> RunDir:

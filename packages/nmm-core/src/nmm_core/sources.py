@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from nmm_core.records import ValidationReport
+from nmm_core.data import load_examples, meant_as_path
+from nmm_core.errors import ConfigError
+from nmm_core.records import ValidationReport, validate
 
 if TYPE_CHECKING:
     from nmm_core.workflows import DataSettings
@@ -26,7 +28,11 @@ def is_synthetic(source: str) -> bool:
 
 @runtime_checkable
 class DataSource(Protocol):
-    """Where a command's records come from; `settings` is what the run's config.yaml records."""
+    """Where a command's records come from; `settings` is what the run's config.yaml records.
+
+    A source whose class sets `hub_ids = True` (core's `ColumnSource`) may name a hub dataset;
+    any other must name a local file or folder, which `check_source` finds before any run folder.
+    """
 
     settings: Any
 
@@ -48,6 +54,7 @@ class ColumnSource:
 
     settings: DataSettings
     synthetic: Callable[[], Path] | None = None
+    hub_ids: ClassVar[bool] = True  # `load_examples` reads a hub id where no such local path exists
 
     def resolve(self) -> ColumnSource:
         """The generated set's folder as the source when the source names it."""
@@ -57,6 +64,37 @@ class ColumnSource:
 
     def load(self, split: str) -> ValidationReport:
         """One split, column-mapped and validated."""
-        from nmm_core.workflows import load_columns
-
         return load_columns(self.settings, split)
+
+
+def load_columns(data: DataSettings, split: str) -> ValidationReport:
+    """One split of a column-mapped source, validated (skip-and-count or stop)."""
+    if not data.source:
+        raise ConfigError("data.source is empty: give --data-source (a hub id or a local path)")
+    examples = load_examples(data.source, split=split, columns=data.columns(),
+                             revision=data.revision, image_root=data.image_root, limit=data.limit)
+    return validate(examples, policy=data.on_bad_record)
+
+
+def check_source(source: DataSource, flag: str = "--data-source") -> None:
+    """Pre-flight, before any run folder is made: a resolved source that names no readable local file or
+    folder (and, where its class reads them, no hub id) is a one-line ConfigError naming `flag` and the path."""
+    import os
+
+    where = str(getattr(source.settings, "source", "") or "").strip()
+    if not where:
+        raise ConfigError(f"data.source is empty: give {flag} (a hub id or a local path)")
+    path = Path(where).expanduser()
+    if not path.exists():
+        if getattr(source, "hub_ids", False) and not meant_as_path(where):
+            return  # a hub id: loading it says whether it is there
+        raise ConfigError(f"{flag} {where}: no such file or folder")
+    try:
+        if path.is_dir():
+            with os.scandir(path) as entries:
+                next(entries, None)
+        else:
+            with open(path, "rb") as file:
+                file.read(1)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {where}: cannot be read ({exc.strerror or exc})") from None

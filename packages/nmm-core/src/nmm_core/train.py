@@ -11,97 +11,30 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from nmm_core.chat import VlmCollator
-from nmm_core.config import Switch, check_switch
-from nmm_core.device_pixels import PIXELS_HELP, device_pixels_for, finish_pixels
+from nmm_core.checkpoints import (
+    LOSS_TALLY,
+    best_checkpoint,
+    checkpoint_step,
+    keep_rows_until,
+    last_checkpoint,
+    read_tally,
+)
+from nmm_core.device_pixels import device_pixels_for, finish_pixels
 from nmm_core.errors import ConfigError
 from nmm_core.feature_cache import EXAMPLE_IDS, WithIds, cache_for_training, release_speedups
 from nmm_core.metric import Metric
 from nmm_core.records import Example
-from nmm_core.runs import (
-    INCOMPLETE_SUFFIX,
-    append_jsonl,
-    atomic_write_json,
-    atomic_write_text,
-    jsonl_line,
-    read_jsonl,
-)
+from nmm_core.runs import INCOMPLETE_SUFFIX, append_jsonl, atomic_write_json
 from nmm_core.task import Task
-from nmm_core.validation import check_validation, evaluation_arguments, generation_metric
+from nmm_core.train_settings import TrainSettings
+from nmm_core.validation import evaluation_arguments, generation_metric
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainSettings:
-    """Optimisation settings of one fine-tuning run."""
-
-    epochs: float = field(default=1.0, metadata={"help": "passes over the training set"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimiser steps (-1: by epochs)"})
-    batch_size: int | Literal["auto"] = field(default=8, metadata={
-        "help": "examples per device per step; auto: from --train-batch-size-start, halved on out-of-memory "
-                "(the Trainer's auto_find_batch_size), the batch found kept in the run folder for resume"})
-    batch_size_start: int = field(default=32, metadata={"help": "where --train-batch-size auto starts"})
-    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    lr: float = field(default=2e-4, metadata={"help": "peak learning rate"})
-    warmup: float = field(default=0.03, metadata={"help": "warm-up: a ratio (<1) or a step count"})
-    weight_decay: float = 0.0
-    scheduler: str = field(default="linear", metadata={"help": "transformers lr scheduler type"})
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
-    logging_steps: int = 5
-    save_steps: int = field(default=100, metadata={"help": "checkpoint every N optimiser steps"})
-    save_total_limit: int = 2
-    seed: int = field(default=0, metadata={"help": "the run seed: adapter initialisation, data order, dropout "
-                                                     "(per-part seeds left unset take it)"})
-    deterministic: bool = field(default=False, metadata={
-        "help": "the framework's deterministic algorithms (transformers' enable_full_determinism): the same "
-                "seed gives bit-identical adapters on CPU, and on a GPU where its kernels allow",
-        "aliases": ("--deterministic",)})
-    num_workers: int = field(default=-1, metadata={"help": "data-loader worker processes (-1: 0 on CPU, "
-                                                           "up to 8 with CUDA)"})
-    answer_only_logits: bool = field(
-        default=True, metadata={"help": "run the LM head at answer positions only (same loss, less memory)"}
-    )
-    cache_vision_features: Switch = field(
-        default="auto", metadata={"help": "auto|on|off: compute each image's frozen vision features once and "
-                                          "reuse them on later epochs (auto: when tower and projector are frozen)"})
-    liger: Switch = field(default="auto", metadata={"help": "auto|on|off: Liger's fused RMSNorm/SwiGLU/RoPE kernels "
-                                                         "(auto: with CUDA and liger-kernel installed)"})
-    compile_layers: bool = field(default=False, metadata={"help": "torch.compile each decoder layer (CUDA; the "
-                                                                  "first step pays the compilation)"})
-    group_by_length: bool = field(default=False, metadata={"help": "batches of similar length (text + image "
-                                                                   "size): less padding on variable-length data"})
-    pixels_on_device: Switch = field(default="auto", metadata={"help": PIXELS_HELP})
-    eval_steps: int | Literal["epoch"] | None = field(default=None, metadata={
-        "help": "validation loss on the data's validation split every N optimiser steps, or each epoch "
-                "(none: no validation)", "metavar": "N|epoch"})
-    eval_generate_limit: int = field(default=0, metadata={
-        "help": "at each validation, also generate answers for the first K validation examples (as long as "
-                "eval's: the preset's max_new_tokens, else 16) and log eval_<the task's primary metric> "
-                "(0: the loss only)"})
-    keep_best: Literal["loss", "metric"] | None = field(default=None, metadata={
-        "help": "the adapter holds the step with the lowest validation loss or the best primary metric "
-                "(none: the last step)"})
-    early_stopping_patience: int | None = field(default=None, metadata={
-        "help": "stop after P validations without improvement (of keep_best's measure; the loss without it)"})
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "batch_size_start", "grad_accum", "logging_steps", "save_steps"):
-            if getattr(self, name) != "auto" and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        check_validation(self)
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ConfigError(f"epochs (--train-epochs) must be > 0, got {self.epochs}, unless max_steps "
-                              f"(--train-max-steps) is")
-        for name in ("cache_vision_features", "liger", "pixels_on_device"):
-            check_switch(name, getattr(self, name))
 
 
 class _ExampleDataset:
@@ -228,9 +161,6 @@ def _trainer_class():
     return NmmTrainer
 
 
-LOSS_TALLY = "nmm_loss.json"  # in each checkpoint: the loss sums a resumed run continues from
-
-
 def _tally_restore(trainer):
     """A callback that puts a checkpoint's loss sums back after Trainer zeroes them in `train()`."""
     from transformers import TrainerCallback
@@ -354,8 +284,8 @@ def fit(model, dataset, collator, *, settings: TrainSettings, run_dir: Path, res
     if step is not None and trainer.is_world_process_zero():  # the process that writes the log
         keep_rows_until(run_dir / "metrics.jsonl", step)
         print(f"resuming from {last} (step {step})", file=sys.stderr)
-    trainer.resume_tally = _read_tally(last)
-    trainer.resume_best = _best_checkpoint(last, checkpoints)
+    trainer.resume_tally = read_tally(last)
+    trainer.resume_best = best_checkpoint(last, checkpoints)
     try:
         global_step, train_loss = run_trainer(trainer, last)
     finally:
@@ -380,50 +310,6 @@ def kept_weights(state, args, global_step: int) -> dict[str, Any]:
         metric = args.metric_for_best_model
         return {"step": checkpoint_step(best), "reason": f"best {metric} {state.best_metric:.4g}"}
     return {"step": global_step, "reason": "last step"}
-
-
-def _best_checkpoint(checkpoint: str | None, folder: Path) -> str | None:
-    """The best checkpoint a resumed run's state names, found in this run's `folder` (None: none)."""
-    import json
-
-    path = Path(checkpoint) / "trainer_state.json" if checkpoint else None
-    if path is None or not path.is_file():
-        return None
-    best = json.loads(path.read_text()).get("best_model_checkpoint")
-    moved = folder / Path(best).name if best else None
-    return str(moved) if moved is not None and moved.is_dir() else None
-
-
-def checkpoint_step(checkpoint: str | Path) -> int:
-    """The optimiser step of a `checkpoint-N` folder."""
-    return int(Path(checkpoint).name.rsplit("-", 1)[1])
-
-
-def keep_rows_until(path: Path, step: int) -> None:
-    """Rewrite a JSONL log without its rows after `step` (atomically)."""
-    if not path.is_file():
-        return
-    rows = read_jsonl(path)
-    kept = [row for row in rows if row.get("step", 0) <= step]
-    if len(kept) != len(rows):
-        atomic_write_text(path, "".join(jsonl_line(row) for row in kept))
-
-
-def _read_tally(checkpoint: str | None) -> dict[str, float] | None:
-    import json
-
-    path = Path(checkpoint) / LOSS_TALLY if checkpoint else None
-    return json.loads(path.read_text()) if path is not None and path.is_file() else None
-
-
-def last_checkpoint(folder: Path) -> str | None:
-    """The newest `checkpoint-N` in `folder` that was written in full (its trainer state is the
-    last file transformers writes), or None: a kill during a save leaves a partial one behind."""
-    import re
-
-    found = [(int(m.group(1)), p) for p in (folder.iterdir() if folder.is_dir() else ())
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
-    return str(max(found)[1]) if found else None
 
 
 def run_trainer(trainer, checkpoint: str | None) -> tuple[int, float]:

@@ -12,7 +12,7 @@ from nmm_core.metric import Metric
 if TYPE_CHECKING:
     from nmm_core.records import Example
     from nmm_core.task import Task
-    from nmm_core.train import TrainSettings
+    from nmm_core.train_settings import TrainSettings
 
 
 def check_validation(s: TrainSettings) -> None:

@@ -15,29 +15,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from nmm_core.config import dump_yaml
-from nmm_core.data import ColumnMap, check_limit, check_val_fraction, holdout, load_examples
-from nmm_core.errors import ConfigError, DataError, PresetError
+from nmm_core.data import ColumnMap, check_limit, check_val_fraction, holdout
+from nmm_core.errors import ConfigError, DataError
 from nmm_core.evaluate import (
     EvalResult,
     GenerationSettings,
     answer_length,
     evaluate,
-    generate,
     previous_answers,
     scored,
     write_predictions,
 )
-from nmm_core.image_budget import BUDGET_HELP, check_budget, check_budget_fits, resolve_budget
+from nmm_core.image_budget import BUDGET_HELP, check_budget
 from nmm_core.lora import LoraSettings, apply_lora, load_adapter, mark_adapter, save_adapter
+from nmm_core.model_checks import budget_for, model_image_limits
+from nmm_core.model_checks import check_model_source as check_model_source  # its old home, still imported here
 from nmm_core.models import LoadedModel, load_model, resolve_source
 from nmm_core.pairs import make_pairs, write_pairs
-from nmm_core.records import Example, ImageLimits, ValidationReport, validate, within_limits
+from nmm_core.predict import predict_one as predict_one  # its old home: nmm-pathology imports it here
+from nmm_core.records import Example, ImageLimits, within_limits
 from nmm_core.report import breakdown_by, delta_lines, plot_loss, print_table, record_counts, write_comparison
 from nmm_core.resume import open_resumed
 from nmm_core.runs import RunDir
 from nmm_core.seeds import resolve_seeds, seed_run
+from nmm_core.sources import ColumnSource, check_source, load_columns
 from nmm_core.task import Task
-from nmm_core.train import TrainSettings, train
+from nmm_core.train import train
+from nmm_core.train_settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 Finish = Callable[[Path], dict[str, Any] | None]
 
 if TYPE_CHECKING:
-    from nmm_core.sources import DataSource  # sources reads columns through this module
+    from nmm_core.sources import DataSource
 
 
 @dataclass
@@ -159,25 +163,6 @@ class EvalConfig(RecommendsTwinRecipe):
     progress: bool = field(default=True, metadata={"help": "show progress bars (--no-progress: off)"})
 
 
-def load_columns(data: DataSettings, split: str) -> ValidationReport:
-    """One split of a column-mapped source, validated (skip-and-count or stop)."""
-    if not data.source:
-        raise ConfigError("data.source is empty: give --data-source (a hub id or a local path)")
-    examples = load_examples(data.source, split=split, columns=data.columns(),
-                             revision=data.revision, image_root=data.image_root, limit=data.limit)
-    return validate(examples, policy=data.on_bad_record)
-
-
-def model_image_limits(model: ModelSettings) -> ImageLimits | None:
-    """The image shapes the model's processor accepts, from its family (None: not a model core knows)."""
-    from nmm_core.models import resolve_source
-
-    try:
-        return resolve_source(model.model, family=model.family, revision=model.revision).family.image_limits
-    except PresetError:
-        return None  # an error the model's loading will report
-
-
 def load_split(data: Any, split: str, run: RunDir | None, *, limits: ImageLimits | None = None,
                source: DataSource | None = None) -> list[Example]:
     """Load one split from `source` (None: `data`'s columns), summarise it on stderr and list its skipped
@@ -207,6 +192,12 @@ def _eval_split(cfg: EvalConfig, run: RunDir, examples: list[Example] | None, re
     if examples is not None:
         return examples, records
     return checked_split(cfg.data, cfg.data.eval_split, run, limits=model_image_limits(cfg.model), source=source)
+
+
+def _check_data(cfg: Any, examples: list[Example] | None, source: DataSource | None) -> None:
+    """Before any run folder: a data source that is not there is the user's to fix, not a failed run."""
+    if examples is None:
+        check_source(source if source is not None else ColumnSource(cfg.data))
 
 
 def _finished(finish: Finish | None, run: RunDir) -> dict[str, Any]:
@@ -285,6 +276,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
     resume, multi-process and reporting stay here. `max_new_tokens`: the answer length of the
     domain's `eval`, for validation's generated metric (none: the preset's, as `eval` decides).
     """
+    _check_data(cfg, examples, source)
     state = _process_state(cfg.model)
     main = state.is_main_process
     seeds = resolve_seeds(cfg)
@@ -386,13 +378,6 @@ def evaluate_model(cfg: EvalConfig, task: Task, examples: list[Example], *, adap
                     settings=settings, name=name, out_file=out_file, resume=resume, progress=cfg.progress)
 
 
-def budget_for(model: ModelSettings, adapter: str | None) -> ModelSettings:
-    """`model` at the image-token budget `adapter` was trained at, unless a budget was given (a warning
-    then names both where they differ)."""
-    low, high = resolve_budget(model.min_image_tokens, model.max_image_tokens, adapter)
-    return replace(model, min_image_tokens=low, max_image_tokens=high)
-
-
 def _eval_run(cfg: EvalConfig, kind: str, into: Path | None = None) -> RunDir:
     """A new run folder, or with `cfg.resume` the interrupted one, if `kind` made it with these settings
     (or `into`, another run's folder); every RNG seeded with the run seed."""
@@ -418,6 +403,7 @@ def run_eval(cfg: EvalConfig, task: Task, *, examples: list[Example] | None = No
              source: DataSource | None = None) -> Path:
     """Evaluate one model; predictions.jsonl + report in a run folder (`records`: the counts behind
     `examples`, for the report)."""
+    _check_data(cfg, examples, source)
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))
     with _eval_run(cfg, "eval") as run:
         test, records = _eval_split(cfg, run, examples, records, source)
@@ -443,6 +429,7 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
     """
     if not cfg.adapter:
         raise ConfigError(f"{kind} needs --adapter (the fine-tuned LoRA folder)")
+    _check_data(cfg, examples, source)
     cfg = replace(cfg, model=budget_for(cfg.model, cfg.adapter))  # base and fine-tuned see the same images
     with _eval_run(cfg, kind, into) as run:
         seed = cfg.seed if seed is None else seed
@@ -469,56 +456,3 @@ def run_compare(cfg: EvalConfig, task: Task, *, examples: list[Example] | None =
             return run.path
         return run.complete(**{f"{r.name}.{task.primary}": r.metrics[task.primary] for r in results},
                             seeds=resolve_seeds(cfg), **_finished(finish, run))
-
-
-def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:
-    """Fail before any work: an unknown preset, a hub model offline and not cached, an image-token
-    budget its family cannot keep, or an adapter folder made for another family."""
-    from nmm_core.lora import read_adapter_marker
-    from nmm_core.models import check_cached_offline, unknown_model
-    from nmm_core.presets import all_presets
-
-    name = model.model
-    if not Path(name).expanduser().is_dir() and not (model.family and name.count("/") == 1):
-        if name not in all_presets():
-            raise PresetError(unknown_model(name, model.family))
-    if model.revision:
-        from nmm_core.models import resolve_source
-
-        resolve_source(name, family=model.family, revision=model.revision)  # a revision is for hub ids only
-    check_cached_offline(name, family=model.family, revision=model.revision)  # before any data is prepared
-    check_budget_fits(name, family=model.family, revision=model.revision,
-                      min_tokens=model.min_image_tokens, max_tokens=model.max_image_tokens)
-    if adapter is None:
-        return
-    folder = Path(adapter)
-    marker = read_adapter_marker(folder)
-    family = model.family or (all_presets()[name].family if name in all_presets() else None)
-    if family and marker.get("family") and marker["family"] != family:
-        raise PresetError(f"adapter {folder} was trained for '{marker.get('base')}' "
-                          f"({marker['family']}), not for '{name}' ({family})")
-
-
-def predict_one(model: ModelSettings, adapter: str | None, image: str, prompt: str, *, task: Task,
-                max_new_tokens: int | None = None) -> tuple[str, float]:
-    """One raw answer to one prompt about one image (adapter merged), and the seconds it took."""
-    from nmm_core.records import image_size, load_image
-
-    if not prompt.strip():
-        raise ConfigError("the question is empty")
-    if not Path(image).is_file():
-        raise DataError(f"record 'predict' field 'image': no such file {image}")
-    example = Example("predict", image, prompt.strip(), ())
-    load_image(example)  # an unreadable image fails here, before the model loads
-    check_model_source(model, adapter)
-    model = budget_for(model, adapter)
-    limits = model_image_limits(model)
-    refused = limits.why(image_size(example)) if limits is not None else None
-    if refused:
-        raise DataError(f"image {image}: {refused}")
-    loaded = model.load(padding_side="left")
-    net = load_adapter(loaded, adapter, merge=not loaded.quantization) if adapter else loaded.model
-    settings = GenerationSettings(batch_size=1, max_new_tokens=answer_length(max_new_tokens, loaded.source.preset))
-    [raw], seconds = generate(net, loaded.processor, loaded.family, [example], task=task,
-                              settings=settings, progress=False)
-    return raw, seconds
