@@ -176,4 +176,5 @@ def test_info_of_a_hub_model_missing_offline_is_refused_before_its_processor_loa
     monkeypatch.setattr(models, "load_processor", load)
     assert cli.main(["info", "--model", "qwen2-vl-2b", "--image", "1024x768"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("error: 'Qwen/Qwen2-VL-2B-Instruct' at revision ") and "not in the local" in last
+    assert last.startswith("error: --model qwen2-vl-2b: 'Qwen/Qwen2-VL-2B-Instruct' at revision ")
+    assert "not in the local" in last
