@@ -11,9 +11,10 @@ _WEIGHTS = (("model.safetensors", "model.safetensors.index.json"),
             ("pytorch_model.bin", "pytorch_model.bin.index.json"))
 
 
-def missing_from_cache(hub_id: str, revision: str | None) -> str | None:
+def missing_from_cache(hub_id: str, revision: str | None, *, weights: bool = True) -> str | None:
     """The first file loading `hub_id` at `revision` needs that the local Hugging Face cache lacks
-    (its config, its tokenizer's settings, every weight shard); None: all there. Never asks the hub."""
+    (its config, its tokenizer's settings, every weight shard unless `weights` is False: the processor
+    alone); None: all there. Never asks the hub."""
     from huggingface_hub import try_to_load_from_cache
 
     def cached(filename: str):
@@ -23,6 +24,8 @@ def missing_from_cache(hub_id: str, revision: str | None) -> str | None:
         return "config.json"
     if cached("tokenizer_config.json") is None:  # neither cached nor known (from the hub) not to exist
         return "tokenizer_config.json"
+    if not weights:
+        return None
     for single, index in _WEIGHTS:
         if isinstance(cached(single), str):
             return None

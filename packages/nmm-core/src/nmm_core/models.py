@@ -96,10 +96,11 @@ def hub_offline() -> bool:
                for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def check_cached_offline(name: str, *, family: str | None = None, revision: str | None = None) -> None:
+def check_cached_offline(name: str, *, family: str | None = None, revision: str | None = None,
+                         weights: bool = True) -> None:
     """A hub model that cannot be loaded is a ConfigError naming --model now, before any data is prepared
-    or run folder made: one the local Hugging Face cache lacks a file of (its config, tokenizer settings or
-    weights) must be downloadable, which offline it is not, nor when the hub cannot be reached."""
+    or run folder made: one the local Hugging Face cache lacks a file of (its config, tokenizer settings or,
+    unless `weights` is False, its weights) must be downloadable: offline it is not, nor with no hub."""
     from nmm_core.hub_files import hub_problem, missing_from_cache
 
     preset = all_presets().get(name)
@@ -114,7 +115,8 @@ def check_cached_offline(name: str, *, family: str | None = None, revision: str 
     fam = get_family(family)
     if fam.published_converter and (preset is None or fam.published_ready(hub_id, revision)):
         return  # converted once into the nmm cache, which holds it (a bare hub id: _load_location says why not)
-    missing = missing_from_cache(hub_id, revision)
+    # a converted checkpoint's processor, too, comes from its converted copy, which is made from the weights
+    missing = missing_from_cache(hub_id, revision, weights=weights or bool(fam.published_converter))
     if missing is None:
         return
     model = f"--model {name}: '{hub_id}'" + (f" at revision {revision}" if revision else "")
