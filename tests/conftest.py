@@ -47,3 +47,55 @@ def generate_caps(monkeypatch) -> list:
 
     monkeypatch.setattr(GenerationMixin, "generate", spy)
     return caps
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache (and nmm cache) under tmp_path; `hf_cache(hub_id, revision, *files)`
+    puts files into it the way a download would (refs/<tag> -> snapshots/<commit>/)."""
+    import hashlib
+    import re
+
+    from huggingface_hub import constants
+
+    hub = tmp_path / "hf-home" / "hub"
+    monkeypatch.setenv("HF_HOME", str(hub.parent))
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))  # read once, at import
+    monkeypatch.setenv("NMM_CACHE", str(tmp_path / "nmm"))
+
+    def put(hub_id: str, revision: str, *files: str):
+        repo = hub / f"models--{hub_id.replace('/', '--')}"
+        commit = revision if re.fullmatch(r"[0-9a-f]{40}", revision) else hashlib.sha1(revision.encode()).hexdigest()
+        if commit != revision:
+            (repo / "refs").mkdir(parents=True, exist_ok=True)
+            (repo / "refs" / revision).write_text(commit)
+        snapshot = repo / "snapshots" / commit
+        snapshot.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            (snapshot / name).write_text("{}")
+        return snapshot
+
+    return put
+
+
+@pytest.fixture
+def no_network(monkeypatch) -> list:
+    """HF_HUB_OFFLINE unset, and every request huggingface_hub makes fails to connect, as with no
+    network (nothing leaves the machine): the list of the URLs it tried."""
+    import httpx2
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    tried: list = []
+
+    def refuse(request):
+        tried.append(str(request.url))
+        raise httpx2.ConnectError("[Errno 101] Network is unreachable", request=request)
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(_http, "_GLOBAL_CLIENT", None)  # the shared client is made anew, from this factory
+    monkeypatch.setattr(_http, "_GLOBAL_CLIENT_FACTORY", lambda: httpx2.Client(transport=httpx2.MockTransport(refuse)))
+    return tried

@@ -86,7 +86,8 @@ def test_a_study_preset_missing_offline_is_refused_before_any_data_is_prepared(t
     monkeypatch.setattr(Domain, "source_of", prepare)
     assert main(["train", "--model", "qwen2-vl-2b", "--output-dir", str(tmp_path / "runs")]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("error: 'Qwen/Qwen2-VL-2B-Instruct' at revision ") and "not in the local" in last
+    assert last.startswith("error: --model qwen2-vl-2b: 'Qwen/Qwen2-VL-2B-Instruct' at revision ")
+    assert "not in the local" in last
     assert not (tmp_path / "runs").exists()
 
 
@@ -134,3 +135,41 @@ def test_charts_unknown_preset_help_and_info_list_only_its_presets(capsys):
     [at] = [i for i, line in enumerate(lines) if line.startswith("presets nmm-charts takes (7 of the")]
     assert {line.split()[0] for line in lines[at + 1: at + 8]} == CHART_MODELS
     assert lines[at + 8].startswith("CUDA:")
+
+
+def test_moondream2_missing_offline_is_refused_up_front_until_its_pinned_files_or_converted_copy_are_there(
+        hf_cache, tmp_path, capsys, monkeypatch):
+    """Its checkpoint is converted on first load: offline, that needs the pinned release's config,
+    tokenizer and weights in the Hugging Face cache, or the converted copy in the nmm cache."""
+    from nmm_charts.cli import main
+    from nmm_core.domain import Domain
+    from nmm_core.errors import ConfigError
+    from nmm_core.families.moondream_convert import converted_folder
+    from nmm_core.twins import MARKER
+    from nmm_core.workflows import ModelSettings, check_model_source
+
+    def prepare(*args, **kwargs):
+        raise AssertionError("the chart data was prepared before the model was checked")
+
+    monkeypatch.setattr(Domain, "source_of", prepare)
+    hub_id, revision = "vikhyatk/moondream2", "2024-08-26"
+    hf_cache(hub_id, "2025-01-09", "config.json", "tokenizer_config.json", "model.safetensors")  # another release
+    runs = tmp_path / "runs"
+    assert main(["train", "--model", "moondream2", "--output-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"error: --model moondream2: '{hub_id}' at revision {revision} is not in the local Hugging Face cache "
+        "(no config.json) and HF_HUB_OFFLINE is set")
+    assert not runs.exists()
+    hf_cache(hub_id, revision, "config.json", "tokenizer_config.json")
+    with pytest.raises(ConfigError, match=r"\(no weights\)"):
+        check_model_source(ModelSettings(model="moondream2"))
+    hf_cache(hub_id, revision, "model.safetensors")
+    check_model_source(ModelSettings(model="moondream2"))
+    # converted once, the hub's files are no longer needed
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "emptied"))
+    with pytest.raises(ConfigError, match="no config.json"):
+        check_model_source(ModelSettings(model="moondream2"))
+    converted_folder(hub_id, revision).mkdir(parents=True)
+    (converted_folder(hub_id, revision) / MARKER).write_text("{}")
+    check_model_source(ModelSettings(model="moondream2"))

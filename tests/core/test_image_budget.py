@@ -176,4 +176,20 @@ def test_info_of_a_hub_model_missing_offline_is_refused_before_its_processor_loa
     monkeypatch.setattr(models, "load_processor", load)
     assert cli.main(["info", "--model", "qwen2-vl-2b", "--image", "1024x768"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("error: 'Qwen/Qwen2-VL-2B-Instruct' at revision ") and "not in the local" in last
+    assert last.startswith("error: --model qwen2-vl-2b: 'Qwen/Qwen2-VL-2B-Instruct' at revision ")
+    assert "not in the local" in last
+
+
+def test_info_of_a_hub_model_needs_only_its_processor_files_in_the_cache(hf_cache, capsys, monkeypatch):
+    """What `AutoProcessor.from_pretrained` downloaded is enough for `nmm info --image` offline: no weights."""
+    from nmm_core import models
+    from nmm_core.presets import all_presets
+
+    def load(*args, **kwargs):
+        raise ConfigError("the processor is loaded")
+
+    preset = all_presets()["qwen2-vl-2b"]
+    hf_cache(preset.hub_id, preset.revision, "config.json", "tokenizer_config.json", "preprocessor_config.json")
+    monkeypatch.setattr(models, "load_processor", load)
+    assert cli.main(["info", "--model", "qwen2-vl-2b", "--image", "1024x768"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: the processor is loaded"

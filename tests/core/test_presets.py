@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nmm_core import presets
@@ -97,29 +99,31 @@ def test_a_family_that_names_its_trainee_trains_its_presets_with_it(monkeypatch)
         ModelPreset("x", "llava")  # a family without its own trainee: a real preset names its checkpoint
 
 
-def test_offline_a_hub_model_missing_from_the_local_cache_is_refused_by_the_source_check(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    from nmm_core.errors import PresetError
+def test_offline_a_hub_model_missing_from_the_local_cache_is_refused_by_the_source_check(hf_cache, monkeypatch):
+    from nmm_core.errors import ConfigError
     from nmm_core.presets import all_presets
     from nmm_core.twins import twin_path
     from nmm_core.workflows import ModelSettings, check_model_source
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
     preset = all_presets()["qwen2-vl-2b"]
-    with pytest.raises(PresetError, match=rf"'{preset.hub_id}' at revision {preset.revision} is not in the local "
-                                          "Hugging Face cache and HF_HUB_OFFLINE is set"):
+    with pytest.raises(ConfigError, match=rf"^--model qwen2-vl-2b: '{preset.hub_id}' at revision {preset.revision} "
+                                          r"is not in the local Hugging Face cache \(no config.json\) and "
+                                          "HF_HUB_OFFLINE is set"):
         check_model_source(ModelSettings(model="qwen2-vl-2b"))
-    with pytest.raises(PresetError, match="'org/model' is not in the local Hugging Face cache"):
+    with pytest.raises(ConfigError, match="'org/model' is not in the local Hugging Face cache"):
         check_model_source(ModelSettings(model="org/model", family="qwen2_vl"))
-    # the hub's cache layout, holding the preset's pinned snapshot: the check passes
-    snapshot = tmp_path / "hub" / "models--Qwen--Qwen2-VL-2B-Instruct" / "snapshots" / preset.revision
-    snapshot.mkdir(parents=True)
-    (snapshot / "config.json").write_text("{}")
+    # the hub's cache layout, holding the preset's pinned snapshot: only whole, it passes
+    hf_cache(preset.hub_id, preset.revision, "config.json", "tokenizer_config.json")
+    with pytest.raises(ConfigError, match=r"\(no weights\)"):
+        check_model_source(ModelSettings(model="qwen2-vl-2b"))
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (hf_cache(preset.hub_id, preset.revision, "model-00001-of-00002.safetensors")
+     / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(ConfigError, match=r"\(no model-00002-of-00002.safetensors\)"):  # a download cut short
+        check_model_source(ModelSettings(model="qwen2-vl-2b"))
+    hf_cache(preset.hub_id, preset.revision, "model-00002-of-00002.safetensors")
     check_model_source(ModelSettings(model="qwen2-vl-2b"))
     # tiny twins and local folders never need the hub
     check_model_source(ModelSettings(model="tiny-qwen2-vl"))
     check_model_source(ModelSettings(model=str(twin_path(all_presets()["tiny-smolvlm"]))))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # online, a missing model is downloaded at load
-    check_model_source(ModelSettings(model="org/model", family="qwen2_vl"))

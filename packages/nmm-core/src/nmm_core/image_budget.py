@@ -151,7 +151,8 @@ def image_info(model: str, size: tuple[int, int], *, family: str | None = None, 
     from nmm_core.models import check_cached_offline, load_processor, resolve_source
 
     check_budget(min_tokens, max_tokens)
-    check_cached_offline(model, family=family, revision=revision)  # offline: not minutes of the hub's retries
+    # offline or with no hub: one line now, not minutes of the hub's retries (the processor's files suffice)
+    check_cached_offline(model, family=family, revision=revision, weights=False)
     source = resolve_source(model, family=family, revision=revision)
     processor = load_processor(source)
     if (min_tokens, max_tokens) != (None, None):

@@ -95,15 +95,18 @@ def _folder_family(path: Path, config: dict[str, Any], family: str | None) -> Fa
 
 
 def hub_offline() -> bool:
-    """Whether HF_HUB_OFFLINE is set (read now: huggingface_hub reads it once, at import)."""
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    """Whether HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set (read now: huggingface_hub reads it at import)."""
+    return any(os.environ.get(var, "0") not in ("0", "", "false", "False")
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def check_cached_offline(name: str, *, family: str | None = None, revision: str | None = None) -> None:
-    """Offline, a hub model must already be in the local Hugging Face cache: a PresetError saying so
-    now, before any data is prepared (the cache is looked up, never the hub)."""
-    if not hub_offline():
-        return
+def check_cached_offline(name: str, *, family: str | None = None, revision: str | None = None,
+                         weights: bool = True) -> None:
+    """A hub model that cannot be loaded is a ConfigError naming --model now, before any data is prepared
+    or run folder made: one the local Hugging Face cache lacks a file of (its config, tokenizer settings or,
+    unless `weights` is False, its weights) must be downloadable: offline it is not, nor with no hub."""
+    from nmm_core.hub_files import hub_problem, missing_from_cache
+
     preset = all_presets().get(name)
     if preset is not None:
         if preset.tiny or not preset.hub_id:
@@ -113,14 +116,20 @@ def check_cached_offline(name: str, *, family: str | None = None, revision: str 
         return  # a local folder, or not a hub id (resolve_source says what it is)
     else:
         hub_id = name
-    if get_family(family).published_converter:
-        return  # loads from its converted copy, which the nmm cache may hold without the hub's files
-    from huggingface_hub import try_to_load_from_cache
-
-    if not isinstance(try_to_load_from_cache(hub_id, "config.json", revision=revision), str):
-        raise PresetError(f"'{hub_id}'" + (f" at revision {revision}" if revision else "")
-                          + " is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
-                            "download it once with the hub reachable, or use a tiny twin or a local folder")
+    fam = get_family(family)
+    if fam.published_converter and (preset is None or fam.published_ready(hub_id, revision)):
+        return  # converted once into the nmm cache, which holds it (a bare hub id: _load_location says why not)
+    # a converted checkpoint's processor, too, comes from its converted copy, which is made from the weights
+    missing = missing_from_cache(hub_id, revision, weights=weights or bool(fam.published_converter))
+    if missing is None:
+        return
+    model = f"--model {name}: '{hub_id}'" + (f" at revision {revision}" if revision else "")
+    if hub_offline():
+        raise ConfigError(f"{model} is not in the local Hugging Face cache (no {missing}) and HF_HUB_OFFLINE "
+                          "is set: download it once with the hub reachable, or use a tiny twin or a local folder")
+    problem = hub_problem(hub_id, revision)
+    if problem is not None:
+        raise ConfigError(f"{model} is not in the local Hugging Face cache (no {missing}) and {problem}")
 
 
 def _hub_error(source: ModelSource, exc: Exception) -> PresetError:

@@ -40,7 +40,7 @@ class Family:
     pixel_layout: str | None = None
     chat: bool = True  # False: plain "prompt answer</s>" text, no chat template
     # "module:function" (hub_id, revision) -> local folder: for published checkpoints that only
-    # load into our model class after conversion
+    # load into our model class after conversion; the module's `converted_folder` (same arguments) says where
     published_converter: str | None = None
     # "module:function" (TrainConfig) -> workflows.Trainee: for a model of a domain's own that
     # core's LoRA trainee does not build (GILL); `run_train` trains its presets with it
@@ -65,6 +65,13 @@ class Family:
         """The converted local copy of a published checkpoint (downloaded and converted once)."""
         module, name = self.published_converter.split(":")
         return getattr(importlib.import_module(module), name)(hub_id, revision)
+
+    def published_ready(self, hub_id: str, revision: str | None) -> bool:
+        """Whether the converted local copy of a published checkpoint is already built (no hub needed)."""
+        from nmm_core.twins import MARKER
+
+        module = importlib.import_module(self.published_converter.split(":")[0])
+        return (module.converted_folder(hub_id, revision) / MARKER).is_file()
 
     def own_trainee(self):
         """The function that builds this family's trainee, or None for core's LoRA trainee."""

@@ -154,6 +154,14 @@ def convert_folder(src: str | Path, out: str | Path, *, text: dict[str, Any] | N
     return model
 
 
+def converted_folder(hub_id: str, revision: str | None) -> Path:
+    """Where `prepare_published` keeps `hub_id` at `revision` converted (complete once it holds the marker)."""
+    from nmm_core import __version__
+    from nmm_core.files import cache_root
+
+    return cache_root() / "converted" / f"{hub_id.replace('/', '--')}-{revision}-core{__version__}"
+
+
 def prepare_published(hub_id: str, revision: str) -> Path:
     """A local folder with `hub_id` at `revision` converted to our form (downloaded, converted once).
 
@@ -161,15 +169,12 @@ def prepare_published(hub_id: str, revision: str) -> Path:
     """
     from huggingface_hub import snapshot_download
 
-    from nmm_core import __version__
-    from nmm_core.files import cached_folder
+    from nmm_core.files import build_folder
     from nmm_core.twins import MARKER
-
-    key = f"{hub_id.replace('/', '--')}-{revision}-core{__version__}"
 
     def build(tmp: Path) -> None:
         snapshot = snapshot_download(hub_id, revision=revision,
                                      allow_patterns=["*.safetensors", "*.json", "*.txt", "*.model"])
         convert_folder(snapshot, tmp)
 
-    return cached_folder("converted", key, build, marker=MARKER)
+    return build_folder(converted_folder(hub_id, revision), build, marker=MARKER)
