@@ -240,6 +240,48 @@ def test_gill_training_with_the_same_seed_is_bit_identical_in_two_processes(tmp_
     assert losses[0][1:] != losses[2][1:] and summary[0] != summary[2]
 
 
+@pytest.mark.slow
+def test_gill_train_eval_generate_limit_captions_that_many_validation_memes(tmp_path, monkeypatch):
+    """`--train-eval-generate-limit K` with GILL (as with a chat VLM): at each validation the first K
+    validation memes are captioned, at most max_new_tokens each, and eval_<ROUGE-L> of those captions
+    against their image captions is logged (it crashed: the callback called a chat VLM's `generate`)."""
+    from nmm_memes.cli import MEMES
+    from nmm_memes.gill.collate import training_caption
+    from nmm_memes.gill.generate import Gill
+
+    calls = []
+    real = Gill.caption
+
+    def caption(self, picture, max_new_tokens):
+        said = real(self, picture, max_new_tokens)
+        calls.append((picture.tobytes(), max_new_tokens, said))
+        return said
+
+    monkeypatch.setattr(Gill, "caption", caption)
+    synth = tmp_path / "synth"
+    assert main(["data", "synthesize", *SYNTH, "--synthetic-trainval-size", "40", "--out", str(synth),
+                 "--no-progress"]) == 0
+    data = ["--data-source", str(synth), "--data-images", str(synth / "images")]
+    assert main(["train", *data, *TRAIN, "--train-max-steps", "4", "--train-eval-steps", "2",
+                 "--train-eval-generate-limit", "2", "--train-keep-best", "metric", "--train-save-steps", "2",
+                 "--output-dir", str(tmp_path / "runs")]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    key = f"eval_{MEMES.task.primary}"
+    logged = [r[key] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if key in r]
+    assert len(logged) == 2 and len(calls) == 4 and {limit for _, limit, _ in calls} == {48}
+    weights = json.loads((run / "status.json").read_text())["summary"]["weights"]
+    assert weights["reason"].startswith(f"best {key}") and weights["step"] == (4 if logged[1] > logged[0] else 2)
+
+    from nmm_core.records import load_image
+    from nmm_memes.data import MemeDataSettings, load_memes
+
+    held = load_memes(MemeDataSettings(source=str(synth), images=str(synth / "images")), "validation").kept[:2]
+    assert [c[0] for c in calls[2:]] == [load_image(ex).tobytes() for ex in held]
+    said = [MEMES.task.normalise(c[2]) for c in calls[2:]]
+    expected = MEMES.task.score(said, [[training_caption(ex)] for ex in held])[MEMES.task.primary]
+    assert logged[1] == pytest.approx(expected)
+
+
 def test_gill_parts_file_with_a_foreign_spec_is_refused_by_name(tmp_path):
     import torch
     from safetensors.torch import save_file
