@@ -173,23 +173,113 @@ def test_gill_batch_is_cpu_only_and_one_step_reaches_every_trained_part():
     assert no_grad and all(".lora_A." in n for n in no_grad), no_grad  # LoRA's B starts at zero: A's grad is 0
 
 
+def test_gill_backward_is_bit_identical_run_to_run_on_cpu_threads():
+    """The same batch gives bit-identical gradients every time with two CPU threads: the [IMG] rows were
+    read by tensor indexing, whose CPU backward adds a row's repeated uses with atomics in no fixed
+    order (in a batch of 16, a different `img_tokens` gradient on every call), so one seed gave
+    another loss from run to run."""
+    import random
+
+    import torch
+
+    from nmm_core.lora import LoraSettings, apply_lora
+    from nmm_core.records import Example
+    from nmm_core.workflows import ModelSettings
+    from nmm_memes.gill.collate import GillCollator
+    from nmm_memes.gill.parts import load_parts
+    from nmm_memes.gill.settings import GillSettings
+    from nmm_memes.gill.train import fresh_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        parts = load_parts(ModelSettings(model="tiny-gill"), GillSettings())
+        model = fresh_model(parts, apply_lora(parts.loaded, LoraSettings(r=4, alpha=8))).train()
+        rng = random.Random(0)
+        words = "a fire sunny rainy scene with the words cat dog".split()
+        examples = [Example(f"m{i}", Image.new("RGB", (56, 56), (rng.randrange(256), 90, 30)), "",
+                            (" ".join(rng.choices(words, k=rng.randrange(3, 12))),)) for i in range(16)]
+        batch = GillCollator(parts.tokenizer, parts.image_processor, parts.sd.tokenizer,
+                             first_img=model.spec.first_img, img_tokens=model.spec.img_tokens)(examples)
+        grads = []
+        for _ in range(4):
+            model.zero_grad(set_to_none=True)
+            model(**batch)["loss"].backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    finally:
+        torch.set_num_threads(threads)
+    assert "img_tokens" in grads[0]
+    changed = {n for later in grads[1:] for n, g in later.items() if not torch.equal(g, grads[0][n])}
+    assert not changed, changed
+
+
 @pytest.mark.slow
-def test_gill_training_with_the_same_seed_is_bit_identical_in_two_processes(trained, tmp_path):
-    """The new parts (LoRA, [IMG] rows, mapper) are drawn under the run's seed: the same seed in two
-    processes saves the same adapter and parts, another seed others."""
+def test_gill_training_with_the_same_seed_is_bit_identical_in_two_processes(tmp_path):
+    """The new parts (LoRA, [IMG] rows, mapper) are drawn under the run's seed, and the loss is summed
+    in a fixed order: the same seed in two processes (without --deterministic) saves the same adapter
+    and parts and logs the same losses; another seed gives others. Batches of 16, where the [IMG]
+    rows' old indexing backward summed in a different order each run."""
     from nmm_core.testing.processes import largest_difference, run_all
 
-    _, synth = trained
+    synth = tmp_path / "synth"
+    assert main(["data", "synthesize", *SYNTH, "--synthetic-trainval-size", "40", "--out", str(synth),
+                 "--no-progress"]) == 0
     data = ["--data-source", str(synth), "--data-images", str(synth / "images")]
     outs = {name: tmp_path / name for name in ("a", "b", "other")}
-    run_all([("nmm_memes.cli", "train", *data, *TRAIN, "--train-max-steps", "2", "--train-seed", seed,
-              "--output-dir", str(outs[name])) for name, seed in (("a", "4"), ("b", "4"), ("other", "5"))])
-    (a,), (b,), (other,) = (list(out.iterdir()) for out in outs.values())
-    assert largest_difference(a / "adapter", b / "adapter") == 0.0
-    assert largest_difference(a / "adapter", other / "adapter") > 1e-3
+    run_all([("nmm_memes.cli", "train", *data, *TRAIN, "--train-batch-size", "16", "--train-max-steps", "3",
+              "--train-seed", seed, "--output-dir", str(outs[name]))
+             for name, seed in (("a", "4"), ("b", "4"), ("other", "5"))])
+    runs = [next(out.iterdir()) for out in outs.values()]
+    assert largest_difference(runs[0] / "adapter", runs[1] / "adapter") == 0.0
+    assert largest_difference(runs[0] / "adapter", runs[2] / "adapter") > 1e-3
     losses = [[r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
-              for run in (a, b)]
-    assert len(losses[0]) == 2 and losses[0] == losses[1]
+              for run in runs]
+    summary = [json.loads((run / "status.json").read_text())["summary"]["train_loss"] for run in runs]
+    assert len(losses[0]) == 3 and losses[0] == losses[1] and summary[0] == summary[1]
+    assert losses[0][1:] != losses[2][1:] and summary[0] != summary[2]
+
+
+@pytest.mark.slow
+def test_gill_train_eval_generate_limit_captions_that_many_validation_memes(tmp_path, monkeypatch):
+    """`--train-eval-generate-limit K` with GILL (as with a chat VLM): at each validation the first K
+    validation memes are captioned, at most max_new_tokens each, and eval_<ROUGE-L> of those captions
+    against their image captions is logged (it crashed: the callback called a chat VLM's `generate`)."""
+    from nmm_memes.cli import MEMES
+    from nmm_memes.gill.collate import training_caption
+    from nmm_memes.gill.generate import Gill
+
+    calls = []
+    real = Gill.caption
+
+    def caption(self, picture, max_new_tokens):
+        said = real(self, picture, max_new_tokens)
+        calls.append((picture.tobytes(), max_new_tokens, said))
+        return said
+
+    monkeypatch.setattr(Gill, "caption", caption)
+    synth = tmp_path / "synth"
+    assert main(["data", "synthesize", *SYNTH, "--synthetic-trainval-size", "40", "--out", str(synth),
+                 "--no-progress"]) == 0
+    data = ["--data-source", str(synth), "--data-images", str(synth / "images")]
+    assert main(["train", *data, *TRAIN, "--train-max-steps", "4", "--train-eval-steps", "2",
+                 "--train-eval-generate-limit", "2", "--train-keep-best", "metric", "--train-save-steps", "2",
+                 "--output-dir", str(tmp_path / "runs")]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    key = f"eval_{MEMES.task.primary}"
+    logged = [r[key] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if key in r]
+    assert len(logged) == 2 and len(calls) == 4 and {limit for _, limit, _ in calls} == {48}
+    weights = json.loads((run / "status.json").read_text())["summary"]["weights"]
+    assert weights["reason"].startswith(f"best {key}") and weights["step"] == (4 if logged[1] > logged[0] else 2)
+
+    from nmm_core.records import load_image
+    from nmm_memes.data import MemeDataSettings, load_memes
+
+    held = load_memes(MemeDataSettings(source=str(synth), images=str(synth / "images")), "validation").kept[:2]
+    assert [c[0] for c in calls[2:]] == [load_image(ex).tobytes() for ex in held]
+    said = [MEMES.task.normalise(c[2]) for c in calls[2:]]
+    expected = MEMES.task.score(said, [[training_caption(ex)] for ex in held])[MEMES.task.primary]
+    assert logged[1] == pytest.approx(expected)
 
 
 def test_gill_parts_file_with_a_foreign_spec_is_refused_by_name(tmp_path):

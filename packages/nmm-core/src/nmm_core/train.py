@@ -32,7 +32,7 @@ from nmm_core.records import Example
 from nmm_core.runs import INCOMPLETE_SUFFIX, append_jsonl, atomic_write_json
 from nmm_core.task import Task
 from nmm_core.train_settings import TrainSettings
-from nmm_core.validation import evaluation_arguments, generation_metric
+from nmm_core.validation import Answer, evaluation_arguments, generation_metric
 
 log = logging.getLogger(__name__)
 
@@ -238,13 +238,15 @@ class TrainOutcome:
 def train(model, processor, family, examples: Sequence[Example], *, task: Task,
           settings: TrainSettings, run_dir: Path, resume: bool = False,
           bf16: bool = False, use_cpu: bool = False, callbacks: Sequence[Any] = (),
-          collator=None, eval_examples: Sequence[Example] = (), max_new_tokens: int | None = None) -> TrainOutcome:
+          collator=None, eval_examples: Sequence[Example] = (), max_new_tokens: int | None = None,
+          answer: Answer | None = None) -> TrainOutcome:
     """Fine-tune `model` (already wrapped with LoRA) on `examples`; checkpoints in run_dir.
 
     `collator` replaces the chat collator for a model that takes its own batch and returns its
     own `loss` (train it with `answer_only_logits=False`). `eval_examples`: the validation set
     `settings.eval_steps` scores (its loss; the first `eval_generate_limit` also generated, answers
-    capped at `max_new_tokens`: `evaluate.answer_length` for the model, as `eval` caps them).
+    capped at `max_new_tokens`: `evaluate.answer_length` for the model, as `eval` caps them; by
+    `answer` where the model generates its own way, GILL's).
     """
     if not examples:
         raise ConfigError("nothing to train on: the training set is empty")
@@ -256,7 +258,7 @@ def train(model, processor, family, examples: Sequence[Example], *, task: Task,
     if settings.eval_generate_limit:
         shown = list(eval_examples[: settings.eval_generate_limit])
         callbacks = [generation_metric(processor, family, shown, task=task, batch_size=settings.batch_size,
-                                       max_new_tokens=max_new_tokens),
+                                       max_new_tokens=max_new_tokens, answer=answer),
                      *callbacks]
     return fit(model, _ExampleDataset(examples), collator, settings=settings, run_dir=run_dir, resume=resume,
                bf16=bf16, use_cpu=use_cpu, callbacks=callbacks,

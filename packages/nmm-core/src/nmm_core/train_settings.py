@@ -59,7 +59,7 @@ class TrainSettings:
     eval_generate_limit: int = field(default=0, metadata={
         "help": "at each validation, also generate answers for the first K validation examples (as long as "
                 "eval's: the preset's max_new_tokens, else 16) and log eval_<the task's primary metric> "
-                "(0: the loss only)"})
+                "(0: the loss only; a GILL model captions their images, scored against their image captions)"})
     keep_best: Literal["loss", "metric"] | None = field(default=None, metadata={
         "help": "the adapter holds the step with the lowest validation loss or the best primary metric "
                 "(none: the last step)"})

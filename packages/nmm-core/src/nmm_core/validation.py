@@ -3,7 +3,7 @@ and the callback that generates answers (the Trainer's eval loop only measures t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nmm_core.errors import ConfigError
@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from nmm_core.records import Example
     from nmm_core.task import Task
     from nmm_core.train_settings import TrainSettings
+
+# (model, validation examples, answer cap) -> (answers, each one's references): validation's generation by
+# a model of a family's own trainee (GILL captions the image, scored against its caption)
+Answer = Callable[[Any, "Sequence[Example]", "int | None"], "tuple[list[str], list[list[str]]]"]
 
 
 def check_validation(s: TrainSettings) -> None:
@@ -60,11 +64,12 @@ def evaluation_arguments(settings: TrainSettings, metric: Metric | str | None) -
 
 
 def generation_metric(processor, family, examples: Sequence[Example], *, task: Task, batch_size: int,
-                      max_new_tokens: int | None = None):
+                      max_new_tokens: int | None = None, answer: Answer | None = None):
     """A callback that, after each validation loss, generates answers for `examples` with nmm's
     `evaluate` (the Trainer's eval loop does not generate), at most `max_new_tokens` each (None:
     evaluate's default), and logs `eval_<task.primary>`; added to the Trainer's metrics, keep-best
-    and early stopping see it too."""
+    and early stopping see it too. `answer`: a model's own generation (one that is not a chat VLM,
+    GILL's), giving the answers and what each is scored against."""
     from transformers import TrainerCallback
 
     from nmm_core.evaluate import GenerationSettings, evaluate
@@ -77,9 +82,13 @@ def generation_metric(processor, family, examples: Sequence[Example], *, task: T
         trainer = None
 
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-            result = evaluate(self.trainer.model, processor, family, examples, task=task, settings=settings,
-                              name=f"step-{state.global_step}", progress=False)
-            value = float(result.metrics[task.primary])
+            if answer is not None:
+                said, references = answer(self.trainer.model, examples, max_new_tokens)
+                scores = task.score([task.normalise(a) for a in said], references)
+            else:
+                scores = evaluate(self.trainer.model, processor, family, examples, task=task, settings=settings,
+                                  name=f"step-{state.global_step}", progress=False).metrics
+            value = float(scores[task.primary])
             if metrics is not None:
                 metrics[key] = value
             self.trainer.log({key: value})

@@ -1,4 +1,5 @@
-"""Reading a published checkpoint's weight files, for the converters into our model classes."""
+"""Reading a published checkpoint's weight files, for the converters into our model classes, and
+loading converted or saved tensors into a model exactly."""
 
 from __future__ import annotations
 
@@ -37,3 +38,16 @@ def rename(key: str, prefixes: Sequence[tuple[str, str]], expected: str) -> str:
         if key == old or (old.endswith(".") and key.startswith(old)):
             return new + key[len(old):]
     raise DataError(f"weight '{key}': not {expected}")
+
+
+def load_exactly(model, state: dict[str, Any], expected: dict[str, Any], where: str, what: str = "weights") -> None:
+    """Copy `state` into `model` (non-strict: it names only `expected`'s tensors, part of the model):
+    exactly `expected`'s names with their shapes, else a DataError naming the first misfits."""
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or extra or shapes:
+        raise DataError(f"{where}: {what} do not fit: missing {missing[:4]}, unexpected {extra[:4]}, "
+                        f"shapes {shapes[:4]}")
+    model.load_state_dict(state, strict=False)

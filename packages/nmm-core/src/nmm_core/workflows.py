@@ -42,6 +42,7 @@ from nmm_core.sources import ColumnSource, check_source, load_columns
 from nmm_core.task import Task
 from nmm_core.train import train
 from nmm_core.train_settings import TrainSettings
+from nmm_core.validation import Answer
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ class Trainee:
     bf16: bool
     collator: Any = None  # None: the chat collator with answer-only labels
     settings: TrainSettings | None = None  # None: the config's
+    answer: Answer | None = None  # validation's generated answers where the model is not a chat VLM (GILL's)
 
 
 def lora_trainee(cfg: TrainConfig) -> Trainee:
@@ -303,7 +305,7 @@ def run_train(cfg: TrainConfig, task: Task, *, examples: list[Example] | None = 
         outcome = train(built.model, built.processor, built.family, train_set, task=task,
                         settings=built.settings or cfg.train, run_dir=run.path, resume=bool(cfg.resume),
                         bf16=built.bf16, use_cpu=built.device.type == "cpu", collator=built.collator,
-                        eval_examples=val_set, max_new_tokens=answer_cap)
+                        eval_examples=val_set, max_new_tokens=answer_cap, answer=built.answer)
         state.wait_for_everyone()
         if not main:
             return run.final_path

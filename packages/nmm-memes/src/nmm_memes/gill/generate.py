@@ -71,6 +71,13 @@ class Gill:
         values = self.parts.image_processor(images, return_tensors="pt")["pixel_values"]
         return values.to(self.parts.device)
 
+    def caption(self, picture, max_new_tokens: int) -> str:
+        """One image's caption: the visual prefix, then greedy decoding after OPT's leading </s>."""
+        tok = self.parts.tokenizer
+        prompt = tok([""], return_tensors="pt")["input_ids"].to(self.parts.device)
+        ids = self.model.caption(self.pixels([picture]), prompt, eos_id=tok.eos_token_id, max_new_tokens=max_new_tokens)
+        return tok.decode(ids, skip_special_tokens=True).strip()
+
 
 def load_gill(model: ModelSettings, settings: GillSettings, adapter: str | None, *, with_sd: bool = True) -> Gill:
     """GILL's parts + a saved adapter (LoRA merged, parts loaded); without one, fresh or published parts."""
@@ -109,11 +116,8 @@ def run_caption(cfg: Any) -> str:
 
     picture = _image(cfg.image, "predict")
     gill = load_gill(cfg.model, cfg.gill, cfg.adapter, with_sd=False)
-    tok = gill.parts.tokenizer
-    prompt = tok([""], return_tensors="pt")["input_ids"].to(gill.parts.device)  # OPT's leading </s>
     limit = cfg.max_new_tokens or get_preset(cfg.model.model).max_new_tokens  # none: the preset's, as core's
-    ids = gill.model.caption(gill.pixels([picture]), prompt, eos_id=tok.eos_token_id, max_new_tokens=limit)
-    caption = tok.decode(ids, skip_special_tokens=True).strip()
+    caption = gill.caption(picture, limit)
     print(caption)
     return caption
 

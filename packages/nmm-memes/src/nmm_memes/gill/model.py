@@ -112,7 +112,8 @@ class GillModel(nn.Module):
         table = self.opt.get_input_embeddings()
         base = table(ids.clamp(max=table.num_embeddings - 1))
         is_img = ids >= self.spec.first_img
-        img = self.img_tokens[(ids - self.spec.first_img).clamp(0, self.spec.img_tokens - 1)]
+        # not `img_tokens[index]`: its CPU backward sums repeated rows with atomics, in no fixed order
+        img = F.embedding((ids - self.spec.first_img).clamp(0, self.spec.img_tokens - 1), self.img_tokens)
         return torch.where(is_img[..., None], img.to(base.dtype), base)
 
     def hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

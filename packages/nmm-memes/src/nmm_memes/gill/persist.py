@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nmm_core.errors import DataError, PresetError
+from nmm_core.weights import load_exactly
 
 PARTS_FILE = "gill_parts.safetensors"
 SPEC_KEY = "nmm_gill_spec"
@@ -66,18 +67,4 @@ def load_parts_into(model, folder: str | Path) -> None:
     """Load `gill_parts.safetensors` into `model` (every part must be there, with its shape)."""
     from safetensors.torch import load_file
 
-    state = load_file(str(Path(folder) / PARTS_FILE))
-    load_state(model, state, str(folder))
-
-
-def load_state(model, state: dict, where: str) -> None:
-    """Copy GILL parts into `model`: exactly its part names and shapes, else a DataError."""
-    expected = model.parts_state()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or extra or shapes:
-        raise DataError(f"{where}: GILL parts do not fit: missing {missing[:4]}, unexpected {extra[:4]}, "
-                        f"shapes {shapes[:4]}")
-    model.load_state_dict(state, strict=False)
+    load_exactly(model, load_file(str(Path(folder) / PARTS_FILE)), model.parts_state(), str(folder), "GILL parts")

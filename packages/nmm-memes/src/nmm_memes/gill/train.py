@@ -11,9 +11,10 @@ log = logging.getLogger(__name__)
 
 def fresh_model(parts, lm) -> Any:
     """A GillModel with new parts, or with the published GILL parameters when `checkpoint` is set."""
+    from nmm_core.weights import load_exactly
     from nmm_memes.gill.convert import load_checkpoint, sizes_from
     from nmm_memes.gill.parts import build_model, spec_for
-    from nmm_memes.gill.persist import check_spec, load_state
+    from nmm_memes.gill.persist import check_spec
 
     path = parts.settings.checkpoint
     if not path:
@@ -22,7 +23,7 @@ def fresh_model(parts, lm) -> Any:
     spec = spec_for(parts, **sizes_from(state, parts.loaded.model.config.word_embed_proj_dim))
     check_spec(spec, spec_for(parts), f"checkpoint {path}")
     model = build_model(parts, lm, spec)
-    load_state(model, state, str(path))
+    load_exactly(model, state, model.parts_state(), str(path), "GILL parts")
     return model
 
 
@@ -36,8 +37,10 @@ def gill_trainee(cfg):
 
     from nmm_core.errors import ConfigError
     from nmm_core.lora import apply_lora
+    from nmm_core.records import load_image
     from nmm_core.workflows import Trainee
-    from nmm_memes.gill.collate import GillCollator
+    from nmm_memes.gill.collate import GillCollator, training_caption
+    from nmm_memes.gill.generate import Gill
     from nmm_memes.gill.parts import load_parts
     from nmm_memes.gill.persist import save_gill
 
@@ -54,6 +57,11 @@ def gill_trainee(cfg):
     peft_lm = apply_lora(parts.loaded, cfg.lora)
     model = fresh_model(parts, peft_lm)
     spec = model.spec
+
+    def captions(net, examples, limit):  # --train-eval-generate-limit: scored against the caption GILL learns
+        return ([Gill(net, parts).caption(load_image(ex), limit) for ex in examples],
+                [[training_caption(ex)] for ex in examples])
+
     collator = GillCollator(parts.tokenizer, parts.image_processor, parts.sd.tokenizer, first_img=spec.first_img,
                             img_tokens=spec.img_tokens, max_caption_tokens=parts.settings.max_caption_tokens)
     return Trainee(model, parts.tokenizer, parts.loaded.family,
@@ -61,4 +69,4 @@ def gill_trainee(cfg):
                    device=parts.device, bf16=str(parts.loaded.model.dtype) == "torch.bfloat16",
                    collator=collator,
                    # GillModel returns its own loss: the plain Trainer path, not the answer-only one
-                   settings=replace(cfg.train, answer_only_logits=False))
+                   settings=replace(cfg.train, answer_only_logits=False), answer=captions)
