@@ -77,9 +77,8 @@ def test_gill_save_load_round_trip_gives_equal_outputs(tmp_path):
     from nmm_memes.gill.collate import pad
     from nmm_memes.gill.generate import load_gill
     from nmm_memes.gill.parts import load_parts
-    from nmm_memes.gill.persist import save_gill
+    from nmm_memes.gill.persist import fresh_model, save_gill
     from nmm_memes.gill.settings import GillSettings
-    from nmm_memes.gill.train import fresh_model
 
     model_settings, settings = ModelSettings(model="tiny-gill"), GillSettings()
     parts = load_parts(model_settings, settings)
@@ -149,8 +148,8 @@ def test_gill_batch_is_cpu_only_and_one_step_reaches_every_trained_part():
     from nmm_memes.gill.collate import GillCollator
     from nmm_memes.gill.model import PARTS
     from nmm_memes.gill.parts import load_parts
+    from nmm_memes.gill.persist import fresh_model
     from nmm_memes.gill.settings import GillSettings
-    from nmm_memes.gill.train import fresh_model
 
     parts = load_parts(ModelSettings(model="tiny-gill"), GillSettings())
     model = fresh_model(parts, apply_lora(parts.loaded, LoraSettings(r=4, alpha=8))).train()
@@ -187,8 +186,8 @@ def test_gill_backward_is_bit_identical_run_to_run_on_cpu_threads():
     from nmm_core.workflows import ModelSettings
     from nmm_memes.gill.collate import GillCollator
     from nmm_memes.gill.parts import load_parts
+    from nmm_memes.gill.persist import fresh_model
     from nmm_memes.gill.settings import GillSettings
-    from nmm_memes.gill.train import fresh_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

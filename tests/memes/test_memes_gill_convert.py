@@ -53,8 +53,8 @@ def _published_state() -> tuple[dict, GillFcReference, dict]:
 
 def test_gill_checkpoint_in_published_naming_loads_with_equal_outputs(tmp_path):
     from nmm_memes.gill.parts import load_parts
+    from nmm_memes.gill.persist import fresh_model
     from nmm_memes.gill.settings import GillSettings
-    from nmm_memes.gill.train import fresh_model
 
     state, gen, linear = _published_state()
     path = tmp_path / "pretrained_ckpt.pth.tar"

@@ -6,11 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from nmm_core.families import get_family
+from nmm_core.families import MARKER, get_family
 from nmm_core.files import cached_folder
 from nmm_core.presets import ModelPreset
-
-MARKER = "nmm.json"  # beside config.json: which family a saved model belongs to
 
 
 def write_marker(folder: Path, *, family: str, **extra) -> None:

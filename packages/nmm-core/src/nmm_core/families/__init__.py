@@ -17,6 +17,8 @@ from typing import Any
 from nmm_core.errors import PresetError
 from nmm_core.records import ImageLimits
 
+MARKER = "nmm.json"  # beside config.json: which family a saved model belongs to
+
 
 @dataclass(frozen=True)
 class Family:
@@ -68,8 +70,6 @@ class Family:
 
     def published_ready(self, hub_id: str, revision: str | None) -> bool:
         """Whether the converted local copy of a published checkpoint is already built (no hub needed)."""
-        from nmm_core.twins import MARKER
-
         module = importlib.import_module(self.published_converter.split(":")[0])
         return (module.converted_folder(hub_id, revision) / MARKER).is_file()
 

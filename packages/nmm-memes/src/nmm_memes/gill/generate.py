@@ -83,8 +83,7 @@ def load_gill(model: ModelSettings, settings: GillSettings, adapter: str | None,
     """GILL's parts + a saved adapter (LoRA merged, parts loaded); without one, fresh or published parts."""
     from nmm_core.lora import load_adapter
     from nmm_memes.gill.parts import build_model, load_parts, spec_for
-    from nmm_memes.gill.persist import check_spec, load_parts_into, read_spec
-    from nmm_memes.gill.train import fresh_model
+    from nmm_memes.gill.persist import check_spec, fresh_model, load_parts_into, read_spec
 
     saved = read_spec(adapter) if adapter else None
     parts = load_parts(model, settings, with_sd=with_sd or saved is None)

@@ -68,3 +68,19 @@ def load_parts_into(model, folder: str | Path) -> None:
     from safetensors.torch import load_file
 
     load_exactly(model, load_file(str(Path(folder) / PARTS_FILE)), model.parts_state(), str(folder), "GILL parts")
+
+
+def fresh_model(parts, lm) -> Any:
+    """A GillModel with new parts, or with the published GILL parameters when `checkpoint` is set."""
+    from nmm_memes.gill.convert import load_checkpoint, sizes_from
+    from nmm_memes.gill.parts import build_model, spec_for
+
+    path = parts.settings.checkpoint
+    if not path:
+        return build_model(parts, lm, spec_for(parts))
+    state = load_checkpoint(path, img_tokens=parts.settings.img_tokens)
+    spec = spec_for(parts, **sizes_from(state, parts.loaded.model.config.word_embed_proj_dim))
+    check_spec(spec, spec_for(parts), f"checkpoint {path}")
+    model = build_model(parts, lm, spec)
+    load_exactly(model, state, model.parts_state(), str(path), "GILL parts")
+    return model

@@ -4,27 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
 
 log = logging.getLogger(__name__)
-
-
-def fresh_model(parts, lm) -> Any:
-    """A GillModel with new parts, or with the published GILL parameters when `checkpoint` is set."""
-    from nmm_core.weights import load_exactly
-    from nmm_memes.gill.convert import load_checkpoint, sizes_from
-    from nmm_memes.gill.parts import build_model, spec_for
-    from nmm_memes.gill.persist import check_spec
-
-    path = parts.settings.checkpoint
-    if not path:
-        return build_model(parts, lm, spec_for(parts))
-    state = load_checkpoint(path, img_tokens=parts.settings.img_tokens)
-    spec = spec_for(parts, **sizes_from(state, parts.loaded.model.config.word_embed_proj_dim))
-    check_spec(spec, spec_for(parts), f"checkpoint {path}")
-    model = build_model(parts, lm, spec)
-    load_exactly(model, state, model.parts_state(), str(path), "GILL parts")
-    return model
 
 
 def gill_trainee(cfg):
@@ -42,7 +23,7 @@ def gill_trainee(cfg):
     from nmm_memes.gill.collate import GillCollator, training_caption
     from nmm_memes.gill.generate import Gill
     from nmm_memes.gill.parts import load_parts
-    from nmm_memes.gill.persist import save_gill
+    from nmm_memes.gill.persist import fresh_model, save_gill
 
     if cfg.train.gradient_checkpointing:
         # transformers checkpoints a layer only in training mode; GILL keeps the frozen OPT in eval
