@@ -87,7 +87,7 @@ def test_sd15_training_is_core_trainers_lowers_the_loss_and_resumes_after_an_int
     monkeypatch.setattr(sd15.NoisePrediction, "forward", killed_at_step_10)
     assert main(args) == 130
     [run] = list(runs.iterdir())
-    assert json.loads((run / "status.json").read_text())["state"] == "failed"
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"  # Ctrl-C: resumable, not failed
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-4", "checkpoint-8"]
 
     monkeypatch.setattr(sd15.NoisePrediction, "forward", real)
