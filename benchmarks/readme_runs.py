@@ -4,6 +4,8 @@ UV_OFFLINE=1: packages come from uv's cache), in a scratch folder.
 
     uv run python benchmarks/readme_runs.py demo   # the top-level README's demo: first run, then warm
     uv run python benchmarks/readme_runs.py gill   # memes' tiny-gill: train, captions of 8 test memes, ROUGE-L
+    uv run python benchmarks/readme_runs.py connectome   # its README's synthetic-cohort commands
+    uv run python benchmarks/readme_runs.py detect       # pathology's `detect synth` and `detect val`
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from nmm_bench.provenance import machine, provenance
@@ -76,9 +79,29 @@ def gill(scratch: Path, env: dict[str, str]) -> dict:
             "summary": {f"rougeL_{name}": v for name, v in scores.items()} | {"memes": len(memes)}}
 
 
+# walkthroughs that are a list of commands, as their README gives them
+COMMANDS = {
+    "connectome": ["uv run nmm-connectome data synthesize --out cohort",
+                   "uv run nmm-connectome train --data cohort",
+                   "uv run nmm-connectome train --data cohort --no-bridge-condition-on-x0 --bridge-sigma 0.2 "
+                   "--name bridge-unconditioned",
+                   "uv run nmm-connectome eval --data cohort --runs runs/????????-??????-train-bridge*"],
+    "detect": ["uv run nmm-pathology detect synth", "uv run nmm-pathology detect val --data synthetic-mri/data.yaml"],
+}
+
+
+def commands(name: str, scratch: Path, env: dict[str, str]) -> dict:
+    """Each of the walkthrough's commands in turn, in the scratch folder."""
+    env = {**env, "UV_PROJECT": str(REPO), "NMM_CACHE": str(scratch / "nmm-cache")}
+    rows = [run(command, scratch, env) for command in COMMANDS[name]]
+    for row in rows:
+        row.pop("stdout")
+    return {"steps": rows, "summary": {"seconds": round(sum(row["seconds"] for row in rows), 1)}}
+
+
 def main() -> None:
     """Run the walkthrough named on the command line and write its result file."""
-    walkthroughs = {"demo": demo, "gill": gill}
+    walkthroughs = {"demo": demo, "gill": gill} | {n: partial(commands, n) for n in COMMANDS}
     if len(sys.argv) != 2 or sys.argv[1] not in walkthroughs:
         sys.exit(f"usage: readme_runs.py {{{','.join(walkthroughs)}}}")
     name = sys.argv[1]
