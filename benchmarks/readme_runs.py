@@ -27,13 +27,15 @@ GILL_MEMES = 8  # the test memes tests/memes/test_memes_gill_learning.py caption
 
 
 def run(command: str, cwd: Path, env: dict[str, str]) -> dict:
-    """One command as typed, timed; the last lines it printed (progress bars reduced to their last state)."""
+    """One command as typed, timed; the last lines of its stdout and of its stderr (progress bars reduced to
+    their last state)."""
     t0 = time.perf_counter()
     done = subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = round(time.perf_counter() - t0, 1)
-    lines = [line.split("\r")[-1].rstrip() for line in (done.stdout + done.stderr).splitlines()]
-    row = {"command": command, "seconds": seconds, "exit_code": done.returncode,
-           "output_tail": [line for line in lines if line.strip()][-14:]}
+    row = {"command": command, "seconds": seconds, "exit_code": done.returncode}
+    for stream, text in (("stdout", done.stdout), ("stderr", done.stderr)):
+        lines = [line.split("\r")[-1].rstrip() for line in text.splitlines()]
+        row[f"{stream}_tail"] = [line for line in lines if line.strip()][-14:]
     print(json.dumps(row, indent=1), flush=True)
     row["stdout"] = done.stdout.strip()  # for the caller; only captions keep it
     if done.returncode:
