@@ -6,6 +6,7 @@ UV_OFFLINE=1: packages come from uv's cache), in a scratch folder.
     uv run python benchmarks/readme_runs.py gill   # memes' tiny-gill: train, captions of 8 test memes, ROUGE-L
     uv run python benchmarks/readme_runs.py connectome   # its README's synthetic-cohort commands
     uv run python benchmarks/readme_runs.py detect       # pathology's `detect synth` and `detect val`
+    uv run python benchmarks/readme_runs.py charts       # charts' `data synthesize --out` and `data inspect`
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ COMMANDS = {
                    "uv run nmm-connectome train --data cohort --no-bridge-condition-on-x0 --bridge-sigma 0.2 "
                    "--name bridge-unconditioned",
                    "uv run nmm-connectome eval --data cohort --runs runs/????????-??????-train-bridge*"],
+    "charts": ["uv run nmm-charts data synthesize --out charts-synth",
+               "uv run nmm-charts data inspect --data charts-synth"],
     "detect": ["uv run nmm-pathology detect synth", "uv run nmm-pathology detect val --data synthetic-mri/data.yaml"],
 }
 
