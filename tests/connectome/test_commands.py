@@ -63,19 +63,20 @@ def test_eval_compares_runs_and_baselines_on_the_same_subjects(workspace, capsys
     train_runs = [str(p) for p in sorted(runs.glob("*-train-*"))]
     assert main(["eval", "--data", str(cohort), "--runs", *train_runs, "--output-dir", str(out_dir)]) == 0
     printed = capsys.readouterr().out
-    assert "bridge (x0-conditioned)" in printed
+    assert "bridge (x0-conditioned)" in printed and "ridge (PCA 50)" in printed  # the size it kept
     run = _only(out_dir, "*-eval-connectome")
     for name in ("report.md", "report.json", "methods.png", "matrices.png", "edges.png", "predictions.npz"):
         assert (run / name).stat().st_size > 0, name
     report = json.loads((run / "report.json").read_text())
     methods = report["methods"]
-    assert set(methods) == {"rest FC", "group mean", "ridge (PCA)", "bridge (x0-conditioned)",
+    assert set(methods) == {"rest FC", "group mean", "ridge (PCA 50)", "bridge (x0-conditioned)",
                             "bridge (x0-conditioned), 1-step endpoint", "ridge"}
     assert all(m["subjects"] == 120 for m in methods.values())
     bridge, rest, mean = methods["bridge (x0-conditioned)"], methods["rest FC"], methods["group mean"]
     assert bridge["r_subject"] > rest["r_subject"] + 0.02 and mean["r_subject"] == 0.0
-    assert methods["ridge"]["r_subject"] == pytest.approx(methods["ridge (PCA)"]["r_subject"])
+    assert methods["ridge"]["r_subject"] == pytest.approx(methods["ridge (PCA 50)"]["r_subject"])
     assert any(v.startswith("bridge (x0-conditioned) beats the rest-FC and group-mean") for v in report["verdicts"])
+    assert not any(v.startswith("ridge (PCA") for v in report["verdicts"])  # a baseline gets no verdict
     md = (run / "report.md").read_text()
     assert "| bridge (x0-conditioned) |" in md and "beats the rest-FC" in md
     with np.load(run / "predictions.npz") as z:

@@ -201,6 +201,8 @@ def test_pathology_yolo_dataset_check_counts_and_names_bad_lines(tmp_path, capsy
     counts = check_yolo_dataset(data)
     assert counts["images"] == 8 and counts["labels without images"] == 1
     assert counts["images without labels"] == 1
+    assert (counts["train images"], counts["val images"]) == (6, 2)  # each split's share of the 8
+    assert counts["train boxes"] + counts["val boxes"] == counts["boxes"]
     (tmp_path / "labels/val/mri-val-0001.txt").write_text("0 0.95 0.5 0.2 0.1\n")  # right edge at 1.05
     code = main(["detect", "train", "--data", str(data), "--output-dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err
@@ -220,14 +222,18 @@ def test_pathology_yolo_dataset_check_names_a_truncated_image(tmp_path, capsys):
     assert problem.id == str(image) and problem.field == "image"
 
 
-def test_pathology_detect_val_report_counts_and_lists_the_unreadable_images(tmp_path, no_network):
+def test_pathology_detect_val_report_counts_and_lists_the_unreadable_images(tmp_path, no_network, capsys):
     data = write_synthetic_mri(SyntheticMriConfig(output=str(tmp_path / "mri"), train_size=4, val_size=4))
     image = tmp_path / "mri/images/val/mri-val-0001.png"
     image.write_bytes(image.read_bytes()[:200])  # cut short
     # the architecture's random weights: no training needed to see the report's records line
     assert main(["detect", "val", "--data", str(data), "--detector-imgsz", "64",
                  "--output-dir", str(tmp_path / "runs")]) == 0
+    # the printed check says what it counted: both splits, then each split's share
+    assert "dataset (train and val): 7 images, " in capsys.readouterr().out
     [run] = (tmp_path / "runs").glob("*-detect-val-*")
+    check = json.loads((run / "dataset-check.json").read_text())
+    assert (check["images"], check["train images"], check["val images"]) == (7, 4, 3)
     assert "- **records**: 7 of 8 used; 1 skipped, listed in problems-dataset.jsonl" in (run / "report.md").read_text()
     assert json.loads((run / "report.json").read_text())["records"]["skipped"] == 1
     [listed] = [json.loads(line) for line in (run / "problems-dataset.jsonl").read_text().splitlines()]

@@ -1,6 +1,6 @@
 """`nmm-demo`: fine-tune a tiny Qwen2-VL twin with LoRA, then compare it with its base, report.
 
-Everything runs offline on the CPU in about a minute: the data is generated, the model is
+Everything runs offline on the CPU in minutes (README.md: first and warm run): the data is generated, the model is
 built from the real architecture's classes with random weights.
 """
 

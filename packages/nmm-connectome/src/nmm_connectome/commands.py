@@ -335,7 +335,7 @@ def run_eval(cfg: EvalConfig) -> Path:
                    "listed_in": listed}
         ridge = PcaRidge.fit(tr_rest, tr_task, n_components=cfg.ridge.components, alphas=cfg.ridge.alphas)
         preds = {"rest FC": rest_fc(rest), "group mean": group_mean(tr_task, len(test_ids)),
-                 "ridge (PCA)": ridge.predict(rest)}
+                 f"ridge (PCA {len(ridge.components)})": ridge.predict(rest)}  # the components it kept
         context: dict = {"data": cfg.data, "held-out subjects": len(test_ids),
                           "training subjects": len(train_ids), "regions": cohort.n_regions, "FC": cohort.kind,
                           "split seed": cfg.split.seed, "runs": ", ".join(cfg.runs) or "none (baselines only)",

@@ -13,7 +13,7 @@ from nmm_connectome.evaluate import Scores, from_edges
 from nmm_core.report import pyplot, save_png
 from nmm_core.runs import atomic_write_json, atomic_write_text
 
-BASELINES = ("rest FC", "group mean", "ridge (PCA)")
+BASELINES = ("rest FC", "group mean", "ridge (PCA ")  # name prefixes: the ridge row names its PCA size
 _COLUMNS = (("r", "r"), ("r_subject", "subject-specific r"), ("mae", "MAE"),
             ("identification", "identification"))
 
@@ -25,7 +25,7 @@ def verdicts(scores: Sequence[Scores]) -> list[str]:
     rest, mean = by_name.get("rest FC"), by_name.get("group mean")
     lines = []
     for s in scores:
-        if s.method in BASELINES or rest is None or mean is None:
+        if s.method.startswith(BASELINES) or rest is None or mean is None:
             continue
         mine = by_name[s.method]["r_subject"]
         beats = mine > rest["r_subject"] and mine > mean["r_subject"]

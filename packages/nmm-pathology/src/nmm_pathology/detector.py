@@ -180,7 +180,7 @@ def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None)
     names = data.get("names") if isinstance(data, dict) else None
     if not isinstance(names, (dict, list)) or not names:
         raise DataError(f"{data_yaml} field 'names': expected a non-empty mapping or list of class names")
-    counts = Counter({"images": 0, "boxes": 0, "images without labels": 0, "labels without images": 0})
+    counts = Counter({"images without labels": 0, "labels without images": 0})  # + "<split> images|boxes" below
     for split in ("train", "val"):
         if split not in data:
             raise DataError(f"{data_yaml} field '{split}': missing")
@@ -195,7 +195,7 @@ def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None)
                 unreadable.extend(decoded.problems)
         for image in (ex.image for ex in decoded.kept):
             label = label_of(image)
-            counts["images"] += 1
+            counts[f"{split} images"] += 1
             if not label.is_file():
                 counts["images without labels"] += 1
                 continue
@@ -216,11 +216,11 @@ def check_yolo_dataset(data_yaml: Path, unreadable: list[Problem] | None = None)
                 if w <= 0 or h <= 0 or cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1.001 \
                         or cy + h / 2 > 1.001:
                     raise DataError(f"{where} field 'box': {values} is empty or outside the image (0..1)")
-                counts["boxes"] += 1
+                counts[f"{split} boxes"] += 1
         labels_dir = label_of(images[0]).parent
         if labels_dir.is_dir():
             counts["labels without images"] += sum(1 for p in labels_dir.glob("*.txt") if p not in labels)
-    return dict(counts)
+    return {**{k: counts[f"train {k}"] + counts[f"val {k}"] for k in ("images", "boxes")}, **counts}  # both splits
 
 
 def dataset_records(used: int, left_out: list[Problem], run: RunDir, listed: str) -> dict[str, Any]:
@@ -242,7 +242,7 @@ def _checked_run(cfg: DetectTrainConfig | DetectValConfig, command: str) -> Iter
     ul = offline_ultralytics()
     unreadable: list[Problem] = []
     checked = check_yolo_dataset(data, unreadable)
-    print(f"dataset: {', '.join(f'{v} {k}' for k, v in checked.items())}")
+    print(f"dataset (train and val): {', '.join(f'{v} {k}' for k, v in checked.items())}")
     for problem in unreadable:
         print(f"  left out: {problem}", file=sys.stderr)
     with RunDir.create(cfg.output_dir, command, Path(cfg.detector.model).stem) as run:
