@@ -162,3 +162,17 @@ def test_a_run_made_through_a_cli_records_the_program(tmp_path: Path) -> None:
     assert run_cli(lambda: made.append(RunDir.create(tmp_path, "train", "x")), "nmm-toy") == 0
     assert json.loads(made[0].file("status.json").read_text())["program"] == "nmm-toy"
     assert "program" not in json.loads(RunDir.create(tmp_path, "train", "y").file("status.json").read_text())
+
+
+def test_on_a_terminal_the_interrupt_line_starts_on_its_own_line(capsys, monkeypatch) -> None:
+    """A progress bar (or the terminal's ^C) holds the cursor's line: the message starts below it."""
+    from nmm_core.cli import run_cli
+
+    def stopped() -> None:
+        raise KeyboardInterrupt
+
+    assert run_cli(stopped) == 130
+    assert capsys.readouterr().err == "interrupted (no run folder was marked to continue)\n"  # a log: no blank line
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert run_cli(stopped) == 130
+    assert capsys.readouterr().err == "\ninterrupted (no run folder was marked to continue)\n"

@@ -111,12 +111,13 @@ def _run_cli(fn: Callable[[], object]) -> int:
         return 2
     except KeyboardInterrupt as exc:
         folder = getattr(exc, "run_folder", None)  # set where a run folder was marked interrupted
+        start = "\n" if sys.stderr.isatty() else ""  # a progress bar or the terminal's ^C holds the line
         if folder is None:
-            print("interrupted (no run folder was marked to continue)", file=sys.stderr)
+            print(f"{start}interrupted (no run folder was marked to continue)", file=sys.stderr)
         else:
             from nmm_core.run_list import interrupted_line
 
-            print(interrupted_line(folder), file=sys.stderr)
+            print(start + interrupted_line(folder), file=sys.stderr)
         return 130
     return 0
 
