@@ -252,12 +252,11 @@ CASES: dict[str, Bad] = {
         "nmm-pathology", "vqa export --adapter {tmp}/no-adapter --out {tmp}/exported", ("--adapter", "no-adapter")),
     "memes export: no --adapter": Bad("nmm-memes", "export --out {tmp}/exported", ("--adapter",)),
     # -- a data source that is not there: train's pre-flight and message, the flag the parser shows
-    "charts data inspect: no such --data": Bad(
-        "nmm-charts", "data inspect --data {tmp}/nothing", ("error: --data-source {tmp}/nothing: no such file",)),
-    "memes data inspect: no such --data-source": Bad(
-        "nmm-memes", "data inspect --data-source {tmp}/nothing", ("error: --data-source {tmp}/nothing: no such",)),
-    "pathology vqa data inspect: no such --data": Bad(
-        "nmm-pathology", "vqa data inspect --data {tmp}/nothing", ("error: --data-source {tmp}/nothing: no such",)),
+    **{f"{cli} {args}": Bad(cli, args, ("error: --data-source {tmp}/nothing: no such file or folder",))
+       for cli, args in (("nmm-charts", "data inspect --data {tmp}/nothing"),
+                         ("nmm-charts", "train --data {tmp}/nothing --output-dir {tmp}/runs"),
+                         ("nmm-memes", "data inspect --data-source {tmp}/nothing"),
+                         ("nmm-pathology", "vqa data inspect --data {tmp}/nothing"))},
     "pathology detect train: weights not local": Bad(
         "nmm-pathology", "detect train --detector-model yolov8n.pt --output-dir {tmp}/runs", ("not found locally",)),
     # -- validation during training (issue 21, section 1); the charts set's 4 records hold none out at 0.1

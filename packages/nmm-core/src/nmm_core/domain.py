@@ -120,7 +120,8 @@ class Domain:
         if self.synthetic is not None and hasattr(cfg, "synthetic"):
             build = partial(self.synthetic.folder, self.name, cfg.synthetic)
         source = self.source(cfg.data, build).resolve()
-        check_source(source)  # before any run folder or load: one line naming --data-source
+        if str(getattr(source.settings, "source", "")).strip() != SYNTHETIC:  # still the set's name: it builds it
+            check_source(source)  # before any run folder or load: one line naming --data-source
         return source
 
 
