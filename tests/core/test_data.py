@@ -278,3 +278,28 @@ def test_split_refuses_duplicate_ids():
     records = numbered(3) + [Example("r0001", None, "other", ("b",))]
     with pytest.raises(DataError, match="duplicate ids 'r0001'"):
         split_examples(records, sizes={"train": 2}, seed=0)
+
+
+def test_a_hub_dataset_offline_and_not_in_the_local_datasets_cache_is_refused_up_front(tmp_path, monkeypatch):
+    """The pre-flight asks the cache `load_dataset` falls back to offline (never the hub) and names the flag."""
+    import datasets
+
+    from nmm_core.sources import ColumnSource, check_source
+    from nmm_core.workflows import DataSettings
+
+    cache = tmp_path / "hf" / "datasets"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)  # read once, at import
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = ColumnSource(DataSettings(source="HuggingFaceM4/nosuch"))
+    with pytest.raises(ConfigError) as info:
+        check_source(source)
+    assert str(info.value) == ("--data-source HuggingFaceM4/nosuch: not in the local datasets cache and "
+                               "HF_HUB_OFFLINE is set: load it once with the hub reachable, or pass a local "
+                               "file or folder")
+    (cache / "HuggingFaceM4___nosuch" / "default" / "0.0.0" / "abc123").mkdir(parents=True)  # as loading leaves it
+    check_source(source)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    check_source(ColumnSource(DataSettings(source="Other/uncached")))  # the hub may hold it: loading says

@@ -102,13 +102,15 @@ def test_column_source_leaves_a_named_source_alone_and_builds_the_set_once(tmp_p
     assert [e.answers[0] for e in resolved.load("train").kept] == ["black", "white", "black"]
 
 
-def test_the_preflight_lets_hub_ids_through_only_where_the_source_reads_them(tmp_path):
+def test_the_preflight_lets_hub_ids_through_only_where_the_source_reads_them(tmp_path, monkeypatch):
     @dataclass(frozen=True)
     class LocalOnly:  # a domain's own source (as memes'): local files only
         settings: DataSettings
 
     (tmp_path / "here.jsonl").write_text("")
     check_source(ColumnSource(DataSettings(source=str(tmp_path / "here.jsonl"))))
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # offline, the local datasets cache must hold it
+        monkeypatch.delenv(var, raising=False)
     check_source(ColumnSource(DataSettings(source="owner/some-set")))  # a hub id, for loading to find
     with pytest.raises(ConfigError, match="^--data-source owner/some-set: no such file or folder$"):
         check_source(LocalOnly(DataSettings(source="owner/some-set")))

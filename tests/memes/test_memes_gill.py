@@ -291,3 +291,34 @@ def test_gill_parts_file_with_a_foreign_spec_is_refused_by_name(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / PARTS_FILE), metadata={SPEC_KEY: json.dumps({"bogus": 1})})
     with pytest.raises(DataError, match=f"{PARTS_FILE}: metadata '{SPEC_KEY}' is not a GILL spec"):
         read_spec(tmp_path)
+
+
+def test_gill_offline_with_its_parts_uncached_is_one_line_naming_the_missing_part_before_any_run(
+        hf_cache, tmp_path, capsys, monkeypatch):
+    """`--model gill` loads OPT, CLIP and SD1.5 from the hub itself: core checks each up front (the family
+    declares them), as it checks a preset's model, instead of failing inside a made run folder."""
+    from types import SimpleNamespace
+
+    from nmm_core.diffusion import SD15_REPO, SD15_REVISION
+    from nmm_core.workflows import ModelSettings, check_model_source
+    from nmm_memes.gill.settings import CLIP_L14, OPT_6_7B, GillSettings
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runs = tmp_path / "runs"
+    missing = [("--gill-lm", OPT_6_7B, "config.json"), ("--gill-vision", CLIP_L14, "config.json"),
+               ("--gill-sd", f"{SD15_REPO}' at revision {SD15_REVISION}", "model_index.json")]
+    for flag, hub_id, first in missing:  # each cached in turn: the next part is the one named
+        assert main(["train", "--model", "gill", "--output-dir", str(runs)]) == 2
+        err = capsys.readouterr().err
+        last = err.strip().splitlines()[-1]
+        assert "Traceback" not in err
+        assert last.startswith(f"error: --model gill ({flag}): '{hub_id}")
+        assert f"is not in the local Hugging Face cache (no {first}) and HF_HUB_OFFLINE is set" in last
+        assert not runs.exists()
+        if first == "config.json":
+            hf_cache(hub_id, "main", "config.json", "tokenizer_config.json", "model.safetensors")
+    hf_cache(SD15_REPO, SD15_REVISION, "model_index.json")
+    check_model_source(ModelSettings(model="gill"), None, SimpleNamespace(gill=GillSettings()))  # all there
+    local = GillSettings(lm=str(tmp_path), vision="org/clip")  # a local folder is not the hub's
+    with pytest.raises(Exception, match=r"--model gill \(--gill-vision\): 'org/clip'"):
+        check_model_source(ModelSettings(model="gill"), None, SimpleNamespace(gill=local))

@@ -251,6 +251,12 @@ CASES: dict[str, Bad] = {
     "pathology vqa export: missing adapter": Bad(
         "nmm-pathology", "vqa export --adapter {tmp}/no-adapter --out {tmp}/exported", ("--adapter", "no-adapter")),
     "memes export: no --adapter": Bad("nmm-memes", "export --out {tmp}/exported", ("--adapter",)),
+    # -- a data source that is not there: train's pre-flight and message, the flag the parser shows
+    **{f"{cli} {args}": Bad(cli, args, ("error: --data-source {tmp}/nothing: no such file or folder",))
+       for cli, args in (("nmm-charts", "data inspect --data {tmp}/nothing"),
+                         ("nmm-charts", "train --data {tmp}/nothing --output-dir {tmp}/runs"),
+                         ("nmm-memes", "data inspect --data-source {tmp}/nothing"),
+                         ("nmm-pathology", "vqa data inspect --data {tmp}/nothing"))},
     "pathology detect train: weights not local": Bad(
         "nmm-pathology", "detect train --detector-model yolov8n.pt --output-dir {tmp}/runs", ("not found locally",)),
     # -- validation during training (issue 21, section 1); the charts set's 4 records hold none out at 0.1
@@ -376,6 +382,29 @@ def test_synthesize_with_an_invalid_size_leaves_nothing(cli, size, tmp_path, cap
     assert MAINS[cli](["data", "synthesize", "--out", str(tmp_path / "set"), size, "-1", "--no-progress"]) == 2
     assert "-1" in _last_line(capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("cli, verb, preset", [("nmm-charts", ["export"], "tiny-gill"),
+                                                ("nmm-memes", ["export"], "tiny-qwen2-vl"),
+                                                ("nmm-pathology", ["vqa", "export"], "tiny-gill")])
+def test_a_domains_export_refuses_another_domains_preset_and_writes_nothing(cli, verb, preset, ws, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert MAINS[cli]([*verb, "--adapter", ws["adapter"], "--out", str(out), "--model", preset]) == 2
+    last = _last_line(capsys.readouterr().err)
+    assert last.startswith(f"error: --model {preset} is a preset of nmm-") and f", not of {cli} (its presets: " in last
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_uncached_hub_dataset_offline_is_refused_before_any_run_folder(tmp_path, capsys, monkeypatch):
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")  # empty
+    runs = tmp_path / "runs"
+    assert charts_main(["train", "--data-source", "HuggingFaceM4/nosuch", "--output-dir", str(runs)]) == 2
+    last = _last_line(capsys.readouterr().err)
+    assert last.startswith("error: --data-source HuggingFaceM4/nosuch: not in the local datasets cache")
+    assert not runs.exists()
 
 
 def test_info_counts_the_presets_it_shows_against_all_installed(capsys):

@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             run_runs(config_from_parsed(RunsConfig, ns))
         elif ns.command == "train":
             cfg = config_from_parsed(TrainConfig, ns)
-            check_model_source(cfg.model)
+            check_model_source(cfg.model, None, cfg)
             print(run_train(cfg, short_answer_task()))
         elif ns.command == "export":
             print(export_from_parsed(ns))

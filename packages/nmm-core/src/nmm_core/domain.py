@@ -17,10 +17,10 @@ from typing import Any
 from nmm_core.competition import JudgeSettings
 from nmm_core.errors import ConfigError
 from nmm_core.evaluate import GenerationSettings
-from nmm_core.export import EXPORT_HELP, ExportConfig, run_export
+from nmm_core.export import EXPORT_HELP, ExportConfig, ExportModelSettings, run_export
 from nmm_core.records import ValidationReport
 from nmm_core.run_list import RUNS_HELP, RunsConfig, run_runs
-from nmm_core.sources import SYNTHETIC, ColumnSource, DataSource
+from nmm_core.sources import SYNTHETIC, ColumnSource, DataSource, check_source
 from nmm_core.task import Task
 from nmm_core.train_settings import TrainSettings
 from nmm_core.workflows import (
@@ -119,7 +119,10 @@ class Domain:
         build = None
         if self.synthetic is not None and hasattr(cfg, "synthetic"):
             build = partial(self.synthetic.folder, self.name, cfg.synthetic)
-        return self.source(cfg.data, build).resolve()
+        source = self.source(cfg.data, build).resolve()
+        if str(getattr(source.settings, "source", "")).strip() != SYNTHETIC:  # still the set's name: it builds it
+            check_source(source)  # before any run folder or load: one line naming --data-source
+        return source
 
 
 def _title(domain: Domain) -> str:
@@ -165,7 +168,7 @@ def run_domain_train(domain: Domain, cfg: TrainConfig) -> Path:
     from nmm_core.model_checks import check_model_source
     from nmm_core.workflows import run_train
 
-    check_model_source(cfg.model, None)
+    check_model_source(cfg.model, None, cfg)  # with the parts a family's own trainee loads (GILL's)
     source = domain.source_of(cfg)
     return run_train(replace(cfg, data=source.settings), domain.task, source=source,
                      max_new_tokens=domain.generation.get("max_new_tokens"))  # validation answers as eval's
@@ -440,11 +443,11 @@ def _checked_config(domain: Domain, cls: type, ns: Any) -> Any:
     check = partial(check_domain_model, domain.name, domain.families)
     model = getattr(cls, "__dataclass_fields__", {}).get("model")
     takes_model = model is not None and callable(model.default_factory) and isinstance(
-        model.default_factory(), ModelSettings)
-    if takes_model and "model.model" in vars(ns):  # the flag's: before its recipe is logged as recommended
+        model.default_factory(), (ModelSettings, ExportModelSettings))
+    if takes_model and vars(ns).get("model.model"):  # the flag's: before its recipe is logged as recommended
         check(vars(ns)["model.model"], vars(ns).get("model.family"))
     cfg = verb_config(cls, ns)
-    if takes_model:  # the YAML's or the default
+    if takes_model and cfg.model.model:  # the YAML's or the default (export's empty: the adapter's base)
         check(cfg.model.model, cfg.model.family)
     return cfg
 

@@ -11,17 +11,21 @@ _WEIGHTS = (("model.safetensors", "model.safetensors.index.json"),
             ("pytorch_model.bin", "pytorch_model.bin.index.json"))
 
 
-def missing_from_cache(hub_id: str, revision: str | None, *, weights: bool = True) -> str | None:
+def missing_from_cache(hub_id: str, revision: str | None, *, weights: bool = True,
+                       config: str = "config.json") -> str | None:
     """The first file loading `hub_id` at `revision` needs that the local Hugging Face cache lacks
     (its config, its tokenizer's settings, every weight shard unless `weights` is False: the processor
-    alone); None: all there. Never asks the hub."""
+    alone); None: all there. Another `config` (a diffusers pipeline's `model_index.json`): that file
+    alone. Never asks the hub."""
     from huggingface_hub import try_to_load_from_cache
 
     def cached(filename: str):
         return try_to_load_from_cache(hub_id, filename, revision=revision)
 
-    if not isinstance(cached("config.json"), str):
-        return "config.json"
+    if not isinstance(cached(config), str):
+        return config
+    if config != "config.json":
+        return None  # a pipeline's parts sit in subfolders its index names
     if cached("tokenizer_config.json") is None:  # neither cached nor known (from the hub) not to exist
         return "tokenizer_config.json"
     if not weights:
@@ -39,14 +43,14 @@ def missing_from_cache(hub_id: str, revision: str | None, *, weights: bool = Tru
     return "weights"
 
 
-def hub_problem(hub_id: str, revision: str | None) -> str | None:
+def hub_problem(hub_id: str, revision: str | None, config: str = "config.json") -> str | None:
     """Why the hub cannot serve `hub_id` at `revision` now and what to do (None: it answers), from one
-    request for its config without the hub library's retries (with no network they back off for minutes)."""
+    request for its `config` file without the hub library's retries (with no network they back off for minutes)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import FileMetadataError, HfHubHTTPError, HTTPError, OfflineModeIsEnabled
 
     try:
-        get_hf_file_metadata(hf_hub_url(hub_id, "config.json", revision=revision), retry_on_errors=False)
+        get_hf_file_metadata(hf_hub_url(hub_id, config, revision=revision), retry_on_errors=False)
     except HfHubHTTPError as exc:  # the hub answered: no such repository, revision or config; gated; down
         return (f"the hub refused it ({_first_line(exc)}): check the id and its revision "
                 "(a gated model needs `hf auth login`), or pass a local folder")

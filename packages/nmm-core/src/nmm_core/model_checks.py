@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nmm_core.errors import PresetError
 from nmm_core.image_budget import check_budget_fits, resolve_budget
@@ -16,11 +16,13 @@ if TYPE_CHECKING:
     from nmm_core.workflows import ModelSettings
 
 
-def check_model_source(model: ModelSettings, adapter: str | None = None) -> None:
-    """Fail before any work: an unknown preset, a hub model offline and not cached, an image-token
-    budget its family cannot keep, or an adapter folder made for another family."""
+def check_model_source(model: ModelSettings, adapter: str | None = None, config: Any = None) -> None:
+    """Fail before any work: an unknown preset, a hub model offline and not cached (with the command's
+    `config`, also a part its family's own trainee loads: `Family.hub_parts`), an image-token budget its
+    family cannot keep, or an adapter folder made for another family."""
+    from nmm_core.families import get_family
     from nmm_core.lora import read_adapter_marker
-    from nmm_core.models import check_cached_offline, unknown_model
+    from nmm_core.models import check_cached_offline, check_hub_part, unknown_model
     from nmm_core.presets import all_presets
 
     name = model.model
@@ -30,6 +32,11 @@ def check_model_source(model: ModelSettings, adapter: str | None = None) -> None
     if model.revision:
         resolve_source(name, family=model.family, revision=model.revision)  # a revision is for hub ids only
     check_cached_offline(name, family=model.family, revision=model.revision)  # before any data is prepared
+    preset = all_presets().get(name)
+    if config is not None and preset is not None and not preset.tiny:  # a twin's parts are built locally
+        for flag, hub_id, revision, first in get_family(preset.family).own_hub_parts(config):
+            if not Path(hub_id).expanduser().is_dir():
+                check_hub_part(f"--model {name} ({flag})", hub_id, revision, config=first)
     check_budget_fits(name, family=model.family, revision=model.revision,
                       min_tokens=model.min_image_tokens, max_tokens=model.max_image_tokens)
     if adapter is None:

@@ -105,8 +105,6 @@ def check_cached_offline(name: str, *, family: str | None = None, revision: str 
     """A hub model that cannot be loaded is a ConfigError naming --model now, before any data is prepared
     or run folder made: one the local Hugging Face cache lacks a file of (its config, tokenizer settings or,
     unless `weights` is False, its weights) must be downloadable: offline it is not, nor with no hub."""
-    from nmm_core.hub_files import hub_problem, missing_from_cache
-
     preset = all_presets().get(name)
     if preset is not None:
         if preset.tiny or not preset.hub_id:
@@ -120,14 +118,23 @@ def check_cached_offline(name: str, *, family: str | None = None, revision: str 
     if fam.published_converter and (preset is None or fam.published_ready(hub_id, revision)):
         return  # converted once into the nmm cache, which holds it (a bare hub id: _load_location says why not)
     # a converted checkpoint's processor, too, comes from its converted copy, which is made from the weights
-    missing = missing_from_cache(hub_id, revision, weights=weights or bool(fam.published_converter))
+    check_hub_part(f"--model {name}", hub_id, revision, weights=weights or bool(fam.published_converter))
+
+
+def check_hub_part(what: str, hub_id: str, revision: str | None, *, weights: bool = True,
+                   config: str = "config.json") -> None:
+    """A ConfigError starting with `what` unless the local Hugging Face cache holds `hub_id` (`config` is
+    its first file: `model_index.json` for a diffusers pipeline) or, not offline, the hub answers for it."""
+    from nmm_core.hub_files import hub_problem, missing_from_cache
+
+    missing = missing_from_cache(hub_id, revision, weights=weights, config=config)
     if missing is None:
         return
-    model = f"--model {name}: '{hub_id}'" + (f" at revision {revision}" if revision else "")
+    model = f"{what}: '{hub_id}'" + (f" at revision {revision}" if revision else "")
     if hub_offline():
         raise ConfigError(f"{model} is not in the local Hugging Face cache (no {missing}) and HF_HUB_OFFLINE "
                           "is set: download it once with the hub reachable, or use a tiny twin or a local folder")
-    problem = hub_problem(hub_id, revision)
+    problem = hub_problem(hub_id, revision, config)
     if problem is not None:
         raise ConfigError(f"{model} is not in the local Hugging Face cache (no {missing}) and {problem}")
 

@@ -87,6 +87,7 @@ def check_source(source: DataSource, flag: str = "--data-source") -> None:
     path = Path(where).expanduser()
     if not path.exists():
         if getattr(source, "hub_ids", False) and not meant_as_path(where):
+            check_hub_dataset(where, flag)
             return  # a hub id: loading it says whether it is there
         raise ConfigError(f"{flag} {where}: no such file or folder")
     try:
@@ -98,3 +99,19 @@ def check_source(source: DataSource, flag: str = "--data-source") -> None:
                 file.read(1)
     except OSError as exc:
         raise ConfigError(f"{flag} {where}: cannot be read ({exc.strerror or exc})") from None
+
+
+def check_hub_dataset(hub_id: str, flag: str = "--data-source") -> None:
+    """Offline, a hub dataset id the local datasets cache lacks cannot load: a one-line ConfigError now,
+    found in the cache `datasets.load_dataset` falls back to offline (never asking the hub)."""
+    from nmm_core.models import hub_offline
+
+    if not hub_offline():
+        return  # the hub may serve it: loading it says whether it does
+    from datasets.load import CachedDatasetModuleFactory
+
+    try:
+        CachedDatasetModuleFactory(hub_id).get_module()
+    except FileNotFoundError:
+        raise ConfigError(f"{flag} {hub_id}: not in the local datasets cache and HF_HUB_OFFLINE is set: load "
+                          "it once with the hub reachable, or pass a local file or folder") from None

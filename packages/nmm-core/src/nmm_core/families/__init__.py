@@ -47,6 +47,9 @@ class Family:
     # "module:function" (TrainConfig) -> workflows.Trainee: for a model of a domain's own that
     # core's LoRA trainee does not build (GILL); `run_train` trains its presets with it
     trainee: str | None = None
+    # "module:function" (a command's config) -> [(flag, hub id or folder, revision, first file)]: the models
+    # that trainee loads beside `--model` (GILL's OPT, CLIP, SD), checked with it before any run folder
+    hub_parts: str | None = None
     # what the processor refuses to resize: such records are skipped when the data is validated
     image_limits: ImageLimits = ImageLimits()
 
@@ -79,6 +82,13 @@ class Family:
             return None
         module, name = self.trainee.split(":")
         return getattr(importlib.import_module(module), name)
+
+    def own_hub_parts(self, config: Any) -> list[tuple[str, str, str | None, str]]:
+        """The models this family's own trainee loads beside `--model` for `config` (`hub_parts`)."""
+        if self.hub_parts is None:
+            return []
+        module, name = self.hub_parts.split(":")
+        return list(getattr(importlib.import_module(module), name)(config))
 
     def image_token_range(self, processor) -> tuple[int, int]:
         """(fewest, most) tokens one image costs under `processor`'s settings (`nmm_core.image_budget`)."""

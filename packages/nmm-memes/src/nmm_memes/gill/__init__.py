@@ -16,7 +16,7 @@ from nmm_core.families import get_family
 # GILL's family: OPT's layout (LoRA on the frozen OPT) with GILL's own trainee, which loads CLIP,
 # SD and the learned parts itself; its presets (`gill`, `tiny-gill`) are memes' (presets.py)
 GILL_FAMILY = replace(get_family("opt_clip"), name="gill", model_types=(),
-                      trainee="nmm_memes.gill.train:gill_trainee")
+                      trainee="nmm_memes.gill.train:gill_trainee", hub_parts="nmm_memes.gill.settings:hub_parts")
 
 
 def is_gill(model: str) -> bool:

@@ -46,3 +46,13 @@ def tiny_sizes(settings: GillSettings) -> GillSettings:
     """The twin's sizes: GILL's structure (8 [IMG] tokens, 4-token prefix), small widths."""
     return replace(settings, visual_tokens=4, img_tokens=8, ret_dim=32, mapper_dim=32, mapper_heads=4,
                    mapper_layers=1)
+
+
+def hub_parts(cfg) -> list[tuple[str, str, str | None, str]]:
+    """GILL's parts for `cfg` (its `gill` settings; another command's: the defaults), for core's check."""
+    from nmm_core.diffusion import SD15_REPO, SD15_REVISION
+
+    s = getattr(cfg, "gill", None) or GillSettings()
+    sd = [("--gill-sd", SD15_REPO, SD15_REVISION, "model_index.json")] if s.sd == SD15 else []
+    return [("--gill-lm", s.lm, s.lm_revision, "config.json"),
+            ("--gill-vision", s.vision, s.vision_revision, "config.json"), *sd]
