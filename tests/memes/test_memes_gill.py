@@ -322,3 +322,35 @@ def test_gill_offline_with_its_parts_uncached_is_one_line_naming_the_missing_par
     local = GillSettings(lm=str(tmp_path), vision="org/clip")  # a local folder is not the hub's
     with pytest.raises(Exception, match=r"--model gill \(--gill-vision\): 'org/clip'"):
         check_model_source(ModelSettings(model="gill"), None, SimpleNamespace(gill=local))
+
+
+def test_gill_predict_generate_retrieve_offline_with_its_parts_uncached_is_one_line_naming_the_part(
+        hf_cache, tmp_path, capsys, monkeypatch):
+    """GILL's inference verbs check its hub parts up front, as `train` does: one line naming
+    `--model gill (--gill-lm)` and the missing hub id, exit 2 (they failed inside the loading, or retried
+    the hub); a caption or ranking from a trained adapter loads no SD, so only `generate` needs it."""
+    from types import SimpleNamespace
+
+    from nmm_core.diffusion import SD15_REPO
+    from nmm_memes.gill.settings import CLIP_L14, OPT_6_7B, GillSettings, hub_parts
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    image = str(tmp_path / "meme.png")
+    Image.new("RGB", (8, 8)).save(image)
+    verbs = {"predict": [image], "generate": ["--out", str(tmp_path / "out.png"), "a cat"],
+             "retrieve": ["a cat", image]}
+    for verb, args in verbs.items():
+        assert main([verb, "--model", "gill", *args]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"error: --model gill (--gill-lm): '{OPT_6_7B}' is not in the local Hugging Face "
+                               "cache (no config.json) and HF_HUB_OFFLINE is set"), (verb, last)
+    for hub_id in (OPT_6_7B, CLIP_L14):
+        hf_cache(hub_id, "main", "config.json", "tokenizer_config.json", "model.safetensors")
+    assert main(["generate", "--model", "gill", *verbs["generate"]]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"error: --model gill (--gill-sd): '{SD15_REPO}'")
+    assert not (tmp_path / "out.png").exists()
+    with_adapter = [flag for flag, *_ in hub_parts(SimpleNamespace(gill=GillSettings(), gill_sd=False))]
+    assert with_adapter == ["--gill-lm", "--gill-vision"]

@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from nmm_core.errors import ConfigError, DataError
@@ -82,11 +83,14 @@ class Gill:
 def load_gill(model: ModelSettings, settings: GillSettings, adapter: str | None, *, with_sd: bool = True) -> Gill:
     """GILL's parts + a saved adapter (LoRA merged, parts loaded); without one, fresh or published parts."""
     from nmm_core.lora import load_adapter
+    from nmm_core.model_checks import check_model_source
     from nmm_memes.gill.parts import build_model, load_parts, spec_for
     from nmm_memes.gill.persist import check_spec, fresh_model, load_parts_into, read_spec
 
     saved = read_spec(adapter) if adapter else None
-    parts = load_parts(model, settings, with_sd=with_sd or saved is None)
+    with_sd = with_sd or saved is None  # a fresh GILL takes its sizes from SD's
+    check_model_source(model, None, SimpleNamespace(gill=settings, gill_sd=with_sd))  # its hub parts, up front
+    parts = load_parts(model, settings, with_sd=with_sd)
     if saved is None:
         if not settings.checkpoint:
             print("warning: no --adapter nor --gill-checkpoint: GILL's parts are untrained", file=sys.stderr)

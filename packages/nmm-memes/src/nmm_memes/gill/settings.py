@@ -53,6 +53,7 @@ def hub_parts(cfg) -> list[tuple[str, str, str | None, str]]:
     from nmm_core.diffusion import SD15_REPO, SD15_REVISION
 
     s = getattr(cfg, "gill", None) or GillSettings()
-    sd = [("--gill-sd", SD15_REPO, SD15_REVISION, "model_index.json")] if s.sd == SD15 else []
+    with_sd = s.sd == SD15 and getattr(cfg, "gill_sd", True)  # False: a caption or ranking from an adapter
+    sd = [("--gill-sd", SD15_REPO, SD15_REVISION, "model_index.json")] if with_sd else []
     return [("--gill-lm", s.lm, s.lm_revision, "config.json"),
             ("--gill-vision", s.vision, s.vision_revision, "config.json"), *sd]
