@@ -142,7 +142,7 @@ def test_pathology_yolo_trains_offline_far_above_its_untrained_self(tmp_path, no
     assert result["mAP50"] >= untrained["mAP50"] + 0.2, (result, untrained)
     assert 0 < result["mAP50-95"] <= result["mAP50"]
     assert (run / "report.md").read_text().count("mAP50") >= 2 and (run / "metrics.png").is_file()
-    assert "- **records**: 80 of 80 used" in (run / "report.md").read_text()  # 64 train + 16 val images
+    assert "- **records**: 64 of 64 used" in (run / "report.md").read_text()  # the 64 train images
     weights = run / "ultralytics" / "weights" / "best.pt"
     assert weights.is_file()
     assert Path(report["context"]["weights"]).resolve() == weights.resolve()  # relative to the cwd, as given
@@ -223,18 +223,28 @@ def test_pathology_yolo_dataset_check_names_a_truncated_image(tmp_path, capsys):
 
 
 def test_pathology_detect_val_report_counts_and_lists_the_unreadable_images(tmp_path, no_network, capsys):
+    """The records line counts the split the command uses: `detect val` the val images it scored, `detect
+    train` the train images it trained on, each with that split's left-out images (it counted both)."""
     data = write_synthetic_mri(SyntheticMriConfig(output=str(tmp_path / "mri"), train_size=4, val_size=4))
     image = tmp_path / "mri/images/val/mri-val-0001.png"
     image.write_bytes(image.read_bytes()[:200])  # cut short
+    train_image = tmp_path / "mri/images/train/mri-train-0002.png"
+    train_image.write_bytes(train_image.read_bytes()[:200])
     # the architecture's random weights: no training needed to see the report's records line
     assert main(["detect", "val", "--data", str(data), "--detector-imgsz", "64",
                  "--output-dir", str(tmp_path / "runs")]) == 0
     # the printed check says what it counted: both splits, then each split's share
-    assert "dataset (train and val): 7 images, " in capsys.readouterr().out
+    assert "dataset (train and val): 6 images, " in capsys.readouterr().out
     [run] = (tmp_path / "runs").glob("*-detect-val-*")
     check = json.loads((run / "dataset-check.json").read_text())
-    assert (check["images"], check["train images"], check["val images"]) == (7, 4, 3)
-    assert "- **records**: 7 of 8 used; 1 skipped, listed in problems-dataset.jsonl" in (run / "report.md").read_text()
+    assert (check["images"], check["train images"], check["val images"]) == (6, 3, 3)
+    assert "- **records**: 3 of 4 used; 1 skipped, listed in problems-dataset.jsonl" in (run / "report.md").read_text()
     assert json.loads((run / "report.json").read_text())["records"]["skipped"] == 1
     [listed] = [json.loads(line) for line in (run / "problems-dataset.jsonl").read_text().splitlines()]
     assert listed["id"] == str(image)
+    assert main(["detect", "train", "--data", str(data), "--detector-imgsz", "64", "--epochs", "1",
+                 "--detector-batch", "4", "--output-dir", str(tmp_path / "runs")]) == 0
+    [run] = (tmp_path / "runs").glob("*-detect-train-*")
+    assert "- **records**: 3 of 4 used; 1 skipped, listed in problems-dataset.jsonl" in (run / "report.md").read_text()
+    [listed] = [json.loads(line) for line in (run / "problems-dataset.jsonl").read_text().splitlines()]
+    assert listed["id"] == str(train_image)

@@ -232,9 +232,11 @@ def dataset_records(used: int, left_out: list[Problem], run: RunDir, listed: str
 
 
 @contextmanager
-def _checked_run(cfg: DetectTrainConfig | DetectValConfig, command: str) -> Iterator[tuple[RunDir, Path, Any, dict]]:
+def _checked_run(cfg: DetectTrainConfig | DetectValConfig, command: str,
+                 split: str) -> Iterator[tuple[RunDir, Path, Any, dict]]:
     """The model and the data set checked (its counts printed), ultralytics loaded offline and a run folder
-    with config.yaml and dataset-check.json: yields (run, data.yaml, ultralytics, core's record counts)."""
+    with config.yaml and dataset-check.json: yields (run, data.yaml, ultralytics, core's record counts of
+    `split`, the images the command trains on or scores)."""
     from nmm_core.config import dump_yaml
 
     _check_model(cfg.detector.model)
@@ -248,7 +250,9 @@ def _checked_run(cfg: DetectTrainConfig | DetectValConfig, command: str) -> Iter
     with RunDir.create(cfg.output_dir, command, Path(cfg.detector.model).stem) as run:
         dump_yaml(cfg, run.file("config.yaml"))
         atomic_write_json(run.file("dataset-check.json"), checked)
-        yield run, data, ul, dataset_records(checked["images"], unreadable, run, "problems-dataset.jsonl")
+        in_split = set(images_of(data, split))
+        left_out = [problem for problem in unreadable if problem.id in in_split]
+        yield run, data, ul, dataset_records(checked[f"{split} images"], left_out, run, "problems-dataset.jsonl")
 
 
 def _run_kwargs(settings: DetectSettings, run: RunDir) -> dict[str, Any]:
@@ -296,7 +300,7 @@ def _final_paths_in(folder: Path, run: RunDir) -> None:
 
 def detect_train(cfg: DetectTrainConfig) -> Path:
     """Train from the architecture (or local weights), validate, report; returns the run folder."""
-    with _checked_run(cfg, "detect-train") as (run, data, ul, records):
+    with _checked_run(cfg, "detect-train", "train") as (run, data, ul, records):
         model = ul.YOLO(cfg.detector.model)
         t0 = time.perf_counter()
         model.train(data=str(data), epochs=cfg.epochs, lr0=cfg.lr0, optimizer="AdamW", mosaic=cfg.mosaic,
@@ -320,7 +324,7 @@ def detect_val(cfg: DetectValConfig) -> Path:
     An architecture .yaml is validated with its random initial weights: the untrained (0-epoch)
     baseline a trained detector is measured against.
     """
-    with _checked_run(cfg, "detect-val") as (run, data, ul, records):
+    with _checked_run(cfg, "detect-val", "val") as (run, data, ul, records):
         model, context = ul.YOLO(cfg.detector.model), {"data": str(data), "weights": cfg.detector.model}
         scores = _validate(run, cfg.detector, model, data, f"YOLOv8 validation: {cfg.detector.model}", context, records)
         return run.complete(**scores)
