@@ -7,6 +7,10 @@ UV_OFFLINE=1: packages come from uv's cache), in a scratch folder.
     uv run python benchmarks/readme_runs.py connectome   # its README's synthetic-cohort commands
     uv run python benchmarks/readme_runs.py detect       # pathology's `detect synth` and `detect val`
     uv run python benchmarks/readme_runs.py charts       # charts' `data synthesize --out` and `data inspect`
+    uv run python benchmarks/readme_runs.py charts-train # the top-level README's charts train + compare
+    uv run python benchmarks/readme_runs.py vqa          # pathology's `vqa train` + `vqa compare`
+    uv run python benchmarks/readme_runs.py memes        # memes' `train` + `compete`
+    uv run python benchmarks/readme_runs.py detect-train # pathology's `detect synth` + `detect train` (30 epochs)
 """
 
 from __future__ import annotations
@@ -82,7 +86,8 @@ def gill(scratch: Path, env: dict[str, str]) -> dict:
             "summary": {f"rougeL_{name}": v for name, v in scores.items()} | {"memes": len(memes)}}
 
 
-# walkthroughs that are a list of commands, as their README gives them
+# walkthroughs that are a list of commands, as their README gives them (runs/<train-run> as the shell finds it)
+TRAIN_RUN = "runs/????????-??????-train-*"
 COMMANDS = {
     "connectome": ["uv run nmm-connectome data synthesize --out cohort",
                    "uv run nmm-connectome train --data cohort",
@@ -92,6 +97,15 @@ COMMANDS = {
     "charts": ["uv run nmm-charts data synthesize --out charts-synth",
                "uv run nmm-charts data inspect --data charts-synth"],
     "detect": ["uv run nmm-pathology detect synth", "uv run nmm-pathology detect val --data synthetic-mri/data.yaml"],
+    # the learning walkthroughs: train on the defaults, then score base against the adapter
+    "charts-train": ["uv run nmm-charts train",
+                     f"uv run nmm-charts compare --adapter {TRAIN_RUN}/adapter"],
+    "vqa": ["uv run nmm-pathology vqa train",
+            f"uv run nmm-pathology vqa compare --adapter {TRAIN_RUN}/adapter"],
+    "memes": ["uv run nmm-memes train",
+              f"uv run nmm-memes compete --adapter {TRAIN_RUN}/adapter"],
+    "detect-train": ["uv run nmm-pathology detect synth",
+                     "uv run nmm-pathology detect train --data synthetic-mri/data.yaml"],
 }
 
 
