@@ -231,7 +231,8 @@ def _not_generated_by(out: Path, maker: Mapping[str, str]) -> str | None:
         return f"holds a {said.get('kind', 'data')} set {said['program']} generated, not {maker['program']}"
     names = sorted(p.name for p in out.iterdir())
     listed = ", ".join(names[:4]) + (" ..." if len(names) > 4 else "")
-    return f"holds data {maker['program']} did not generate ({listed})"
+    # a set an earlier version wrote lacks the manifest too: refused, as its maker cannot be told
+    return f"holds data {maker['program']} did not generate (no {GENERATED_MARKER}: {listed})"
 
 
 def write_folder(out: str | Path, build: Callable[[Path], object], *, marker: str, flag: str = "--out",
