@@ -70,3 +70,25 @@ def test_synthesize_replaces_its_own_earlier_output(tmp_path, capsys):
     assert main(["data", "synthesize", *bigger, "--out", str(out)]) == 0
     assert len(json.loads((out / "memes-test.json").read_text())) == 3 != len(first)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["memes-synth"]
+
+
+def test_connectome_synthesize_refuses_a_cohort_built_from_real_scans(tmp_path, capsys):
+    import numpy as np
+
+    from nmm_connectome.cli import main
+
+    src, out = tmp_path / "fc", tmp_path / "cohort"
+    rng = np.random.default_rng(0)
+    for cond in ("rest", "task"):
+        (src / cond).mkdir(parents=True)
+        for subject in ("a", "b", "c"):
+            np.save(src / cond / f"{subject}.npy", np.corrcoef(rng.standard_normal((6, 100))))
+    build = ["data", "build-fc", "--source", str(src), "--input", "fc", "--out", str(out)]
+    assert main(build) == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(["data", "synthesize", "--out", str(out), "--subjects", "8", "--regions", "24"]) == 2
+    line = _error_line(capsys)
+    assert "--out" in line and str(out) in line and "holds a cohort set nmm-connectome generated" in line
+    assert _snapshot(out) == before
+    assert main(build) == 0  # build-fc still replaces its own earlier cohort

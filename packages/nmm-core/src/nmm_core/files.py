@@ -227,6 +227,8 @@ def _not_generated_by(out: Path, maker: Mapping[str, str]) -> str | None:
     said = said if isinstance(said, dict) else {}
     if all(said.get(key) == value for key, value in maker.items()):
         return None
+    if said.get("program") == maker["program"]:
+        return f"holds a {said.get('kind', 'data')} set {maker['program']} generated, not a {maker['kind']} one"
     if said.get("program"):
         return f"holds a {said.get('kind', 'data')} set {said['program']} generated, not {maker['program']}"
     names = sorted(p.name for p in out.iterdir())
