@@ -127,8 +127,8 @@ class EvalConfig:
 
 # -- data ---------------------------------------------------------------------------------------
 
-def _write_cohort(cohort: Cohort, out: str | Path, problems) -> Path:
-    """Write into a temporary sibling, then swap it in (an existing cohort folder is replaced)."""
+def _write_cohort(cohort: Cohort, out: str | Path, problems, kind: str) -> Path:
+    """Write into a temporary sibling, then swap it in (replacing only a `kind` cohort written before)."""
     from nmm_core.files import write_folder
 
     def build(tmp: Path) -> None:
@@ -136,7 +136,7 @@ def _write_cohort(cohort: Cohort, out: str | Path, problems) -> Path:
         if problems:
             write_problems(problems, tmp / "problems.jsonl")
 
-    return write_folder(out, build, marker="cohort.json")
+    return write_folder(out, build, marker="cohort.json", maker={"program": "nmm-connectome", "kind": kind})
 
 
 def run_synthesize(cfg: SynthesizeConfig) -> Path:
@@ -145,7 +145,7 @@ def run_synthesize(cfg: SynthesizeConfig) -> Path:
     spec = SyntheticSpec(**{f.name: getattr(cfg, f.name) for f in fields(SyntheticSpec)})  # no `out` in its meta
     with interrupt_leaves_nothing(cfg.out):
         cohort = synthesize(spec)
-    out = _write_cohort(cohort, cfg.out, [])
+    out = _write_cohort(cohort, cfg.out, [], "synthetic")
     print(f"synthetic cohort: {len(cohort)} subjects, {cohort.n_regions} regions -> {out}")
     return out
 
@@ -167,7 +167,7 @@ def run_build_fc(cfg: BuildFcConfig) -> Path:
         if cfg.subjects:
             cohort = cohort.subset([s for s in cfg.subjects if s in set(cohort.subjects)])
     _print_skipped(len(cohort), problems)
-    out = _write_cohort(cohort, cfg.out, problems)
+    out = _write_cohort(cohort, cfg.out, problems, "cohort")
     print(f"cohort: {len(cohort)} subjects, {cohort.n_regions} regions ({cohort.kind}) -> {out}")
     return out
 

@@ -231,7 +231,8 @@ def run_domain_synthesize(domain: Domain, cfg: Any) -> Path:
 
     made = domain.synthetic
     folder = synthesized(cfg.out, lambda tmp: made.write(cfg.synthetic, tmp, progress=cfg.progress),
-                         lambda: made.folder(domain.name, cfg.synthetic, progress=cfg.progress), marker=made.marker)
+                         lambda: made.folder(domain.name, cfg.synthetic, progress=cfg.progress), marker=made.marker,
+                         program=domain.name)
     print(f"synthetic {domain.name.removeprefix('nmm-')} set: {folder}")
     for split, n in cfg.synthetic.sizes().items():
         print(f"  {split}: {n} questions")

@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from nmm_core.errors import ConfigError, Interrupted, NmmError
 # `.name.tmp-<hex>` or `.name.old-<hex>` (atomic_replace_dir) and tempfile.mkdtemp(prefix=".name-").
 _LEFTOVER_FILE = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 _LEFTOVER_DIR = re.compile(r"^\..+(\.tmp-[0-9a-f]{8}|\.old-[0-9a-f]{8}|-[a-z0-9_]{8})$")
+# Who generated a folder (`{"program": "nmm-charts", "kind": "synthetic"}`): `synthesize --out` replaces only its own
+GENERATED_MARKER = "nmm_generated.json"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -215,26 +217,60 @@ def cached_folder(kind: str, key: str, build: Callable[[Path], object], *, marke
     return build_folder(cache_root() / kind / key, build, marker=marker)
 
 
-def write_folder(out: str | Path, build: Callable[[Path], object], *, marker: str, flag: str = "--out") -> Path:
+def _not_generated_by(out: Path, maker: Mapping[str, str]) -> str | None:
+    """Why `out` is not a set `maker` generated before (its GENERATED_MARKER names another), or None."""
+    made = out / GENERATED_MARKER
+    try:
+        said = json.loads(made.read_text(encoding="utf-8")) if made.is_file() else {}
+    except (OSError, ValueError):
+        said = {}
+    said = said if isinstance(said, dict) else {}
+    if all(said.get(key) == value for key, value in maker.items()):
+        return None
+    if said.get("program") == maker["program"]:
+        return f"holds a {said.get('kind', 'data')} set {maker['program']} generated, not a {maker['kind']} one"
+    if said.get("program"):
+        return f"holds a {said.get('kind', 'data')} set {said['program']} generated, not {maker['program']}"
+    names = sorted(p.name for p in out.iterdir())
+    listed = ", ".join(names[:4]) + (" ..." if len(names) > 4 else "")
+    # a set an earlier version wrote lacks the manifest too: refused, as its maker cannot be told
+    return f"holds data {maker['program']} did not generate (no {GENERATED_MARKER}: {listed})"
+
+
+def write_folder(out: str | Path, build: Callable[[Path], object], *, marker: str, flag: str = "--out",
+                 maker: Mapping[str, str] | None = None) -> Path:
     """Build into a temporary sibling and swap it in: an interrupted or failed build leaves no folder.
 
-    An existing folder is replaced only if it is empty or an earlier build (it holds `marker`).
+    An existing folder is replaced only if it is empty or an earlier build (it holds `marker`); with
+    `maker` (the program and kind that generate it) only one whose GENERATED_MARKER names the same.
     """
     out = Path(out)
     problem = folder_problem(out, flag)
     if problem is not None:
         raise problem
-    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
-        raise ConfigError(f"{flag} {out}: exists and holds other files (no {marker}); choose a new or empty folder")
+    if out.is_dir() and any(out.iterdir()):
+        if maker is not None and (why := _not_generated_by(out, maker)):
+            # marker names are shared (`test.jsonl`, `synthetic.json`): only this maker's own set is replaced
+            raise ConfigError(f"{flag} {out}: {why}: choose another {flag} or remove it")
+        if not (out / marker).is_file():
+            raise ConfigError(f"{flag} {out}: exists and holds other files (no {marker}); choose a new or empty folder")
     make_folder(out.parent, flag)
+
+    def build_and_sign(tmp: Path) -> None:
+        build(tmp)
+        if maker is not None:
+            atomic_write_json(tmp / GENERATED_MARKER, dict(maker))
+
     with interrupt_leaves_nothing(out):
-        return build_folder(out, build, flag=flag)
+        return build_folder(out, build_and_sign, flag=flag)
 
 
-def synthesized(out: str, build: Callable[[Path], object], cached: Callable[[], Path], *, marker: str) -> Path:
-    """A generated data set: written whole into `out` by `build`, or with no `out` the `cached` one."""
+def synthesized(out: str, build: Callable[[Path], object], cached: Callable[[], Path], *, marker: str,
+                program: str) -> Path:
+    """A generated data set: written whole into `out` by `build` (signed as `program`'s), or with no
+    `out` the `cached` one."""
     if out:
-        return write_folder(out, build, marker=marker)
+        return write_folder(out, build, marker=marker, maker={"program": program, "kind": "synthetic"})
     with interrupt_leaves_nothing("the cache"):
         return cached()
 
