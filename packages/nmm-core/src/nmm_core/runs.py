@@ -97,8 +97,9 @@ class RunDir:
         self._completed = False
 
     @classmethod
-    def create(cls, root: str | Path, command: str, name: str) -> RunDir:
-        """Make `<root>/<stamp>-<command>-<name>.incomplete/` and mark it running."""
+    def create(cls, root: str | Path, command: str, name: str, resumes: bool = True) -> RunDir:
+        """Make `<root>/<stamp>-<command>-<name>.incomplete/` and mark it running (`resumes`: False for a run
+        that keeps nothing --resume could continue, so that `runs --clean-failed` removes it once stopped)."""
         root = make_folder(root, "--output-dir")
         stamp = datetime.now().strftime(_STAMP_FORMAT)
         base = f"{stamp}-{sanitize_name(command)}-{sanitize_name(name)}"
@@ -122,6 +123,8 @@ class RunDir:
                   "started": _now_iso(), "pid": os.getpid(), "host": socket.gethostname()}
         if PROGRAM.get() is not None:
             status["program"] = PROGRAM.get()
+        if not resumes:
+            status["resumes"] = False
         atomic_write_json(run.file(STATUS_FILE), status)
         return run
 
