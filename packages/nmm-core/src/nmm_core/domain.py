@@ -323,8 +323,9 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
     inspect = _config(domain, "Inspect", (RecommendsTwinRecipe,), "`data inspect`: usable and skipped records "
                       "per split.", model=False, extra=_inspect(domain), namespace={"twin_model": domain.model},
                       key="data inspect")
-    synthesize = _config(domain, "Synthesize", (), "`data synthesize`: write the generated set.",
-                         data=False, model=False, extra=_SYNTHESIZE)
+    # likewise: it writes the set `train` and `data inspect` use unless flags say otherwise
+    synthesize = _config(domain, "Synthesize", (RecommendsTwinRecipe,), "`data synthesize`: write the generated set.",
+                         data=False, model=False, extra=_SYNTHESIZE, namespace={"twin_model": domain.model})
     verbs: dict[str, Verb] = {
         "train": (train, lambda cfg: print(run_domain_train(domain, cfg)), "LoRA/QLoRA fine-tuning into a run folder"),
         "eval": (evaluate, lambda cfg: print(run_domain_eval(domain, cfg)),
