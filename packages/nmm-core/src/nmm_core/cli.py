@@ -80,16 +80,17 @@ _USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
                  errno.EISDIR, errno.EEXIST}
 
 
-def run_cli(fn: Callable[[], object], program: str | None = None) -> int:
+def run_cli(fn: Callable[[], object], program: str | None = None, verb: str | None = None) -> int:
     """Run a command: a user error is one line on stderr and a non-zero exit, not a traceback.
-    `program` (`nmm-charts`) is recorded in the status of the run folders it makes."""
-    from nmm_core.runs import PROGRAM
+    `program` (`nmm-charts`) and `verb` (`train`) are recorded in the status of the run folders it makes."""
+    from nmm_core.runs import PROGRAM, VERB
 
-    token = PROGRAM.set(program)
+    token, verb_token = PROGRAM.set(program), VERB.set(verb)
     try:
         return _run_cli(fn)
     finally:
         PROGRAM.reset(token)
+        VERB.reset(verb_token)
 
 
 def _run_cli(fn: Callable[[], object]) -> int:
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             check_model_source(cfg.model)  # the adapter is checked against the loaded base
             print((run_eval if ns.command == "eval" else run_compare)(cfg, short_answer_task()))
 
-    return run_cli(dispatch, "nmm")
+    return run_cli(dispatch, "nmm", ns.command)
 
 
 if __name__ == "__main__":

@@ -434,7 +434,7 @@ def domain_main(domain: Domain, argv: list[str] | None = None) -> int:
         cls, fn, _ = verbs[ns.nmm_verb]
         fn(_checked_config(domain, cls, ns))
 
-    return run_cli(dispatch, domain.name)
+    return run_cli(dispatch, domain.name, getattr(ns, "nmm_verb", None))
 
 
 def _checked_config(domain: Domain, cls: type, ns: Any) -> Any:
@@ -450,6 +450,10 @@ def _checked_config(domain: Domain, cls: type, ns: Any) -> Any:
     cfg = verb_config(cls, ns)
     if takes_model and cfg.model.model:  # the YAML's or the default (export's empty: the adapter's base)
         check(cfg.model.model, cfg.model.family)
+    if getattr(cfg, "resume", None):
+        from nmm_core.resume import refuse_other_program
+
+        refuse_other_program(cfg.resume)  # before the verb loads or generates its data
     return cfg
 
 
