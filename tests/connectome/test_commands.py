@@ -213,3 +213,24 @@ def test_inspect_lists_skipped_subjects_like_the_kit_and_writes_them_all(tmp_pat
     rows = [json.loads(line) for line in problems.read_text().splitlines()]
     assert [(r["id"], r["field"], r["kind"]) for r in rows] == [("d", "task", "not symmetric"),
                                                                ("e", "task", "not symmetric")]
+
+
+def test_a_stopped_bridge_run_says_it_does_not_resume_and_clean_failed_removes_it(workspace, tmp_path, monkeypatch,
+                                                                                  capsys):
+    import dataclasses
+
+    from nmm_connectome.methods import METHODS
+
+    def stopped(cfg, train, run):
+        raise KeyboardInterrupt  # as Ctrl-C would, mid-fit
+
+    _, cohort, _ = workspace
+    runs = tmp_path / "runs"
+    monkeypatch.setitem(METHODS, "bridge", dataclasses.replace(METHODS["bridge"], fit=stopped))
+    assert main(["train", "--data", str(cohort), "--method", "bridge", "--output-dir", str(runs)]) == 130
+    [run] = list(runs.iterdir())
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"interrupted: {run} keeps no checkpoints (this run does not resume: run it again; " \
+                   "runs --clean-failed removes it)"
+    assert main(["runs", "--runs-dir", str(runs), "--clean-failed"]) == 0
+    assert f"removing interrupted run {run}" in capsys.readouterr().out and not run.exists()

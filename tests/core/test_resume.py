@@ -123,3 +123,21 @@ def test_ctrl_c_names_the_folder_to_resume_and_the_resumed_run_its_checkpoint(tm
     assert cli.main([*args, "--resume", str(run)]) == 0
     said = capsys.readouterr().err.splitlines()
     assert f"resuming from {run / 'checkpoints' / 'checkpoint-2'} (step 2)" in said
+
+
+def test_resuming_another_program_s_run_names_the_program_and_its_command(tmp_path, capsys):
+    from nmm_charts.cli import main as charts
+    from nmm_core.cli import run_cli
+
+    made: list[RunDir] = []
+    assert run_cli(lambda: made.append(RunDir.create(tmp_path, "train", "tiny")), "nmm-pathology", "vqa train") == 0
+    [run] = made
+    dump_yaml(TrainConfig(data=DataSettings(source="pathology-data")), run.file("config.yaml"))
+    run.fail(KeyboardInterrupt())
+    status = json.loads(run.file("status.json").read_text())
+    assert (status["program"], status["verb"]) == ("nmm-pathology", "vqa train")
+    # before: a data.source difference, as if the settings were the trouble
+    assert charts(["train", "--resume", str(run.path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --resume {run.path}: that run was made by nmm-pathology, not nmm-charts: resume it with "
+        f"nmm-pathology vqa train --resume {run.path}")

@@ -98,7 +98,10 @@ def test_the_interrupt_line_says_what_the_verb_keeps(tmp_path: Path) -> None:
                                            f"continue with --resume {evaluated}")
     detected = stopped("detect-predict", resume=False)
     assert interrupted_line(detected) == (f"interrupted: {detected} keeps what it wrote so far "
-                                          "(this command does not resume: run it again)")
+                                          "(this run does not resume: run it again; runs --clean-failed removes it)")
+    # it can never resume: --clean-failed removes it, and keeps the resumable ones
+    assert main(["runs", "--runs-dir", str(tmp_path), "--clean-failed"]) == 0
+    assert not detected.exists() and train.is_dir() and evaluated.is_dir()
 
 
 def test_a_run_on_another_host_counts_as_running(tmp_path: Path) -> None:

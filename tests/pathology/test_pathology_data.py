@@ -101,3 +101,19 @@ def test_pathology_presets_registered_pinned_and_qlora():
         assert is_pinned(p.revision) and len(p.revision) == 40
         assert preset_owner(name) == "nmm-pathology"
     assert presets["tiny-llava-1.5"].family == "llava"  # what the tests train
+
+
+def test_vqa_data_synthesize_writes_the_set_train_uses_and_flags_override(tmp_path, capsys):
+    from nmm_pathology.cli import main
+
+    def lines(folder):
+        return {split: len((folder / f"{split}.jsonl").read_text().splitlines())
+                for split in ("train", "validation", "test")}
+
+    # the default model's recipe, as `vqa train` and `vqa data inspect` take it (was 400 / 30 / 60)
+    assert main(["vqa", "data", "synthesize", "--out", str(tmp_path / "a"), "--synthetic-image-size", "8"]) == 0
+    assert lines(tmp_path / "a") == {"train": 1200, "validation": 100, "test": 200}
+    assert main(["vqa", "data", "synthesize", "--out", str(tmp_path / "b"), "--synthetic-image-size", "8",
+                 "--synthetic-train-size", "6", "--synthetic-test-size", "4"]) == 0
+    assert lines(tmp_path / "b") == {"train": 6, "validation": 2, "test": 4}
+    assert "  train: 6 questions" in capsys.readouterr().out

@@ -426,6 +426,20 @@ def test_a_typoed_flag_gets_two_lines_naming_the_closest_flag(capsys):
         "see `nmm-pathology vqa train --help`"]
 
 
+def test_a_typoed_verb_gets_the_closest_verb_at_every_level(capsys):
+    for main, argv, line in (
+            (charts_main, ["trian"], "nmm-charts: error: argument COMMAND: invalid choice: 'trian' "
+             "(did you mean train?)"),
+            (pathology_main, ["vqa", "data", "inspct"], "nmm-pathology vqa data: error: argument ACTION: invalid "
+             "choice: 'inspct' (did you mean inspect?); see `nmm-pathology vqa data --help`")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == line
+    with pytest.raises(SystemExit):  # nothing close: the choices, as before
+        charts_main(["zzzz"])
+    assert "(choose from 'info', 'train'," in capsys.readouterr().err
+
+
 class _Parsed(Exception):
     """Raised in place of parsing, carrying the whole parser tree a CLI built."""
 

@@ -243,7 +243,8 @@ def run_train(cfg: TrainConfig) -> Path:
         others = tuple(name for name in METHODS if name != cfg.method)
         run = open_resumed(cfg, cfg.resume, "train", may_change=(*method.resume_may_change, *others, "name"))
     else:
-        run = RunDir.create(cfg.output_dir, "train", cfg.name or cfg.method)
+        run = RunDir.create(cfg.output_dir, "train", cfg.name or cfg.method,
+                            resumes=method.resume_may_change is not None)
     with run:
         dump_yaml(cfg, run.file("config.yaml"))
         atomic_write_json(run.file("split.json"), {

@@ -80,16 +80,17 @@ _USER_FIXABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
                  errno.EISDIR, errno.EEXIST}
 
 
-def run_cli(fn: Callable[[], object], program: str | None = None) -> int:
+def run_cli(fn: Callable[[], object], program: str | None = None, verb: str | None = None) -> int:
     """Run a command: a user error is one line on stderr and a non-zero exit, not a traceback.
-    `program` (`nmm-charts`) is recorded in the status of the run folders it makes."""
-    from nmm_core.runs import PROGRAM
+    `program` (`nmm-charts`) and `verb` (`train`) are recorded in the status of the run folders it makes."""
+    from nmm_core.runs import PROGRAM, VERB
 
-    token = PROGRAM.set(program)
+    token, verb_token = PROGRAM.set(program), VERB.set(verb)
     try:
         return _run_cli(fn)
     finally:
         PROGRAM.reset(token)
+        VERB.reset(verb_token)
 
 
 def _run_cli(fn: Callable[[], object]) -> int:
@@ -122,6 +123,20 @@ def _run_cli(fn: Callable[[], object]) -> int:
     return 0
 
 
+def closest_verb(message: str) -> str:
+    """argparse's "invalid choice: 'trian' (choose from ...)" as "... (did you mean train?)" where one is close."""
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+    close = difflib.get_close_matches(found[1], re.findall(r"'([^']*)'", found[2]), n=1) if found else []
+    return message[:found.start(2) - len("choose from ")] + f"did you mean {close[0]}?)" if close else message
+
+
+class VerbParser(argparse.ArgumentParser):
+    """A program's top-level parser: a mistyped verb gets the closest one, as a mistyped flag does."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(closest_verb(message))
+
+
 class SubcommandParser(argparse.ArgumentParser):
     """A subcommand's parser that rejects an unknown flag itself, so the error shows its own usage."""
 
@@ -145,14 +160,14 @@ class SubcommandParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """A one-line usage and the error, not the whole usage: a verb's runs to dozens of lines."""
         self.exit(2, f"usage: {self.prog} [options]\n"
-                     f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+                     f"{self.prog}: error: {closest_verb(message)}; see `{self.prog} --help`\n")
 
 
 def base_parser(prog: str, description: str, dist: str, *,
                 model: str | None = "tiny-qwen2-vl") -> tuple[argparse.ArgumentParser, object]:
     """A parser with `--version` and an `info` subcommand; returns (parser, subparsers). `info --image`
     probes `model` unless told another; None: a program without image models, whose `info` has no --image."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser = VerbParser(prog=prog, description=description, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{dist} {_version(dist)}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=SubcommandParser)
     if model is None:
@@ -259,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             check_model_source(cfg.model)  # the adapter is checked against the loaded base
             print((run_eval if ns.command == "eval" else run_compare)(cfg, short_answer_task()))
 
-    return run_cli(dispatch, "nmm")
+    return run_cli(dispatch, "nmm", ns.command)
 
 
 if __name__ == "__main__":

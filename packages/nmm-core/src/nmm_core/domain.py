@@ -324,8 +324,9 @@ def standard_verbs(domain: Domain) -> dict[str, Verb]:
     inspect = _config(domain, "Inspect", (RecommendsTwinRecipe,), "`data inspect`: usable and skipped records "
                       "per split.", model=False, extra=_inspect(domain), namespace={"twin_model": domain.model},
                       key="data inspect")
-    synthesize = _config(domain, "Synthesize", (), "`data synthesize`: write the generated set.",
-                         data=False, model=False, extra=_SYNTHESIZE)
+    # likewise: it writes the set `train` and `data inspect` use unless flags say otherwise
+    synthesize = _config(domain, "Synthesize", (RecommendsTwinRecipe,), "`data synthesize`: write the generated set.",
+                         data=False, model=False, extra=_SYNTHESIZE, namespace={"twin_model": domain.model})
     verbs: dict[str, Verb] = {
         "train": (train, lambda cfg: print(run_domain_train(domain, cfg)), "LoRA/QLoRA fine-tuning into a run folder"),
         "eval": (evaluate, lambda cfg: print(run_domain_eval(domain, cfg)),
@@ -434,7 +435,7 @@ def domain_main(domain: Domain, argv: list[str] | None = None) -> int:
         cls, fn, _ = verbs[ns.nmm_verb]
         fn(_checked_config(domain, cls, ns))
 
-    return run_cli(dispatch, domain.name)
+    return run_cli(dispatch, domain.name, getattr(ns, "nmm_verb", None))
 
 
 def _checked_config(domain: Domain, cls: type, ns: Any) -> Any:
@@ -450,6 +451,10 @@ def _checked_config(domain: Domain, cls: type, ns: Any) -> Any:
     cfg = verb_config(cls, ns)
     if takes_model and cfg.model.model:  # the YAML's or the default (export's empty: the adapter's base)
         check(cfg.model.model, cfg.model.family)
+    if getattr(cfg, "resume", None):
+        from nmm_core.resume import refuse_other_program
+
+        refuse_other_program(cfg.resume)  # before the verb loads or generates its data
     return cfg
 
 

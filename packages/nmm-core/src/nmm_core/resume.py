@@ -8,12 +8,14 @@ is not a difference. Each command names what may change (where it writes, how fa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from nmm_core.config import config_to_dict, load_yaml_config
 from nmm_core.errors import ConfigError
-from nmm_core.runs import RunDir
+from nmm_core.runs import PROGRAM, STATUS_FILE, RunDir
 
 ALWAYS_MAY_CHANGE = ("resume", "output_dir")
 
@@ -21,6 +23,7 @@ ALWAYS_MAY_CHANGE = ("resume", "output_dir")
 def open_resumed(cfg: Any, folder: str, command: str, *, may_change: Sequence[str] = (),
                  reopen: bool = True) -> RunDir:
     """The run folder `folder` of `command`, checked against `cfg` and (with `reopen`) marked running."""
+    refuse_other_program(folder)
     run = RunDir.open(folder)
     made_by = run.status.get("command")
     if made_by != command:
@@ -45,6 +48,20 @@ def open_resumed(cfg: Any, folder: str, command: str, *, may_change: Sequence[st
     if reopen:
         run.reopen()
     return run
+
+
+def refuse_other_program(folder: str) -> None:
+    """Refuse `--resume folder` of a run another program made (its settings would differ anyway), naming
+    the program and command that continue it; checked before a command loads its data."""
+    try:
+        status = json.loads((Path(folder) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # RunDir.open says what is wrong with the folder
+    made_in, now = (status.get("program"), PROGRAM.get()) if isinstance(status, dict) else (None, None)
+    if made_in and now and made_in != now:
+        verb = status.get("verb") or status.get("command")
+        raise ConfigError(f"--resume {folder}: that run was made by {made_in}, not {now}: resume it with "
+                          f"{made_in} {verb} --resume {folder}")
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:

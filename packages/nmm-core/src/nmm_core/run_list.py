@@ -28,6 +28,7 @@ class RunEntry:
     size: int
     started: str
     program: str | None = None  # the CLI that made it (None: recorded before nmm kept it)
+    resumes: bool = True  # whether --resume can continue it once stopped
 
 
 def _pid_alive(pid: int) -> bool:
@@ -38,15 +39,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def interrupted_line(folder: Path) -> str:
-    """The CLI's last line after Ctrl-C stopped the run in `folder`: what it keeps and how it goes on."""
+def run_resumes(folder: Path, status: dict) -> bool:
+    """Whether --resume can continue the run in `folder`: its command has the flag and the run keeps something."""
     import yaml
 
+    if status.get("resumes") is False:
+        return False
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return True  # no readable config (made before runs kept one): keep it
+    return not isinstance(config, dict) or "resume" in config
+
+
+def interrupted_line(folder: Path) -> str:
+    """The CLI's last line after Ctrl-C stopped the run in `folder`: what it keeps and how it goes on."""
     from nmm_core.checkpoints import last_checkpoint
 
     folder, status = Path(folder), _status(Path(folder))
     checkpoint = last_checkpoint(folder / "checkpoints")
-    if checkpoint is not None:
+    if status.get("resumes") is False:
+        kept = "keeps no checkpoints"
+    elif checkpoint is not None:
         kept = f"keeps its last checkpoint, {Path(checkpoint).name}"
     elif "train" in str(status.get("command", "")):
         kept = "has no complete checkpoint yet (it trains again from step 0)"
@@ -54,13 +68,9 @@ def interrupted_line(folder: Path) -> str:
         kept = "keeps its answers so far"
     else:
         kept = "keeps what it wrote so far"
-    try:
-        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        config = None
-    if isinstance(config, dict) and "resume" in config:  # the command has --resume
+    if (folder / "config.yaml").is_file() and run_resumes(folder, status):
         return f"interrupted: {folder} {kept}; continue with --resume {folder}"
-    return f"interrupted: {folder} {kept} (this command does not resume: run it again)"
+    return f"interrupted: {folder} {kept} (this run does not resume: run it again; runs --clean-failed removes it)"
 
 
 def _status(folder: Path) -> dict:
@@ -124,7 +134,7 @@ def list_runs(root: str | Path) -> list[RunEntry]:
         command = status.get("command") if isinstance(status.get("command"), str) else "?"
         program = status.get("program") if isinstance(status.get("program"), str) else None
         entries.append(RunEntry(folder, run_state(folder, status), command, _size(folder),
-                                _started(folder, status), program))
+                                _started(folder, status), program, run_resumes(folder, status)))
     return sorted(entries, key=lambda e: (e.started, e.path.name))
 
 
@@ -150,8 +160,10 @@ def runs_table(entries: list[RunEntry]) -> str:
 
 
 def removable(entries: list[RunEntry]) -> list[RunEntry]:
-    """The failed `.incomplete` folders; never a finished, running or interrupted (resumable) run."""
-    return [e for e in entries if e.state == "failed" and e.path.name.endswith(INCOMPLETE_SUFFIX)]
+    """The failed `.incomplete` folders, and the interrupted ones --resume cannot continue; never a finished,
+    running or resumable run."""
+    return [e for e in entries if (e.state == "failed" or (e.state == "interrupted" and not e.resumes))
+            and e.path.name.endswith(INCOMPLETE_SUFFIX)]
 
 
 def runs_command(runs_dir: str | Path, clean_failed: bool = False, echo: Callable[[str], object] = print,
@@ -169,7 +181,7 @@ def runs_command(runs_dir: str | Path, clean_failed: bool = False, echo: Callabl
     doomed = removable(entries)
     if not doomed:
         echo("nothing to remove (no failed .incomplete folders)")
-    kept = [e for e in entries if e.state == "interrupted"]
+    kept = [e for e in entries if e.state == "interrupted" and e not in doomed]
     if kept:
         echo(f"kept {len(kept)} interrupted run(s): continue one with --resume FOLDER, or delete it by hand")
     for entry in doomed:
@@ -192,8 +204,8 @@ class RunsConfig:
     all: bool = field(default=False, metadata={
         "help": "every program's runs (a domain's `runs` lists its own and those made before programs were recorded)"})
     clean_failed: bool = field(default=False, metadata={
-        "help": "remove failed .incomplete folders (never finished, running or interrupted ones: "
-                "--resume continues those)"})
+        "help": "remove failed .incomplete folders and interrupted ones that cannot resume (never finished, "
+                "running or resumable ones: --resume continues those)"})
 
 
 def run_runs(cfg: RunsConfig, program: str | None = None) -> None:

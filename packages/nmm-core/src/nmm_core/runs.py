@@ -87,6 +87,7 @@ def sanitize_name(text: str) -> str:
 # The command-line program running now (`nmm-charts`), recorded in each run's status so that a
 # domain's `runs` lists its own runs; set by `cli.run_cli`, None when called as a library.
 PROGRAM: ContextVar[str | None] = ContextVar("nmm_program", default=None)
+VERB: ContextVar[str | None] = ContextVar("nmm_verb", default=None)  # its words for the command (`vqa train`)
 
 
 class RunDir:
@@ -97,8 +98,9 @@ class RunDir:
         self._completed = False
 
     @classmethod
-    def create(cls, root: str | Path, command: str, name: str) -> RunDir:
-        """Make `<root>/<stamp>-<command>-<name>.incomplete/` and mark it running."""
+    def create(cls, root: str | Path, command: str, name: str, resumes: bool = True) -> RunDir:
+        """Make `<root>/<stamp>-<command>-<name>.incomplete/` and mark it running (`resumes`: False for a run
+        that keeps nothing --resume could continue, so that `runs --clean-failed` removes it once stopped)."""
         root = make_folder(root, "--output-dir")
         stamp = datetime.now().strftime(_STAMP_FORMAT)
         base = f"{stamp}-{sanitize_name(command)}-{sanitize_name(name)}"
@@ -122,6 +124,10 @@ class RunDir:
                   "started": _now_iso(), "pid": os.getpid(), "host": socket.gethostname()}
         if PROGRAM.get() is not None:
             status["program"] = PROGRAM.get()
+        if VERB.get() is not None:
+            status["verb"] = VERB.get()  # so that --resume from another program can name the command to use
+        if not resumes:
+            status["resumes"] = False
         atomic_write_json(run.file(STATUS_FILE), status)
         return run
 
