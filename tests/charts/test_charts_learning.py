@@ -31,6 +31,6 @@ def test_charts_default_records_the_twin_recipe(learned):
 def test_charts_default_fine_tuned_beats_base_with_interval_above_zero(learned):
     base, tuned = learned.report["results"]
     assert base["relaxed_accuracy"] == 0.0  # the random twin answers nothing right
-    assert tuned["relaxed_accuracy"] >= 0.08, learned.report  # 0.135 on the 200 test questions of the default
+    assert tuned["relaxed_accuracy"] >= 0.08, learned.report  # 0.165 on the 200 test questions of the default (README)
     low, _ = learned.report["delta_ci95_vs_first"]["fine-tuned"]
     assert low > 0, learned.report
