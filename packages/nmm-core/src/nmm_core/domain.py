@@ -119,10 +119,7 @@ class Domain:
         build = None
         if self.synthetic is not None and hasattr(cfg, "synthetic"):
             build = partial(self.synthetic.folder, self.name, cfg.synthetic)
-        source = self.source(cfg.data, build).resolve()
-        if str(getattr(source.settings, "source", "")).strip() != SYNTHETIC:  # still the set's name: it builds it
-            check_source(source)  # before any run folder or load: one line naming --data-source
-        return source
+        return self.source(cfg.data, build).resolve()
 
 
 def _title(domain: Domain) -> str:
@@ -250,6 +247,8 @@ def run_domain_inspect(domain: Domain, cfg: Any) -> None:
     if cfg.grid and cfg.grid_size < 1:
         raise ConfigError(f"grid_size must be at least 1, got {cfg.grid_size}")
     source = domain.source_of(cfg)
+    if str(getattr(source.settings, "source", "")).strip() != SYNTHETIC:  # still the set's name: it builds it
+        check_source(source)  # the pre-flight train/eval/compare get from core's workflows, same message
     problems: dict[str, list] = {}
     first: list = []
     for split in cfg.splits:
