@@ -8,14 +8,12 @@ is not a difference. Each command names what may change (where it writes, how fa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from nmm_core.config import config_to_dict, load_yaml_config
 from nmm_core.errors import ConfigError
-from nmm_core.runs import PROGRAM, STATUS_FILE, RunDir
+from nmm_core.runs import PROGRAM, RunDir, read_status
 
 ALWAYS_MAY_CHANGE = ("resume", "output_dir")
 
@@ -53,11 +51,8 @@ def open_resumed(cfg: Any, folder: str, command: str, *, may_change: Sequence[st
 def refuse_other_program(folder: str) -> None:
     """Refuse `--resume folder` of a run another program made (its settings would differ anyway), naming
     the program and command that continue it; checked before a command loads its data."""
-    try:
-        status = json.loads((Path(folder) / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # RunDir.open says what is wrong with the folder
-    made_in, now = (status.get("program"), PROGRAM.get()) if isinstance(status, dict) else (None, None)
+    status = read_status(folder)  # {} where unreadable: RunDir.open says what is wrong with the folder
+    made_in, now = status.get("program"), PROGRAM.get()
     if made_in and now and made_in != now:
         verb = status.get("verb") or status.get("command")
         raise ConfigError(f"--resume {folder}: that run was made by {made_in}, not {now}: resume it with "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import socket
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from nmm_core.runs import INCOMPLETE_SUFFIX, STATUS_FILE
+from nmm_core.runs import INCOMPLETE_SUFFIX, STATUS_FILE, read_status
 
 # What a user sees: the run finished; it raised; it stopped without saying so; it is going now.
 RUN_STATES = ("finished", "failed", "interrupted", "running")
@@ -56,7 +55,7 @@ def interrupted_line(folder: Path) -> str:
     """The CLI's last line after Ctrl-C stopped the run in `folder`: what it keeps and how it goes on."""
     from nmm_core.checkpoints import last_checkpoint
 
-    folder, status = Path(folder), _status(Path(folder))
+    folder, status = Path(folder), read_status(Path(folder))
     checkpoint = last_checkpoint(folder / "checkpoints")
     if status.get("resumes") is False:
         kept = "keeps no checkpoints"
@@ -71,14 +70,6 @@ def interrupted_line(folder: Path) -> str:
     if (folder / "config.yaml").is_file() and run_resumes(folder, status):
         return f"interrupted: {folder} {kept}; continue with --resume {folder}"
     return f"interrupted: {folder} {kept} (this run does not resume: run it again; runs --clean-failed removes it)"
-
-
-def _status(folder: Path) -> dict:
-    try:
-        data = json.loads((folder / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _alive(status: dict) -> bool:
@@ -130,7 +121,7 @@ def list_runs(root: str | Path) -> list[RunEntry]:
     for folder in sorted(root.iterdir()):
         if not folder.is_dir() or not (folder / STATUS_FILE).is_file():
             continue
-        status = _status(folder)
+        status = read_status(folder)
         command = status.get("command") if isinstance(status.get("command"), str) else "?"
         program = status.get("program") if isinstance(status.get("program"), str) else None
         entries.append(RunEntry(folder, run_state(folder, status), command, _size(folder),
@@ -186,7 +177,7 @@ def runs_command(runs_dir: str | Path, clean_failed: bool = False, echo: Callabl
         echo(f"kept {len(kept)} interrupted run(s): continue one with --resume FOLDER, or delete it by hand")
     for entry in doomed:
         # read again just before removing: a resumed run may have started since the listing
-        if run_state(entry.path, _status(entry.path)) == "running":
+        if run_state(entry.path, read_status(entry.path)) == "running":
             echo(f"keeping {entry.path}: its run started again")
             continue
         echo(f"removing {entry.state} run {entry.path} ({human_size(entry.size)})")

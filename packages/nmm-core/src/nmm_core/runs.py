@@ -90,6 +90,15 @@ PROGRAM: ContextVar[str | None] = ContextVar("nmm_program", default=None)
 VERB: ContextVar[str | None] = ContextVar("nmm_verb", default=None)  # its words for the command (`vqa train`)
 
 
+def read_status(folder: str | Path) -> dict[str, Any]:
+    """A run folder's parsed `status.json`, or {} where it cannot be read (listing, pre-flight checks)."""
+    try:
+        data = json.loads((Path(folder) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class RunDir:
     """One run's output folder; named `X.incomplete` until `complete()` renames it to `X`."""
 
